@@ -1,0 +1,161 @@
+"""One exception base for the platform and its RFC 9457 problem+json rendering.
+
+Domain errors carry their HTTP status, a problem type slug and, when one field is at fault, the
+field's dotted path (``steps.0.config.command``). :func:`install_error_handlers` renders them, FastAPI's
+request validation errors and unexpected exceptions as ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from automation_core.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://automation-platform.dev/problems/"
+log = get_logger(__name__)
+
+
+class AutomationError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    status: int = 500
+    type_slug: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.errors = errors
+        self.headers = headers
+
+
+class InvalidInput(AutomationError):
+    status, type_slug, title = 422, "invalid-input", "Invalid input"
+
+
+class NotFound(AutomationError):
+    status, type_slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(AutomationError):
+    status, type_slug, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(AutomationError):
+    status, type_slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "missing or invalid credentials") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="automation"'})
+
+
+class Forbidden(AutomationError):
+    status, type_slug, title = 403, "forbidden", "Forbidden"
+
+
+class Unavailable(AutomationError):
+    status, type_slug, title = 503, "unavailable", "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_slug: str,
+    instance: str | None = None,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Build an ``application/problem+json`` response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + type_slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if field is not None:
+        body["field"] = field
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` as problem+json."""
+
+    async def on_domain(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AutomationError)
+        return problem_response(
+            exc.status,
+            exc.title,
+            exc.detail,
+            type_slug=exc.type_slug,
+            instance=request.url.path,
+            field=exc.field,
+            errors=exc.errors,
+            headers=exc.headers,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        return problem_response(
+            422,
+            "Invalid input",
+            f"{first['field'] or 'request'}: {first['message']}",
+            type_slug="invalid-input",
+            instance=request.url.path,
+            field=first["field"],
+            errors=errors,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        return problem_response(
+            exc.status_code,
+            title,
+            str(exc.detail),
+            type_slug=title.lower().replace(" ", "-"),
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path, error=repr(exc))
+        return problem_response(
+            500, "Internal error", "unexpected error; see the service log", type_slug="internal-error"
+        )
+
+    app.add_exception_handler(AutomationError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

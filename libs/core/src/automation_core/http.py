@@ -1,0 +1,130 @@
+"""The HTTP application factory every service uses.
+
+:func:`create_service_app` gives a FastAPI app with problem+json errors, request metrics and logs,
+``/healthz`` (the process alone), ``/readyz`` (its checks: database, broker) and ``/metrics``.
+Routers that need a caller declare :data:`CurrentPrincipal`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from automation_core import __version__
+from automation_core.auth import Authenticator, Principal
+from automation_core.errors import install_error_handlers
+from automation_core.health import Readiness
+from automation_core.logging import get_logger
+from automation_core.metrics import BUILD_INFO, HTTP_DURATION, HTTP_REQUESTS, render_metrics
+from automation_core.settings import ServiceSettings
+
+log = get_logger(__name__)
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class MetricsMiddleware:
+    """Counts and times requests by route template (never by raw path)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            elapsed = time.perf_counter() - start
+            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
+            HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
+            if template not in UNAUTHENTICATED_PATHS:
+                log.info(
+                    "http_request",
+                    method=method,
+                    route=template,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+
+
+def get_readiness(request: Request) -> Readiness:
+    readiness: Readiness = request.app.state.readiness
+    return readiness
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+async def current_principal(
+    authenticator: Annotated[Authenticator, Depends(get_authenticator)],
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The authenticated caller; 401 problem+json otherwise."""
+    return await authenticator.authenticate(authorization, x_api_key)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
+    authenticator: Authenticator | None = None,
+    readiness: Readiness | None = None,
+) -> FastAPI:
+    """A FastAPI app wired with the platform's cross-cutting parts."""
+    app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan)
+    app.state.readiness = readiness or Readiness()
+    app.state.authenticator = authenticator or Authenticator(settings)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, service=settings.service_name)
+    BUILD_INFO.labels(settings.service_name, __version__).set(1)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: database and broker answer (503 with the reasons otherwise)",
+        response_model=None,
+    )
+    async def readyz(readiness: Annotated[Readiness, Depends(get_readiness)]) -> JSONResponse:
+        ok, checks = await readiness.run()
+        body = {"status": "ok" if ok else "unavailable", "service": settings.service_name, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        payload, content_type = render_metrics()
+        return Response(payload, media_type=content_type)
+
+    return app

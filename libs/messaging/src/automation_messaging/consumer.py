@@ -1,0 +1,251 @@
+"""The consumer runner: every handled message ends one way: ack, requeue after a delay, or dead-letter.
+
+- The body must be a CloudEvent whose ``data`` validates against its schema; anything else is
+  dead-lettered at once with the reason (header ``x-dead-letter-reason``), and the consumer goes on.
+- A handler returns normally → ack (and, for a request with ``reply_to``, the returned event is sent
+  as the reply first).
+- A handler raises :class:`DeadLetter` → dead-lettered with its reason.
+- A handler raises :class:`RetryLater` or anything unexpected → requeued after a short backoff, until
+  the message has failed ``AUTOMATION_AMQP_DELIVERY_LIMIT`` times; then it is dead-lettered with the
+  last error as reason.
+
+Dead letters are re-published to ``automation.dlx`` (routing key kept, original exchange/queue/routing
+key and the reason in headers) with a confirm *before* the original is acked, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from automation_contracts import CloudEvent, ContractError, validate_event
+from automation_core.logging import get_logger
+from automation_core.metrics import MESSAGE_DURATION, MESSAGES_CONSUMED
+from automation_core.tracing import extract_context, get_tracer
+from automation_messaging.broker import Broker
+from automation_messaging.topology import DLX
+
+log = get_logger(__name__)
+tracer = get_tracer("automation.messaging")
+REASON_HEADER = "x-dead-letter-reason"
+
+
+class DeadLetter(Exception):
+    """Raise from a handler: the message can never succeed; dead-letter it with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(Exception):
+    """Raise from a handler: a transient failure; requeue after ``delay`` seconds."""
+
+    def __init__(self, reason: str, delay: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a handler may need besides the event."""
+
+    message: AbstractIncomingMessage
+    queue: str
+    routing_key: str
+    delivery_count: int
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.message.headers or {})
+
+
+Handler = Callable[[CloudEvent, Delivery], Awaitable[CloudEvent | None]]
+QueueFactory = Callable[[AbstractChannel], Awaitable[AbstractQueue]]
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    """Times this message was delivered before (quorum queues count; classic ones only flag)."""
+    raw = (message.headers or {}).get("x-delivery-count")
+    if isinstance(raw, int):
+        return raw
+    return 1 if message.redelivered else 0
+
+
+def _ids_from(event: CloudEvent) -> dict[str, str]:
+    ids = {"event_type": event.type, "event_id": event.id}
+    if isinstance(event.data, dict):
+        for key in ("execution_id", "job_id", "task_id"):
+            value = event.data.get(key)
+            if value is not None:
+                ids[key] = str(value)
+    return ids
+
+
+class Consumer:
+    """Consumes one queue with a handler; bounded by the channel's prefetch."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queue: QueueFactory,
+        handler: Handler,
+        prefetch: int | None = None,
+        validate: bool = True,
+        max_failures: int | None = None,
+    ) -> None:
+        self._broker = broker
+        self._queue_factory = queue
+        self._handler = handler
+        self._prefetch = prefetch
+        self._validate = validate
+        self._max_failures = max_failures or broker.settings.amqp_delivery_limit
+        self._service = broker.service
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: ConsumerTag | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.queue_name = ""
+
+    async def start(self) -> None:
+        self._channel = await self._broker.channel(prefetch=self._prefetch)
+        self._queue = await self._queue_factory(self._channel)
+        self.queue_name = self._queue.name
+        self._tag = await self._queue.consume(self._on_message)
+        log.info("consumer_started", queue=self.queue_name)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let handlers in flight finish within ``grace``, close the channel."""
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:  # noqa: BLE001 - closing the channel anyway
+                log.warning("consumer_cancel_failed", queue=self.queue_name, error=str(exc))
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=grace)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        start = time.perf_counter()
+        queue = self.queue_name
+        parent = extract_context(message.headers)
+        token = otel_context.attach(parent)
+        try:
+            with (
+                tracer.start_as_current_span(
+                    f"{queue} process",
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "rabbitmq",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": queue,
+                        "messaging.rabbitmq.destination.routing_key": message.routing_key or "",
+                        "messaging.message.id": message.message_id or "",
+                    },
+                ) as span,
+                structlog.contextvars.bound_contextvars(queue=queue),
+            ):
+                outcome = await self._dispatch(message)
+                if outcome != "acked":
+                    span.set_status(Status(StatusCode.ERROR, outcome))
+        finally:
+            otel_context.detach(token)
+            MESSAGE_DURATION.labels(self._service, queue).observe(time.perf_counter() - start)
+
+    async def _dispatch(self, message: AbstractIncomingMessage) -> str:
+        try:
+            event = CloudEvent.from_json_bytes(message.body)
+            if self._validate:
+                validate_event(event)
+        except ContractError as exc:
+            return await self._dead_letter(message, f"invalid message: {exc}")
+        delivery = Delivery(message, self.queue_name, message.routing_key or "", _delivery_count(message))
+        with structlog.contextvars.bound_contextvars(**_ids_from(event)):
+            try:
+                reply = await self._handler(event, delivery)
+            except DeadLetter as exc:
+                return await self._dead_letter(message, exc.reason)
+            except RetryLater as exc:
+                return await self._requeue(message, delivery, exc.reason, exc.delay)
+            except asyncio.CancelledError:
+                await message.nack(requeue=True)
+                raise
+            except Exception as exc:
+                log.exception("handler_failed", error=repr(exc))
+                return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
+            if reply is not None and message.reply_to:
+                try:
+                    await self._broker.publisher.publish(
+                        reply, exchange="", routing_key=message.reply_to, correlation_id=message.correlation_id
+                    )
+                except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
+                    log.warning("reply_not_delivered", error=repr(exc))
+            await message.ack()
+        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "acked").inc()
+        return "acked"
+
+    async def _requeue(
+        self, message: AbstractIncomingMessage, delivery: Delivery, reason: str, delay: float | None
+    ) -> str:
+        failures = delivery.delivery_count + 1
+        if failures >= self._max_failures:
+            return await self._dead_letter(message, f"failed {failures} times; last error: {reason}")
+        await asyncio.sleep(delay if delay is not None else min(0.2 * 2**failures, 5.0))
+        await message.nack(requeue=True)
+        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "requeued").inc()
+        log.warning("message_requeued", reason=reason, failures=failures)
+        return "requeued"
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> str:
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                REASON_HEADER: reason[:2000],
+                "x-original-exchange": message.exchange or "",
+                "x-original-routing-key": message.routing_key or "",
+                "x-original-queue": self.queue_name,
+                "x-dead-lettered-at": datetime.now(UTC).isoformat(),
+                "x-dead-lettered-by": self._service,
+            }
+        )
+        try:
+            await self._broker.publisher.publish_raw(
+                message.body,
+                exchange=DLX,
+                routing_key=message.routing_key or self.queue_name,
+                headers=headers,
+                message_id=message.message_id,
+                message_type=message.type,
+                content_type=message.content_type or "application/octet-stream",
+            )
+        except Exception as exc:
+            log.exception("dead_letter_publish_failed", error=repr(exc))
+            await message.nack(requeue=True)
+            MESSAGES_CONSUMED.labels(self._service, self.queue_name, "requeued").inc()
+            return "requeued"
+        await message.ack()
+        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "dead_lettered").inc()
+        log.warning("message_dead_lettered", reason=reason)
+        return "dead_lettered"

@@ -1,0 +1,131 @@
+"""The RabbitMQ topology of ARCHITECTURE.md, declared idempotently by every service at start.
+
+Every service declares all exchanges and all shared work queues (not only the ones it consumes), so a
+message published before its consumer first starts is queued, never dropped for want of a queue.
+Work queues are quorum queues by default (``AUTOMATION_AMQP_QUEUE_TYPE``) with a delivery limit, and
+dead-letter into ``automation.dlx``; ``automation.dead`` keeps every dead letter for inspection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
+
+EVENTS = "automation.events"
+COMMANDS = "automation.commands"
+CONTROL = "automation.control"
+RETRY = "automation.retry"
+DLX = "automation.dlx"
+DEAD_QUEUE = "automation.dead"
+EXECUTOR_RUNS = "executor.runs"
+BROWSER_TASKS = "browser-pool.tasks"
+RUN_REQUESTED = "run.requested"
+BROWSER_TASK = "browser.task"
+
+EXCHANGES: dict[str, ExchangeType] = {
+    EVENTS: ExchangeType.TOPIC,
+    COMMANDS: ExchangeType.TOPIC,
+    CONTROL: ExchangeType.FANOUT,
+    RETRY: ExchangeType.DIRECT,
+    DLX: ExchangeType.TOPIC,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A durable work queue and its bindings (exchange, routing key)."""
+
+    name: str
+    bindings: tuple[tuple[str, str], ...]
+    max_priority: int | None = None
+    extra_arguments: dict[str, Any] = field(default_factory=dict)
+
+
+WORK_QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(EXECUTOR_RUNS, ((COMMANDS, RUN_REQUESTED),)),
+    QueueSpec(BROWSER_TASKS, ((COMMANDS, BROWSER_TASK),)),
+)
+
+
+def work_queue_arguments(queue_type: str, delivery_limit: int, spec: QueueSpec | None = None) -> dict[str, Any]:
+    """Arguments of a durable work queue: dead-lettering into ``automation.dlx``, quorum with delivery limit."""
+    args: dict[str, Any] = {"x-dead-letter-exchange": DLX, "x-queue-type": queue_type}
+    if queue_type == "quorum":
+        args["x-delivery-limit"] = delivery_limit
+    if spec is not None:
+        if spec.max_priority is not None and queue_type == "classic":
+            args["x-max-priority"] = spec.max_priority
+        args.update(spec.extra_arguments)
+    return args
+
+
+async def declare_topology(channel: AbstractChannel, *, queue_type: str = "quorum", delivery_limit: int = 5) -> None:
+    """Declare the exchanges, the dead-letter queue and the shared work queues (idempotent)."""
+    for name, kind in EXCHANGES.items():
+        await channel.declare_exchange(name, kind, durable=True)
+    dead = await channel.declare_queue(DEAD_QUEUE, durable=True, arguments={"x-queue-type": queue_type})
+    await dead.bind(DLX, routing_key="#")
+    for spec in WORK_QUEUES:
+        await declare_work_queue(channel, spec, queue_type=queue_type, delivery_limit=delivery_limit)
+
+
+async def declare_work_queue(
+    channel: AbstractChannel, spec: QueueSpec, *, queue_type: str = "quorum", delivery_limit: int = 5
+) -> AbstractQueue:
+    """Declare one durable work queue with dead-lettering and bind it."""
+    queue = await channel.declare_queue(
+        spec.name, durable=True, arguments=work_queue_arguments(queue_type, delivery_limit, spec)
+    )
+    for exchange, routing_key in spec.bindings:
+        await queue.bind(exchange, routing_key=routing_key)
+    return queue
+
+
+async def declare_delay_queue(channel: AbstractChannel, *, delay_ms: int, target_exchange: str, target_key: str) -> str:
+    """A TTL queue on ``automation.retry`` that dead-letters back to ``target_exchange``/``target_key``.
+
+    Returns the routing key to publish to on ``automation.retry``. One queue per delay step keeps
+    expiry in arrival order.
+    """
+    name = f"{RETRY}.{target_key}.{delay_ms}ms"
+    queue = await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": target_exchange,
+            "x-dead-letter-routing-key": target_key,
+        },
+    )
+    await queue.bind(RETRY, routing_key=name)
+    return name
+
+
+async def declare_service_queue(
+    channel: AbstractChannel,
+    name: str,
+    bindings: list[tuple[str, str]],
+    *,
+    queue_type: str = "quorum",
+    delivery_limit: int = 5,
+) -> AbstractQueue:
+    """A service's own durable queue (e.g. ``scheduler.job-events``) bound to the given keys."""
+    return await declare_work_queue(
+        channel, QueueSpec(name, tuple(bindings)), queue_type=queue_type, delivery_limit=delivery_limit
+    )
+
+
+async def declare_exclusive_queue(channel: AbstractChannel, bindings: list[tuple[str, str]]) -> AbstractQueue:
+    """A server-named exclusive queue (one per replica, e.g. for ``automation.control`` broadcasts)."""
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for exchange, routing_key in bindings:
+        await queue.bind(exchange, routing_key=routing_key)
+    return queue
+
+
+def persistent(body: bytes, **kwargs: object) -> aio_pika.Message:
+    """A persistent message."""
+    return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **kwargs)  # type: ignore[arg-type]

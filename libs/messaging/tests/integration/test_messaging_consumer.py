@@ -1,0 +1,167 @@
+"""Consumer runner against the real broker: ack, requeue, dead-letter with reason, keep consuming."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from automation_contracts import CloudEvent, build_event
+from automation_core.settings import ServiceSettings
+from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
+from automation_messaging.consumer import Consumer
+from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, declare_service_queue
+from automation_testing import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def job_deleted(**overrides: object) -> CloudEvent:
+    data: dict[str, object] = {
+        "job_id": str(uuid.uuid4()),
+        "account_id": str(uuid.uuid4()),
+        "version": 2,
+        "deleted_at": datetime.now(UTC).isoformat(),
+    }
+    data.update(overrides)
+    return build_event("job.deleted", source="/tests/messaging", data=data)
+
+
+@pytest.fixture
+async def broker(amqp_url: str, database_url: str) -> AsyncIterator[Broker]:
+    settings = ServiceSettings(
+        service_name="msgtest",
+        env="development",
+        amqp_url=amqp_url,  # type: ignore[arg-type]
+        database_url=database_url,  # type: ignore[arg-type]
+        amqp_delivery_limit=3,
+    )
+    b = Broker(settings)
+    await b.connect()
+    yield b
+    await b.close()
+
+
+async def drain_dead(broker: Broker) -> AsyncIterator[AbstractIncomingMessage]:
+    channel = await broker.channel()
+    queue = await channel.get_queue(DEAD_QUEUE, ensure=False)
+    try:
+        while (msg := await queue.get(no_ack=True, fail=False)) is not None:
+            yield msg
+    finally:
+        await channel.close()
+
+
+async def dead_letters(broker: Broker, expected: int) -> list[AbstractIncomingMessage]:
+    found: list[AbstractIncomingMessage] = []
+
+    async def probe() -> bool:
+        found.extend([m async for m in drain_dead(broker)])
+        return len(found) >= expected
+
+    await wait_until(probe, timeout=15, what=f"{expected} dead letters")
+    return found
+
+
+def queue_factory(name: str, key: str) -> object:
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        return await declare_service_queue(channel, name, [(EVENTS, key)], queue_type="quorum", delivery_limit=3)
+
+    return declare
+
+
+async def test_bad_messages_are_dead_lettered_with_reason_and_consumption_goes_on(broker: Broker) -> None:
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        handled.append(event.id)
+
+    consumer = Consumer(broker, queue=queue_factory("msgtest.bad", "job.*"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        publisher = broker.publisher
+        await publisher.publish_raw(b"{not json", exchange=EVENTS, routing_key="job.deleted")
+        invalid = job_deleted(version=0)  # schema says version >= 1
+        await publisher.publish(invalid, exchange=EVENTS)
+        valid = job_deleted()
+        await publisher.publish(valid, exchange=EVENTS)
+        await wait_until(lambda: asyncio.sleep(0, valid.id in handled), what="the valid message")
+        dead = await dead_letters(broker, 2)
+    finally:
+        await consumer.stop()
+    reasons = sorted(str(m.headers[REASON_HEADER]) for m in dead)
+    assert reasons[0].startswith("invalid message:")
+    assert "data.version" in " ".join(reasons)
+    assert all(m.headers["x-original-queue"] == "msgtest.bad" for m in dead)
+    assert handled == [valid.id]
+
+
+async def test_failing_handler_is_requeued_then_dead_lettered_at_the_limit(broker: Broker) -> None:
+    attempts: list[int] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        attempts.append(delivery.delivery_count)
+        raise RuntimeError("database is on fire")
+
+    consumer = Consumer(broker, queue=queue_factory("msgtest.fail", "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
+        dead = await dead_letters(broker, 1)
+    finally:
+        await consumer.stop()
+    assert attempts == [0, 1, 2]
+    assert "failed 3 times; last error: RuntimeError: database is on fire" in str(dead[0].headers[REASON_HEADER])
+
+
+async def test_dead_letter_outcome_and_trace_context(broker: Broker) -> None:
+    seen: list[Delivery] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        seen.append(delivery)
+        raise DeadLetter("job is unknown")
+
+    consumer = Consumer(broker, queue=queue_factory("msgtest.dl", "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(
+            job_deleted(), exchange=EVENTS, headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+        )
+        dead = await dead_letters(broker, 1)
+    finally:
+        await consumer.stop()
+    assert dead[0].headers[REASON_HEADER] == "job is unknown"
+    assert seen[0].headers["traceparent"].startswith("00-" + "a" * 32)
+    body = json.loads(dead[0].body)
+    assert body["type"] == "job.deleted"
+
+
+async def test_request_reply(broker: Broker) -> None:
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        queue = await channel.declare_queue(f"msgtest.rpc.{uuid.uuid4().hex[:6]}", exclusive=True)
+        await queue.bind(COMMANDS, routing_key="msgtest.echo")
+        return queue
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        return build_event("msgtest.echoed", source="/tests/rpc", data={"echo": event.data})
+
+    consumer = Consumer(broker, queue=declare, handler=handler)
+    await consumer.start()
+    client = RpcClient(broker)
+    await client.start()
+    try:
+        request = build_event("msgtest.echo", source="/tests/rpc", data={"n": 1})
+        replies = await asyncio.gather(*(client.call(request, routing_key="msgtest.echo", timeout=5) for _ in range(5)))
+        assert all(r.data == {"echo": {"n": 1}} for r in replies)
+        with pytest.raises(aio_pika.exceptions.DeliveryError):
+            await client.call(request, routing_key="msgtest.nobody-listens", timeout=1)
+    finally:
+        await client.stop()
+        await consumer.stop()
+    assert issubclass(RpcTimeout, TimeoutError)

@@ -1,0 +1,12 @@
+"""Queue arguments are the ones every service must agree on (a mismatch fails declaration)."""
+
+from automation_messaging.topology import DLX, WORK_QUEUES, work_queue_arguments
+
+
+def test_quorum_work_queues_dead_letter_with_a_delivery_limit() -> None:
+    args = work_queue_arguments("quorum", 5, WORK_QUEUES[0])
+    assert args == {"x-dead-letter-exchange": DLX, "x-queue-type": "quorum", "x-delivery-limit": 5}
+
+
+def test_classic_queues_have_no_delivery_limit() -> None:
+    assert "x-delivery-limit" not in work_queue_arguments("classic", 5)
