@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 # System tools the suite and its tests use (Debian package names).
-APT_NEEDS := chromium:chromium chromium:fonts-liberation promtool:prometheus kubectl:kubernetes-client
+APT_NEEDS := chromium:chromium chromium:fonts-liberation promtool:prometheus
 
 .PHONY: help
 help: ## List the targets
@@ -15,7 +15,7 @@ help: ## List the targets
 .PHONY: install install-system install-python
 install: install-system install-python ## Install what is missing: system packages and the locked Python environment
 
-install-system: ## apt-get install the system tools that are missing (Chromium, promtool, kubectl)
+install-system: ## apt-get install the system tools that are missing (Chromium, fonts, promtool)
 	@missing=""; for pair in $(APT_NEEDS); do tool=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$tool >/dev/null 2>&1 || ! dpkg -s $$pkg >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; done; \
 	if [ -n "$$missing" ]; then \
