@@ -1,0 +1,132 @@
+"""Checking one event: its envelope, who may produce it, and whether the history can keep it.
+
+The envelope rules are those of CloudEvents 1.0 (``automation_contracts.CloudEvent`` enforces them)
+plus the gateway's own: the type must be a routing key, and the history's keys have bounded sizes.
+Every refusal is an :class:`~.errors.EventRejected` naming the attribute at fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from automation_contracts import CORE_ATTRIBUTES, EVENT_MODELS, CloudEvent, ContractError
+from automation_event_gateway.domain.errors import EventRejected, RejectReason
+from automation_event_gateway.domain.routing import routing_key_problem
+
+EXTENSION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+MAX_EXTENSION_NAME = 20
+MAX_ID_BYTES = 256
+MAX_SOURCE_BYTES = 1024
+MAX_DATA_DEPTH = 100
+PLATFORM_TYPES = frozenset(EVENT_MODELS)
+"""The platform's own message types (their data schemas live in ``proto-schemas/``)."""
+RESERVED_NAMESPACES = frozenset({"job", "execution", "browser"})
+RESERVED_TYPES = frozenset({"run.requested"})
+
+
+def is_extension_name(name: str) -> bool:
+    """The CloudEvents naming rule: 1 to 20 lower-case ASCII letters and digits."""
+    return 0 < len(name) <= MAX_EXTENSION_NAME and set(name) <= EXTENSION_CHARS
+
+
+def is_reserved_type(event_type: str) -> bool:
+    """Types only the platform's services may produce: ``run.requested``, ``job.*``, ``execution.*``, ``browser.*``."""
+    return (
+        event_type in PLATFORM_TYPES
+        or event_type in RESERVED_TYPES
+        or event_type.split(".", 1)[0] in RESERVED_NAMESPACES
+    )
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def parse_event(raw: object) -> CloudEvent:
+    """A CloudEvent from a decoded JSON object, or EventRejected naming the attribute at fault."""
+    if not isinstance(raw, Mapping):
+        raise EventRejected(RejectReason.MALFORMED, "an event must be a JSON object")
+    for name, value in raw.items():
+        if name in CORE_ATTRIBUTES:
+            continue
+        if not is_extension_name(name):
+            raise EventRejected(
+                RejectReason.INVALID_ENVELOPE,
+                "not a CloudEvents attribute; extension names are 1 to 20 lower-case letters and digits",
+                name,
+            )
+        if value is not None and not isinstance(value, str | int):
+            raise EventRejected(
+                RejectReason.INVALID_ENVELOPE, "an extension attribute must be a string, integer or boolean", name
+            )
+    try:
+        event = CloudEvent.from_dict(raw)
+    except ContractError as exc:
+        raise EventRejected(RejectReason.INVALID_ENVELOPE, _clean(exc.reason), exc.path) from exc
+    problem = routing_key_problem(event.type)
+    if problem is not None:
+        raise EventRejected(RejectReason.INVALID_ENVELOPE, problem, "type")
+    if event.data_base64 is not None:
+        try:
+            base64.b64decode(event.data_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise EventRejected(RejectReason.INVALID_ENVELOPE, "must be valid base64", "data_base64") from exc
+    check_storable(event)
+    return event
+
+
+def check_producer(event: CloudEvent, *, is_admin: bool) -> None:
+    """Refuse platform-owned types from anyone but the admin, and unknown types in their namespaces."""
+    if not is_reserved_type(event.type):
+        return
+    if not is_admin:
+        raise EventRejected(
+            RejectReason.FORBIDDEN_TYPE,
+            f"{event.type!r} is a platform event type; only the platform's services (admin) may produce it",
+            "type",
+        )
+    if event.type not in PLATFORM_TYPES:
+        raise EventRejected(
+            RejectReason.INVALID_ENVELOPE,
+            f"{event.type!r} is in a platform namespace but is not a platform event type",
+            "type",
+        )
+
+
+def check_storable(event: CloudEvent) -> None:
+    """Refuse what PostgreSQL cannot keep: NUL characters, non-finite numbers, too-deep data, oversized keys."""
+    if len(event.id.encode()) > MAX_ID_BYTES:
+        raise EventRejected(RejectReason.UNSTORABLE, f"must be at most {MAX_ID_BYTES} bytes", "id")
+    if len(event.source.encode()) > MAX_SOURCE_BYTES:
+        raise EventRejected(RejectReason.UNSTORABLE, f"must be at most {MAX_SOURCE_BYTES} bytes", "source")
+    attributes: dict[str, Any] = event.model_dump(exclude={"time"})
+    attributes.pop("data", None)
+    _check_value(attributes, "", depth_limit=2)
+    _check_value(event.data, "data", depth_limit=MAX_DATA_DEPTH)
+
+
+def _check_value(value: Any, root: str, *, depth_limit: int) -> None:
+    """Walk a JSON value without recursion (its depth is what is being checked)."""
+    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
+    while stack:
+        current, path, depth = stack.pop()
+        if depth > depth_limit:
+            raise EventRejected(RejectReason.UNSTORABLE, f"nested deeper than {depth_limit} levels", path)
+        if isinstance(current, str):
+            if "\x00" in current:
+                raise EventRejected(RejectReason.UNSTORABLE, "must not contain NUL (U+0000) characters", path)
+        elif isinstance(current, float):
+            if not math.isfinite(current):
+                raise EventRejected(RejectReason.UNSTORABLE, "numbers must be finite (no NaN or Infinity)", path)
+        elif isinstance(current, Mapping):
+            for key, item in current.items():
+                child = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    raise EventRejected(RejectReason.UNSTORABLE, "keys must not contain NUL characters", path)
+                stack.append((item, child, depth + 1))
+        elif isinstance(current, list | tuple):
+            stack.extend((item, f"{path}.{index}", depth + 1) for index, item in enumerate(current))
