@@ -1,0 +1,1 @@
+"""job-api: the Automation Platform's public REST API (accounts, API keys, jobs, executions)."""

@@ -1,0 +1,88 @@
+"""Execution events into the read model: queue ``job-api.execution-events`` bound to ``execution.*``.
+
+Each event is checked against its schema by the consumer runner, parsed into its model here and
+applied monotonically (see :mod:`automation_job_api.domain.executions`). Messages that can never be
+applied (no model, wrong shape, an execution id already recorded for another job or account) are
+dead-lettered with the reason; duplicates and stale events are acknowledged without effect.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, parse_data
+from automation_core.logging import get_logger
+from automation_core.settings import ServiceSettings
+from automation_job_api.domain.executions import TRIGGERS, TriggerName
+from automation_job_api.service.executions import ExecutionService, ForeignExecution
+from automation_messaging import DeadLetter, Delivery
+from automation_messaging.topology import EVENTS, declare_service_queue
+
+EXECUTION_EVENTS_QUEUE = "job-api.execution-events"
+RECORDED_TYPES = frozenset(
+    {
+        "execution.started",
+        "execution.log",
+        "execution.succeeded",
+        "execution.failed",
+        "execution.timed_out",
+        "execution.cancelled",
+    }
+)
+log = get_logger(__name__)
+
+
+def trigger_of(event: CloudEvent) -> TriggerName:
+    """The run's trigger: ``data.trigger`` or the ``trigger`` extension when set, else ``schedule``.
+
+    Manual runs have their row (trigger ``manual``) before any event, so this only names runs first
+    seen through their events.
+    """
+    candidates = [event.data.get("trigger") if isinstance(event.data, dict) else None, event.extensions.get("trigger")]
+    for value in candidates:
+        if value in TRIGGERS:
+            return cast(TriggerName, value)
+    return "schedule"
+
+
+class ExecutionEventsConsumer:
+    """Declares the queue and handles its messages."""
+
+    def __init__(self, executions: ExecutionService, settings: ServiceSettings) -> None:
+        self._executions = executions
+        self._settings = settings
+
+    async def declare(self, channel: AbstractChannel) -> AbstractQueue:
+        """The durable queue bound to ``automation.events`` with ``execution.*``."""
+        return await declare_service_queue(
+            channel,
+            EXECUTION_EVENTS_QUEUE,
+            [(EVENTS, "execution.*")],
+            queue_type=self._settings.amqp_queue_type,
+            delivery_limit=self._settings.amqp_delivery_limit,
+        )
+
+    async def handle(self, event: CloudEvent, _delivery: Delivery) -> CloudEvent | None:
+        """Record one execution event."""
+        if event.type not in RECORDED_TYPES:
+            raise DeadLetter(f"job-api does not record {event.type!r} events")
+        try:
+            data = parse_data(event, EVENT_MODELS[event.type])
+        except ContractError as exc:
+            raise DeadLetter(f"invalid {event.type}: {exc}") from exc
+        ids = data.model_dump(include={"execution_id", "account_id", "job_id"})
+        try:
+            changed = await self._executions.record(
+                event.type,
+                data,
+                execution_id=ids["execution_id"],
+                account_id=ids["account_id"],
+                job_id=ids["job_id"],
+                trigger=trigger_of(event),
+            )
+        except ForeignExecution as exc:
+            raise DeadLetter(str(exc)) from exc
+        log.info("execution_event_recorded", changed=changed, attempt=getattr(data, "attempt", None))
+        return None

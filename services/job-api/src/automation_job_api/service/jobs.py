@@ -1,0 +1,221 @@
+"""Job use cases: each change writes the job row, a ``job_versions`` snapshot and the outbox message
+in one transaction; a manual run writes the execution row and ``run.requested`` together."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from automation_core.errors import Conflict, NotFound
+from automation_core.logging import get_logger
+from automation_db import utcnow
+from automation_job_api.db.tables import Execution, Job, JobVersion
+from automation_job_api.domain.executions import ExecutionState
+from automation_job_api.domain.jobs import JobDefinition, check_definition
+from automation_job_api.domain.parameters import resolve_parameters
+from automation_job_api.metrics import EXECUTIONS_RECORDED
+from automation_job_api.service.events import (
+    job_changed,
+    job_deleted,
+    job_spec,
+    publish_command,
+    publish_event,
+    run_requested,
+)
+from automation_job_api.service.paging import Page, newest_first
+
+log = get_logger(__name__)
+
+
+def _columns(definition: JobDefinition) -> dict[str, Any]:
+    dumped = definition.model_dump(mode="json")
+    return {
+        key: dumped[key]
+        for key in (
+            "name",
+            "description",
+            "schedule",
+            "timezone",
+            "enabled",
+            "timeout_seconds",
+            "retries",
+            "retry_backoff",
+            "priority",
+            "max_concurrency",
+            "parameters",
+            "steps",
+        )
+    }
+
+
+class JobService:
+    """Use cases on one account's jobs; another account's job is a 404."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, on_change: Callable[[], None]) -> None:
+        self._sessions = sessions
+        self._on_change = on_change
+
+    async def create(self, account_id: uuid.UUID, definition: JobDefinition) -> Job:
+        """Store a new job at version 1 and announce ``job.created``."""
+        check_definition(definition)
+        now = utcnow()
+        job = Job(id=uuid.uuid4(), account_id=account_id, version=1, created_at=now, updated_at=now)
+        for key, value in _columns(definition).items():
+            setattr(job, key, value)
+        async with self._sessions.begin() as session:
+            session.add(job)
+            await self._flush(session, definition.name)
+            await self._record(session, job, "created", now)
+        self._changed("job_created", job)
+        return job
+
+    async def get(self, account_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        """One job of the account."""
+        async with self._sessions() as session:
+            return await self._load(session, self._owned(account_id, job_id))
+
+    async def list(
+        self,
+        account_id: uuid.UUID,
+        *,
+        enabled: bool | None,
+        name: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Job]:
+        """The account's jobs, newest first, optionally only enabled/disabled ones or the one named ``name``."""
+        stmt = select(Job).where(Job.account_id == account_id)
+        if enabled is not None:
+            stmt = stmt.where(Job.enabled.is_(enabled))
+        if name is not None:
+            stmt = stmt.where(Job.name == name)
+        async with self._sessions() as session:
+            return await newest_first(session, stmt, created_at=Job.created_at, id_=Job.id, cursor=cursor, limit=limit)
+
+    async def replace(self, account_id: uuid.UUID, job_id: uuid.UUID, definition: JobDefinition) -> Job:
+        """Replace the whole definition; the version grows by one and ``job.updated`` is announced."""
+        check_definition(definition)
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            job = await self._load(session, self._owned(account_id, job_id).with_for_update())
+            for key, value in _columns(definition).items():
+                setattr(job, key, value)
+            job.version += 1
+            job.updated_at = now
+            await self._flush(session, definition.name)
+            await self._record(session, job, "updated", now)
+        self._changed("job_updated", job)
+        return job
+
+    async def set_enabled(self, account_id: uuid.UUID, job_id: uuid.UUID, enabled: bool) -> Job:
+        """Enable or disable the schedule (a new version); no change, no new version, when already so."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            job = await self._load(session, self._owned(account_id, job_id).with_for_update())
+            if job.enabled is enabled:
+                return job
+            job.enabled = enabled
+            job.version += 1
+            job.updated_at = now
+            await session.flush()
+            await self._record(session, job, "enabled" if enabled else "disabled", now)
+        self._changed("job_enabled" if enabled else "job_disabled", job)
+        return job
+
+    async def delete(self, account_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Delete the job (its executions stay readable); ``job.deleted`` is announced at a new version."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            job = await self._load(session, self._owned(account_id, job_id).with_for_update())
+            version = job.version + 1
+            session.add(
+                JobVersion(
+                    job_id=job.id,
+                    version=version,
+                    account_id=account_id,
+                    change="deleted",
+                    spec=job_spec(job).model_dump(mode="json"),
+                    created_at=now,
+                )
+            )
+            await session.execute(delete(Job).where(Job.id == job.id))
+            await publish_event(session, job_deleted(job, version, now))
+        self._changed("job_deleted", job)
+
+    async def execute(self, account_id: uuid.UUID, job_id: uuid.UUID, parameters: dict[str, Any]) -> uuid.UUID:
+        """Queue a manual run (disabled jobs too): the execution row and ``run.requested`` together."""
+        now = utcnow()
+        execution_id = uuid.uuid4()
+        async with self._sessions.begin() as session:
+            job = await self._load(session, self._owned(account_id, job_id).with_for_update(read=True))
+            resolved = resolve_parameters(job.parameters, parameters)
+            state = ExecutionState.queued()
+            session.add(
+                Execution(
+                    id=execution_id,
+                    account_id=account_id,
+                    job_id=job.id,
+                    status=state.status,
+                    attempt=state.attempt,
+                    phase=int(state.phase),
+                    trigger="manual",
+                    job_version=job.version,
+                    parameters=resolved,
+                    queued_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await publish_command(session, run_requested(execution_id, job, job_spec(job), resolved, now))
+        EXECUTIONS_RECORDED.labels("queued").inc()
+        log.info(
+            "run_requested", execution_id=str(execution_id), job_id=str(job_id), trigger="manual", version=job.version
+        )
+        return execution_id
+
+    @staticmethod
+    def _owned(account_id: uuid.UUID, job_id: uuid.UUID) -> Select[Job]:
+        return select(Job).where(Job.id == job_id, Job.account_id == account_id)
+
+    @staticmethod
+    async def _load(session: AsyncSession, stmt: Select[Job]) -> Job:
+        job = await session.scalar(stmt)
+        if job is None:
+            raise NotFound("job not found")
+        return job
+
+    @staticmethod
+    async def _flush(session: AsyncSession, name: str) -> None:
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            if "uq_jobs_account_id_name" in str(exc.orig):
+                raise Conflict(f"a job named {name!r} already exists in this account", field="name") from exc
+            raise
+
+    @staticmethod
+    async def _record(session: AsyncSession, job: Job, change: str, at: datetime) -> None:
+        spec = job_spec(job)
+        session.add(
+            JobVersion(
+                job_id=job.id,
+                version=job.version,
+                account_id=job.account_id,
+                change=change,
+                spec=spec.model_dump(mode="json"),
+                created_at=at,
+            )
+        )
+        await publish_event(
+            session, job_changed("job.created" if change == "created" else "job.updated", job, spec, at)
+        )
+
+    def _changed(self, event: str, job: Job) -> None:
+        self._on_change()
+        log.info(event, job_id=str(job.id), account_id=str(job.account_id), version=job.version)

@@ -1,0 +1,299 @@
+"""Execution events into the read model: retries, duplicates, out-of-order delivery, logs, dead letters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from jobapi_support import AccountCreds, create_job, new_account, next_message, publish, publish_event
+
+from automation_contracts import CloudEvent, build_event
+from automation_testing import wait_until
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+class Run:
+    """Builds the execution events of one run as an executor would publish them."""
+
+    def __init__(self, execution_id: str, job_id: str, account_id: str) -> None:
+        self.ids = {"execution_id": execution_id, "job_id": job_id, "account_id": account_id}
+
+    def _event(self, event_type: str, **data: Any) -> CloudEvent:
+        return build_event(
+            event_type, source="/automation/executor", data={**self.ids, **data}, subject=self.ids["execution_id"]
+        )
+
+    def started(self, attempt: int, at: float) -> CloudEvent:
+        return self._event("execution.started", attempt=attempt, started_at=_at(at), worker="executor-1")
+
+    def log(self, attempt: int, seq: int, *lines: tuple[str, str | None, str]) -> CloudEvent:
+        entries = [
+            {"ts": _at(seq + i / 10), "stream": s, "step": step, "text": t} for i, (s, step, t) in enumerate(lines)
+        ]
+        return self._event("execution.log", attempt=attempt, seq=seq, entries=entries, truncated=False)
+
+    def failed(self, attempt: int, at: float, *, will_retry: bool) -> CloudEvent:
+        return self._event(
+            "execution.failed",
+            attempt=attempt,
+            started_at=_at(at - 1),
+            finished_at=_at(at),
+            exit_code=2,
+            error="step build exited 2",
+            will_retry=will_retry,
+            next_attempt_at=_at(at + 1) if will_retry else None,
+        )
+
+    def succeeded(self, attempt: int, at: float) -> CloudEvent:
+        return self._event(
+            "execution.succeeded",
+            attempt=attempt,
+            started_at=_at(at - 1),
+            finished_at=_at(at),
+            exit_code=0,
+            result={"steps": {"build": {"exit_code": 0}}},
+        )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def dead(amqp: AbstractChannel) -> AbstractQueue:
+    return await amqp.get_queue("automation.dead", ensure=True)
+
+
+async def _execution(client: httpx.AsyncClient, creds: AccountCreds, execution_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/v1/executions/{execution_id}", headers=creds.headers)
+    assert resp.status_code in {200, 404}, resp.text
+    return resp.json() if resp.status_code == 200 else {}
+
+
+async def _wait_for(
+    client: httpx.AsyncClient, creds: AccountCreds, execution_id: str, what: str, **expected: Any
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        execution = await _execution(client, creds, execution_id)
+        return execution if all(execution.get(k) == v for k, v in expected.items()) else None
+
+    return await wait_until(probe, timeout=10, what=what)
+
+
+async def _logs(client: httpx.AsyncClient, creds: AccountCreds, execution_id: str) -> str:
+    resp = await client.get(f"/api/v1/executions/{execution_id}/logs", headers=creds.headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/plain")
+    return resp.text
+
+
+async def test_a_manual_run_that_retries_then_succeeds(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    job = await create_job(client, account, parameters={"type": "object"})
+    execution_id = (await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)).json()[
+        "execution_id"
+    ]
+    run = Run(execution_id, job["id"], account.id)
+
+    await publish_event(amqp, run.started(1, 1))
+    running = await _wait_for(client, account, execution_id, "attempt 1 running", status="running")
+    assert (running["attempt"], running["started_at"]) == (1, "2026-11-23T12:00:01Z")
+    await publish_event(amqp, run.log(1, 0, ("stdout", "build", "compiling"), ("stderr", "build", "error: nope")))
+    await publish_event(amqp, run.failed(1, 3, will_retry=True))
+    retrying = await _wait_for(client, account, execution_id, "queued for retry", status="queued", exit_code=2)
+    assert (retrying["attempt"], retrying["error"]) == (1, "step build exited 2")
+    await publish_event(amqp, run.started(2, 5))
+    await _wait_for(client, account, execution_id, "attempt 2 running", status="running", attempt=2)
+    await publish_event(amqp, run.log(2, 0, ("system", None, "attempt 2"), ("stdout", "build", "done")))
+    await publish_event(amqp, run.succeeded(2, 7))
+    final = await _wait_for(client, account, execution_id, "succeeded", status="succeeded")
+    assert final["attempt"] == 2
+    assert (final["started_at"], final["finished_at"]) == ("2026-11-23T12:00:06Z", "2026-11-23T12:00:07Z")
+    assert (final["exit_code"], final["error"], final["trigger"]) == (0, None, "manual")
+    assert final["result"] == {"steps": {"build": {"exit_code": 0}}}
+
+    async def full_log() -> str | None:
+        text = await _logs(client, account, execution_id)
+        return text if text.count("\n") == 6 else None
+
+    assert await wait_until(full_log, what="both attempts' logs") == (
+        "--- attempt 1 ---\n"
+        "2026-11-23T12:00:00Z stdout [build] compiling\n"
+        "2026-11-23T12:00:00.100000Z stderr [build] error: nope\n"
+        "--- attempt 2 ---\n"
+        "2026-11-23T12:00:00Z system [-] attempt 2\n"
+        "2026-11-23T12:00:00.100000Z stdout [build] done\n"
+    )
+
+
+async def test_a_scheduled_run_seen_out_of_order_and_duplicated(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    job_id = str(uuid.uuid4())  # the scheduler's runs need no row of ours beforehand
+    execution_id = str(uuid.uuid4())
+    run = Run(execution_id, job_id, account.id)
+    finished = run.succeeded(1, 9)
+    await publish_event(amqp, finished)
+    first = await _wait_for(client, account, execution_id, "row created by a terminal event", status="succeeded")
+    assert (first["trigger"], first["attempt"], first["job_id"]) == ("schedule", 1, job_id)
+    assert first["queued_at"] is None
+
+    late_log = run.log(1, 1, ("stdout", "main", "second batch"))
+    early_log = run.log(1, 0, ("stdout", "main", "first batch"))
+    for event in [late_log, run.started(1, 2), early_log, early_log, finished, run.started(1, 2)]:
+        await publish_event(amqp, event)
+
+    async def both_batches() -> str | None:
+        text = await _logs(client, account, execution_id)
+        return text if "second batch" in text and "first batch" in text else None
+
+    text = await wait_until(both_batches, what="both log batches")
+    assert text == (
+        "--- attempt 1 ---\n"
+        "2026-11-23T12:00:00Z stdout [main] first batch\n"
+        "2026-11-23T12:00:01Z stdout [main] second batch\n"
+    )
+    after = await _execution(client, account, execution_id)
+    assert after["status"] == "succeeded"  # the late start and logs did not reopen it
+    assert after["started_at"] == "2026-11-23T12:00:08Z"
+    assert after["finished_at"] == "2026-11-23T12:00:09Z"
+
+    listed = await client.get(
+        "/api/v1/executions", params={"status": "succeeded", "trigger": "schedule"}, headers=account.headers
+    )
+    assert execution_id in {e["id"] for e in listed.json()["items"]}
+    by_job = (await client.get("/api/v1/executions", params={"job_id": job_id}, headers=account.headers)).json()
+    assert [e["id"] for e in by_job["items"]] == [execution_id]
+    manual_only = await client.get("/api/v1/executions", params={"trigger": "manual"}, headers=account.headers)
+    assert execution_id not in {e["id"] for e in manual_only.json()["items"]}
+    bad = await client.get("/api/v1/executions", params={"status": "exploded"}, headers=account.headers)
+    assert (bad.status_code, bad.json()["field"]) == (422, "status")
+
+
+async def test_a_lower_attempt_arriving_late_changes_nothing(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    execution_id = str(uuid.uuid4())
+    run = Run(execution_id, str(uuid.uuid4()), account.id)
+    await publish_event(amqp, run.started(2, 10))
+    await _wait_for(client, account, execution_id, "attempt 2 running", status="running", attempt=2)
+    await publish_event(amqp, run.failed(1, 5, will_retry=False))
+    await publish_event(amqp, run.log(2, 0, ("stdout", "s", "marker")))
+
+    async def logged() -> bool:
+        return "marker" in await _logs(client, account, execution_id)
+
+    await wait_until(logged, what="the attempt 2 log")
+    after = await _execution(client, account, execution_id)
+    assert (after["status"], after["attempt"], after["error"]) == ("running", 2, None)
+
+
+async def test_executions_of_another_account_are_404(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    execution_id = str(uuid.uuid4())
+    await publish_event(amqp, Run(execution_id, str(uuid.uuid4()), account.id).started(1, 0))
+    await _wait_for(client, account, execution_id, "recorded", status="running")
+    stranger = await new_account(client)
+    for suffix in ("", "/logs"):
+        resp = await client.get(f"/api/v1/executions/{execution_id}{suffix}", headers=stranger.headers)
+        assert resp.status_code == 404
+        assert resp.headers["content-type"] == "application/problem+json"
+    theirs = (await client.get("/api/v1/executions", headers=stranger.headers)).json()
+    assert theirs == {"items": [], "next_cursor": None}
+
+
+async def test_executions_list_newest_first_in_pages(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    job = await create_job(client, account, parameters={"type": "object"})
+    made = [
+        (await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)).json()["execution_id"]
+        for _ in range(3)
+    ]
+    first = (
+        await client.get("/api/v1/executions", params={"job_id": job["id"], "limit": 2}, headers=account.headers)
+    ).json()
+    second = (
+        await client.get(
+            "/api/v1/executions",
+            params={"job_id": job["id"], "limit": 2, "cursor": first["next_cursor"]},
+            headers=account.headers,
+        )
+    ).json()
+    assert [e["id"] for e in first["items"] + second["items"]] == list(reversed(made))
+    assert second["next_cursor"] is None
+
+
+async def _dead_letter(dead: AbstractQueue, message_id: str) -> tuple[str, bytes]:
+    while True:
+        message = await next_message(dead, what=f"dead letter {message_id}")
+        if message.message_id == message_id:
+            headers = message.headers or {}
+            assert headers["x-original-queue"] == "job-api.execution-events"
+            reason = headers["x-dead-letter-reason"]
+            return (reason.decode() if isinstance(reason, bytes) else str(reason)), message.body
+
+
+async def test_malformed_and_schema_invalid_messages_are_dead_lettered_and_consumption_goes_on(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel, dead: AbstractQueue
+) -> None:
+    await publish(amqp, "automation.events", "execution.started", b"{this is not json", message_id="malformed-1")
+    reason, body = await _dead_letter(dead, "malformed-1")
+    assert body == b"{this is not json"
+    assert reason.startswith("invalid message")
+
+    execution_id = str(uuid.uuid4())
+    run = Run(execution_id, str(uuid.uuid4()), account.id)
+    invalid = build_event(
+        "execution.started",
+        source="/automation/executor",
+        data={**run.ids, "attempt": 0, "started_at": _at(0), "worker": "w"},
+    )
+    await publish_event(amqp, invalid)
+    reason, _ = await _dead_letter(dead, invalid.id)
+    assert "data.attempt" in reason
+
+    unknown = build_event("execution.exploded", source="/automation/executor", data={"execution_id": execution_id})
+    await publish_event(amqp, unknown)
+    reason, _ = await _dead_letter(dead, unknown.id)
+    assert "execution.exploded" in reason
+
+    await publish_event(amqp, run.started(1, 0))
+    await _wait_for(client, account, execution_id, "the valid event after the bad ones", status="running")
+
+    hijack = Run(execution_id, str(uuid.uuid4()), account.id).succeeded(1, 3)
+    await publish_event(amqp, hijack)
+    reason, _ = await _dead_letter(dead, hijack.id)
+    assert "another job or account" in reason
+    assert (await _execution(client, account, execution_id))["status"] == "running"
+
+
+async def test_recorded_statuses_are_counted(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    recorded = 'automation_executions_recorded_total{status="succeeded"} '
+    acked = 'automation_messages_consumed_total{outcome="acked",queue="job-api.execution-events",service="job-api"} '
+
+    async def count(prefix: str) -> float:
+        text = (await client.get("/metrics")).text
+        return next((float(x[len(prefix) :]) for x in text.splitlines() if x.startswith(prefix)), 0.0)
+
+    recorded_before, acked_before = await count(recorded), await count(acked)
+    event = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id).succeeded(1, 1)
+    await publish_event(amqp, event)
+    await publish_event(amqp, event)
+
+    async def both_handled() -> bool:
+        return await count(acked) == acked_before + 2
+
+    await wait_until(both_handled, what="both copies handled")
+    assert await count(recorded) == recorded_before + 1
