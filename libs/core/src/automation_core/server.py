@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from automation_core.settings import ServiceSettings
 
@@ -47,4 +49,10 @@ def run_cli(
         asyncio.run(serve() if args.command == "serve" else migrate())
     except KeyboardInterrupt:
         return 130
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"AUTOMATION_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"{prog}: invalid configuration: {problems}", file=sys.stderr)
+        return 2
     return 0

@@ -112,15 +112,25 @@ def service_main(
     create_app: Callable[[ServiceSettings], FastAPI],
     migrations_dir: Path,
 ) -> int:
-    """``serve`` runs the app (migrating first); ``migrate`` only applies migrations."""
-    settings = settings_factory()
-    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    """``serve`` runs the app (migrating first); ``migrate`` only applies migrations.
+
+    Settings are read after the arguments are parsed, so ``--help`` works without any configuration.
+    """
+    fields = getattr(settings_factory, "model_fields", {})
+    name = fields["service_name"].default if "service_name" in fields else "service"
+
+    def configured() -> ServiceSettings:
+        settings = settings_factory()
+        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        return settings
 
     async def serve() -> None:
+        settings = configured()
         await serve_app(create_app(settings), settings)
 
     async def run_migrations() -> None:
+        settings = configured()
         await migrate(settings.database_url.get_secret_value(), migrations_dir)
         log.info("migrations_applied")
 
-    return run_cli(argv, prog=f"automation-{settings.service_name}", serve=serve, migrate=run_migrations)
+    return run_cli(argv, prog=f"automation-{name}", serve=serve, migrate=run_migrations)
