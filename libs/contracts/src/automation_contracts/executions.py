@@ -41,6 +41,9 @@ class ExecutionStarted(Contract):
     attempt: Attempt
     started_at: Timestamp
     worker: Annotated[str, Field(min_length=1)]
+    trigger: Trigger | None = None
+    scheduled_for: Timestamp | None = None
+    backfill_id: Uuid | None = None
 
 
 class LogEntry(Contract):

@@ -12,7 +12,7 @@ from typing import cast
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, parse_data
+from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, ExecutionStarted, parse_data
 from automation_core.logging import get_logger
 from automation_core.settings import ServiceSettings
 from automation_job_api.domain.executions import TRIGGERS, TriggerName
@@ -34,17 +34,18 @@ RECORDED_TYPES = frozenset(
 log = get_logger(__name__)
 
 
-def trigger_of(event: CloudEvent) -> TriggerName:
-    """The run's trigger: ``data.trigger`` or the ``trigger`` extension when set, else ``schedule``.
+def trigger_of(event: CloudEvent) -> TriggerName | None:
+    """The run's trigger when the event says it (``data.trigger`` of ``execution.started``, or a
+    ``trigger`` extension), else None.
 
-    Manual runs have their row (trigger ``manual``) before any event, so this only names runs first
-    seen through their events.
+    Manual runs have their row (trigger ``manual``) before any event; other runs get theirs from
+    ``execution.started``, which copies it from ``run.requested``.
     """
     candidates = [event.data.get("trigger") if isinstance(event.data, dict) else None, event.extensions.get("trigger")]
     for value in candidates:
         if value in TRIGGERS:
             return cast(TriggerName, value)
-    return "schedule"
+    return None
 
 
 class ExecutionEventsConsumer:
@@ -81,6 +82,7 @@ class ExecutionEventsConsumer:
                 account_id=ids["account_id"],
                 job_id=ids["job_id"],
                 trigger=trigger_of(event),
+                scheduled_for=data.scheduled_for if isinstance(data, ExecutionStarted) else None,
             )
         except ForeignExecution as exc:
             raise DeadLetter(str(exc)) from exc

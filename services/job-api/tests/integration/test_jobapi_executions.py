@@ -34,8 +34,8 @@ class Run:
             event_type, source="/automation/executor", data={**self.ids, **data}, subject=self.ids["execution_id"]
         )
 
-    def started(self, attempt: int, at: float) -> CloudEvent:
-        return self._event("execution.started", attempt=attempt, started_at=_at(at), worker="executor-1")
+    def started(self, attempt: int, at: float, **extra: object) -> CloudEvent:
+        return self._event("execution.started", attempt=attempt, started_at=_at(at), worker="executor-1", **extra)
 
     def log(self, attempt: int, seq: int, *lines: tuple[str, str | None, str]) -> CloudEvent:
         entries = [
@@ -148,7 +148,8 @@ async def test_a_scheduled_run_seen_out_of_order_and_duplicated(
 
     late_log = run.log(1, 1, ("stdout", "main", "second batch"))
     early_log = run.log(1, 0, ("stdout", "main", "first batch"))
-    for event in [late_log, run.started(1, 2), early_log, early_log, finished, run.started(1, 2)]:
+    started = run.started(1, 2, trigger="schedule", scheduled_for=_at(0))
+    for event in [late_log, started, early_log, early_log, finished, started]:
         await publish_event(amqp, event)
 
     async def both_batches() -> str | None:
@@ -165,6 +166,7 @@ async def test_a_scheduled_run_seen_out_of_order_and_duplicated(
     assert after["status"] == "succeeded"  # the late start and logs did not reopen it
     assert after["started_at"] == "2026-11-23T12:00:08Z"
     assert after["finished_at"] == "2026-11-23T12:00:09Z"
+    assert after["scheduled_for"] == "2026-11-23T12:00:00Z"
 
     listed = await client.get(
         "/api/v1/executions", params={"status": "succeeded", "trigger": "schedule"}, headers=account.headers
@@ -176,6 +178,21 @@ async def test_a_scheduled_run_seen_out_of_order_and_duplicated(
     assert execution_id not in {e["id"] for e in manual_only.json()["items"]}
     bad = await client.get("/api/v1/executions", params={"status": "exploded"}, headers=account.headers)
     assert (bad.status_code, bad.json()["field"]) == (422, "status")
+
+
+async def test_the_start_names_the_trigger_of_a_run_first_seen_through_its_logs(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    execution_id = str(uuid.uuid4())
+    run = Run(execution_id, str(uuid.uuid4()), account.id)
+    await publish_event(amqp, run.log(1, 0, ("stdout", "s", "early")))
+    await _wait_for(client, account, execution_id, "row created by a log batch", status="running")
+    await publish_event(amqp, run.started(1, 1, trigger="event"))
+
+    async def named() -> bool:
+        return (await _execution(client, account, execution_id))["trigger"] == "event"
+
+    await wait_until(named, what="the trigger named by execution.started")
 
 
 async def test_a_lower_attempt_arriving_late_changes_nothing(

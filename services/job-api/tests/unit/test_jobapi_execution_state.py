@@ -178,8 +178,8 @@ def _event(trigger: str | None = None) -> CloudEvent:
 
 
 def test_the_trigger_of_a_run_first_seen_through_events() -> None:
-    assert trigger_of(_event()) == "schedule"
+    assert trigger_of(_event()) is None
     assert trigger_of(_event("event")) == "event"
-    assert trigger_of(_event("bogus")) == "schedule"
+    assert trigger_of(_event("bogus")) is None
     data_trigger = build_event("execution.started", source="/test", data={"trigger": "backfill"})
     assert trigger_of(data_trigger) == "backfill"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,9 +60,13 @@ class ExecutionService:
         execution_id: uuid.UUID,
         account_id: uuid.UUID,
         job_id: uuid.UUID,
-        trigger: TriggerName,
+        trigger: TriggerName | None,
+        scheduled_for: datetime | None = None,
     ) -> bool:
         """Apply one execution event (idempotent, order-insensitive); True when the status changed.
+
+        ``trigger`` and ``scheduled_for`` come from ``execution.started``; a row first created by
+        another event (logs may overtake the start) assumes ``schedule`` until the start names it.
 
         Raises :class:`ForeignExecution` when the execution is recorded under another job or account.
         """
@@ -88,7 +93,8 @@ class ExecutionService:
                     id=execution_id,
                     account_id=account_id,
                     job_id=job_id,
-                    trigger=trigger,
+                    trigger=trigger or "schedule",
+                    scheduled_for=scheduled_for,
                     created_at=now,
                     updated_at=now,
                     **_columns_of(first),
@@ -103,6 +109,12 @@ class ExecutionService:
             assert row is not None  # the insert conflicted on this id, and rows are never deleted
             if row.account_id != account_id or row.job_id != job_id:
                 raise ForeignExecution(f"execution {execution_id} belongs to another job or account")
+            if trigger is not None and row.trigger != trigger:
+                row.trigger = trigger
+                row.updated_at = now
+            if scheduled_for is not None and row.scheduled_for is None:
+                row.scheduled_for = scheduled_for
+                row.updated_at = now
             current = _state_of(row)
             new = apply(current, observation)
             if new == current:
