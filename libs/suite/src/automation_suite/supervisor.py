@@ -147,6 +147,8 @@ class ServiceProcess:
     def close(self) -> None:
         if self._pump is not None:
             self._pump.join(timeout=5)
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
         if self._log is not None:
             self._log.close()
 
