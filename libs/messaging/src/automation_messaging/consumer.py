@@ -11,6 +11,12 @@
 
 Dead letters are re-published to ``automation.dlx`` (routing key kept, original exchange/queue/routing
 key and the reason in headers) with a confirm *before* the original is acked, so nothing is lost.
+
+Metrics (``automation_core.metrics``): every delivery counts once in
+``automation_messages_received_total{service,queue}`` and, when it ends, once in
+``automation_messages_consumed_total{service,queue,outcome}`` with outcome ``acked``, ``requeued`` or
+``dead_lettered`` (a rejected, i.e. invalid, message is dead-lettered); the time between the two goes to
+``automation_message_handling_duration_seconds``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from automation_contracts import CloudEvent, ContractError, validate_event
 from automation_core.logging import get_logger
-from automation_core.metrics import MESSAGE_DURATION, MESSAGES_CONSUMED
+from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer
 from automation_messaging.broker import Broker
 from automation_messaging.topology import DLX
@@ -37,6 +43,12 @@ from automation_messaging.topology import DLX
 log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
 REASON_HEADER = "x-dead-letter-reason"
+SERVER_NAMED_PREFIX = "amq.gen-"
+
+
+def queue_label(queue: str) -> str:
+    """The metrics label of a queue: its name, or ``server-named`` for a broker-named exclusive queue."""
+    return "server-named" if queue.startswith(SERVER_NAMED_PREFIX) else queue
 
 
 class DeadLetter(Exception):
@@ -117,21 +129,31 @@ class Consumer:
         self._tag: ConsumerTag | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self.queue_name = ""
+        self._queue_label = ""
 
     async def start(self) -> None:
         self._channel = await self._broker.channel(prefetch=self._prefetch)
         self._queue = await self._queue_factory(self._channel)
         self.queue_name = self._queue.name
+        self._queue_label = queue_label(self.queue_name)
+        MESSAGES_RECEIVED.labels(self._service, self._queue_label)
+        for outcome in CONSUMED_OUTCOMES:
+            MESSAGES_CONSUMED.labels(self._service, self._queue_label, outcome)
         self._tag = await self._queue.consume(self._on_message)
         log.info("consumer_started", queue=self.queue_name)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking messages, let handlers in flight finish within ``grace``, close the channel."""
+    async def cancel(self) -> None:
+        """Stop taking new messages (idempotent); handlers in flight go on and the channel stays open."""
         if self._queue is not None and self._tag is not None:
+            tag, self._tag = self._tag, None
             try:
-                await self._queue.cancel(self._tag)
+                await self._queue.cancel(tag)
             except Exception as exc:  # noqa: BLE001 - closing the channel anyway
                 log.warning("consumer_cancel_failed", queue=self.queue_name, error=str(exc))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let handlers in flight finish within ``grace``, close the channel."""
+        await self.cancel()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=grace)
         if self._channel is not None and not self._channel.is_closed:
@@ -150,6 +172,7 @@ class Consumer:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         start = time.perf_counter()
         queue = self.queue_name
+        MESSAGES_RECEIVED.labels(self._service, self._queue_label).inc()
         parent = extract_context(message.headers)
         token = otel_context.attach(parent)
         try:
@@ -172,7 +195,7 @@ class Consumer:
                     span.set_status(Status(StatusCode.ERROR, outcome))
         finally:
             otel_context.detach(token)
-            MESSAGE_DURATION.labels(self._service, queue).observe(time.perf_counter() - start)
+            MESSAGE_DURATION.labels(self._service, self._queue_label).observe(time.perf_counter() - start)
 
     async def _dispatch(self, message: AbstractIncomingMessage) -> str:
         try:
@@ -191,6 +214,7 @@ class Consumer:
                 return await self._requeue(message, delivery, exc.reason, exc.delay)
             except asyncio.CancelledError:
                 await message.nack(requeue=True)
+                MESSAGES_CONSUMED.labels(self._service, self._queue_label, "requeued").inc()
                 raise
             except Exception as exc:
                 log.exception("handler_failed", error=repr(exc))
@@ -203,7 +227,7 @@ class Consumer:
                 except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
                     log.warning("reply_not_delivered", error=repr(exc))
             await message.ack()
-        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "acked").inc()
+        MESSAGES_CONSUMED.labels(self._service, self._queue_label, "acked").inc()
         return "acked"
 
     async def _requeue(
@@ -214,7 +238,7 @@ class Consumer:
             return await self._dead_letter(message, f"failed {failures} times; last error: {reason}")
         await asyncio.sleep(delay if delay is not None else min(0.2 * 2**failures, 5.0))
         await message.nack(requeue=True)
-        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "requeued").inc()
+        MESSAGES_CONSUMED.labels(self._service, self._queue_label, "requeued").inc()
         log.warning("message_requeued", reason=reason, failures=failures)
         return "requeued"
 
@@ -243,9 +267,9 @@ class Consumer:
         except Exception as exc:
             log.exception("dead_letter_publish_failed", error=repr(exc))
             await message.nack(requeue=True)
-            MESSAGES_CONSUMED.labels(self._service, self.queue_name, "requeued").inc()
+            MESSAGES_CONSUMED.labels(self._service, self._queue_label, "requeued").inc()
             return "requeued"
         await message.ack()
-        MESSAGES_CONSUMED.labels(self._service, self.queue_name, "dead_lettered").inc()
+        MESSAGES_CONSUMED.labels(self._service, self._queue_label, "dead_lettered").inc()
         log.warning("message_dead_lettered", reason=reason)
         return "dead_lettered"

@@ -1,0 +1,47 @@
+"""Response models of the executor API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class AttemptOut(BaseModel):
+    """One attempt of an execution, as this executor recorded it."""
+
+    execution_id: uuid.UUID
+    attempt: int
+    job_id: uuid.UUID
+    account_id: uuid.UUID
+    job_version: int
+    trigger: str
+    status: str
+    worker_id: str
+    lost_count: int
+    requested_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    lost_at: datetime | None
+    exit_code: int | None
+    error: str | None
+    will_retry: bool | None
+    next_attempt_at: datetime | None
+
+
+class AttemptPage(BaseModel):
+    """A page of attempts, oldest first; ``next_cursor`` is null on the last page."""
+
+    items: list[AttemptOut]
+    next_cursor: str | None
+
+
+class WorkerOut(BaseModel):
+    """This executor replica."""
+
+    id: str
+    concurrency: int
+    running: int
+    utilization: float
+    draining: bool

@@ -1,0 +1,23 @@
+"""``GET /api/v1/workers/self``: this replica's id, concurrency and load."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from automation_core.http import CurrentPrincipal
+from automation_executor.api.deps import ExecutorStateDep
+from automation_executor.api.schemas import WorkerOut
+
+router = APIRouter(tags=["workers"])
+
+
+@router.get("/workers/self", response_model=WorkerOut, summary="This executor replica and its load")
+async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> WorkerOut:
+    pool = state.pool
+    return WorkerOut(
+        id=pool.worker_id,
+        concurrency=pool.concurrency,
+        running=pool.running,
+        utilization=pool.running / pool.concurrency,
+        draining=pool.draining,
+    )

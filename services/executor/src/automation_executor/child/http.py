@@ -1,0 +1,98 @@
+"""The ``http`` step: one request with httpx; status, headers and (capped) body become the output.
+
+A JSON response body (``application/json`` or ``+json``) is parsed so later steps can read
+``steps.<name>.output.body.<path>``; a body larger than the cap is kept as cut text and not parsed.
+Proxies and other settings from the environment are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from automation_executor.child.emitter import Emitter
+from automation_executor.domain.protocol import ChildSpec, StepMessage
+from automation_executor.domain.steps import HttpConfig, ParsedStep
+from automation_executor.domain.templates import TemplateContext, render_json, render_text, render_url
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _display_url(url: str) -> str:
+    """The URL for the log: no credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def decode_body(raw: bytes, content_type: str, *, truncated: bool) -> Any:
+    """The body as output: parsed JSON when it is complete JSON, text otherwise."""
+    text = raw.decode("utf-8", errors="replace")
+    if truncated or not _is_json(content_type):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+async def run_http(step: ParsedStep, ctx: TemplateContext, emitter: Emitter, spec: ChildSpec) -> StepMessage:
+    """Send the request and judge its status."""
+    import httpx
+
+    config = step.config
+    assert isinstance(config, HttpConfig)
+    url = render_url(config.url, ctx)
+    if urlsplit(url).scheme not in {"http", "https"}:
+        return StepMessage(name=step.name, status="failed", error=f"url must be http:// or https://, got {url!r}")
+    headers = {name: render_text(value, ctx) for name, value in config.headers.items()}
+    body: dict[str, Any] = {}
+    if config.json_body is not None:
+        body["json"] = render_json(config.json_body, ctx)
+    elif config.body is not None:
+        body["content"] = render_text(config.body, ctx).encode()
+    cap = config.max_body_bytes if config.max_body_bytes is not None else spec.http_max_body_bytes
+    started = time.perf_counter()
+    try:
+        async with (
+            httpx.AsyncClient(
+                timeout=config.timeout, follow_redirects=config.follow_redirects, trust_env=False
+            ) as client,
+            client.stream(config.method, url, headers=headers, **body) as response,
+        ):
+            raw = bytearray()
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > cap:
+                    break
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        error = f"{config.method} {_display_url(url)} failed: {type(exc).__name__}: {exc}"
+        return StepMessage(name=step.name, status="failed", error=error)
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
+    truncated = len(raw) > cap
+    emitter.log(
+        "system", step.name, f"{config.method} {_display_url(url)} -> {response.status_code} in {elapsed_ms} ms"
+    )
+    if truncated:
+        emitter.log("system", step.name, f"response body cut at {cap} bytes")
+    output = {
+        "status": response.status_code,
+        "headers": {name: ", ".join(response.headers.get_list(name)) for name in response.headers},
+        "body": decode_body(bytes(raw[:cap]), response.headers.get("content-type", ""), truncated=truncated),
+    }
+    if config.status_expected(response.status_code):
+        return StepMessage(name=step.name, status="succeeded", output=output)
+    expected = ", ".join(map(str, config.expected_status)) if config.expected_status else "2xx"
+    return StepMessage(
+        name=step.name,
+        status="failed",
+        output=output,
+        error=f"unexpected status {response.status_code}; expected {expected}",
+    )

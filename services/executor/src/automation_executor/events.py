@@ -1,0 +1,125 @@
+"""The messages the executor publishes, built from a run request.
+
+Event ids are derived from the execution, the attempt and the event kind (uuid5), so an outcome that
+is ever published twice carries the same id and consumers deduplicate it by id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from automation_contracts import (
+    CloudEvent,
+    ExecutionFailed,
+    ExecutionLog,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    LogEntry,
+    RunRequested,
+    build_event,
+)
+from automation_executor.domain.outcome import RunOutcome
+
+SOURCE = "/automation/executor"
+EVENT_ID_NAMESPACE = uuid.UUID("0b6f4f0e-5d0a-4f7e-9a54-6f1c0f3d2b71")
+
+
+def _event_id(request: RunRequested, kind: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{request.execution_id}:{request.attempt}:{kind}"))
+
+
+def _subject(request: RunRequested) -> str:
+    return str(request.execution_id)
+
+
+def started_event(request: RunRequested, *, started_at: datetime, worker: str, run_number: int) -> CloudEvent:
+    """``execution.started`` (``run_number`` counts the runs of this attempt: 0, then 1 after a lost run, ...)."""
+    data = ExecutionStarted(
+        execution_id=request.execution_id,
+        job_id=request.job_id,
+        account_id=request.account_id,
+        attempt=request.attempt,
+        started_at=started_at,
+        worker=worker,
+        trigger=request.trigger,
+        scheduled_for=request.scheduled_for,
+        backfill_id=request.backfill_id,
+    )
+    return build_event(
+        "execution.started",
+        source=SOURCE,
+        data=data,
+        subject=_subject(request),
+        id=_event_id(request, f"started:{run_number}"),
+    )
+
+
+def log_event(request: RunRequested, *, seq: int, entries: list[LogEntry], truncated: bool) -> CloudEvent:
+    """One ``execution.log`` batch."""
+    data = ExecutionLog(
+        execution_id=request.execution_id,
+        job_id=request.job_id,
+        account_id=request.account_id,
+        attempt=request.attempt,
+        seq=seq,
+        entries=entries,
+        truncated=truncated,
+    )
+    return build_event("execution.log", source=SOURCE, data=data, subject=_subject(request))
+
+
+def outcome_event(
+    request: RunRequested,
+    outcome: RunOutcome,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    next_attempt_at: datetime | None,
+) -> CloudEvent:
+    """``execution.succeeded``, ``execution.failed`` or ``execution.timed_out``."""
+    data: ExecutionSucceeded | ExecutionFailed
+    if outcome.succeeded:
+        data = ExecutionSucceeded(
+            execution_id=request.execution_id,
+            job_id=request.job_id,
+            account_id=request.account_id,
+            attempt=request.attempt,
+            started_at=started_at,
+            finished_at=finished_at,
+            exit_code=outcome.exit_code,
+            result=outcome.outputs,
+        )
+    else:
+        data = ExecutionFailed(
+            execution_id=request.execution_id,
+            job_id=request.job_id,
+            account_id=request.account_id,
+            attempt=request.attempt,
+            started_at=started_at,
+            finished_at=finished_at,
+            exit_code=outcome.exit_code,
+            error=outcome.error or outcome.status.replace("_", " "),
+            will_retry=next_attempt_at is not None,
+            next_attempt_at=next_attempt_at,
+            result=outcome.outputs or None,
+        )
+    return build_event(
+        outcome.event_type,
+        source=SOURCE,
+        data=data,
+        subject=_subject(request),
+        id=_event_id(request, "outcome"),
+    )
+
+
+def retry_request(request: RunRequested, *, next_attempt_at: datetime) -> CloudEvent:
+    """The ``run.requested`` of the next attempt (same execution id; requested for ``next_attempt_at``)."""
+    data = request.model_copy(update={"attempt": request.attempt + 1, "requested_at": next_attempt_at})
+    return build_event(
+        "run.requested",
+        source=SOURCE,
+        data=data,
+        subject=_subject(request),
+        id=_event_id(request, "retry"),
+    )

@@ -1,0 +1,114 @@
+"""Streaming an attempt's output as ``execution.log`` batches.
+
+Logs are published straight to ``automation.events`` with the broker publisher, not through the outbox:
+they are high-volume, and losing the tail of a log when the executor crashes is acceptable (the
+outcome itself always goes through the outbox). A batch leaves every ``executor_log_batch_seconds``
+(200 ms) or as soon as ``executor_log_batch_entries`` (100) lines are waiting; ``seq`` counts the
+batches of an attempt from 0. A batch that cannot be published is dropped (and logged) and leaves a gap
+in ``seq``, so consumers can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from automation_contracts import CloudEvent, LogStream, RunRequested
+from automation_core.logging import get_logger
+from automation_executor.domain.logs import Batch, LogBuffer
+from automation_executor.events import log_event
+from automation_messaging.topology import EVENTS
+
+log = get_logger(__name__)
+
+
+class EventPublisher(Protocol):
+    """What the streamer publishes with (:class:`automation_messaging.Publisher` in the service)."""
+
+    async def publish(self, event: CloudEvent, *, exchange: str) -> None: ...
+
+
+class LogSink(Protocol):
+    """Where the runner sends log lines."""
+
+    def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None: ...
+
+
+class LogStreamer:
+    """Buffers one attempt's log lines and publishes them in batches until closed."""
+
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        request: RunRequested,
+        *,
+        seq_start: int = 0,
+        max_bytes: int,
+        max_line_bytes: int,
+        batch_seconds: float,
+        batch_entries: int,
+    ) -> None:
+        self._publisher = publisher
+        self._request = request
+        self._buffer = LogBuffer(max_bytes=max_bytes, max_line_bytes=max_line_bytes)
+        self._batch_seconds = batch_seconds
+        self._batch_entries = batch_entries
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.next_seq = seq_start
+        self.published_batches = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self._buffer.truncated
+
+    def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None:
+        """Queue one line (never blocks; the caps of :class:`LogBuffer` apply)."""
+        self._buffer.add(stream, step, text, ts)
+        if len(self._buffer) >= self._batch_entries:
+            self._wake.set()
+
+    async def __aenter__(self) -> LogStreamer:
+        self._task = asyncio.create_task(self._run(), name=f"logs-{self._request.execution_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Publish what is left and stop."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._flush()
+
+    async def _run(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._batch_seconds)
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while (batch := self._buffer.take(self._batch_entries)) is not None:
+            await self._publish(batch)
+
+    async def _publish(self, batch: Batch) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        try:
+            event = log_event(self._request, seq=seq, entries=batch.entries, truncated=batch.truncated)
+            await self._publisher.publish(event, exchange=EVENTS)
+        except Exception as exc:  # noqa: BLE001 - a lost log batch must not fail the execution
+            log.warning("log_batch_publish_failed", seq=seq, entries=len(batch.entries), error=repr(exc))
+            return
+        self.published_batches += 1

@@ -1,0 +1,102 @@
+"""Starting and stopping processes from asyncio, for the executor and its child alike.
+
+``asyncio.subprocess.Process.wait()`` returns only once the process has exited *and* its pipes are
+closed, so a background process that inherited a pipe (``sleep 600 &``) would hold a step forever.
+:func:`spawn` therefore also exposes the moment the process itself exits (:attr:`Spawned.exited`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from asyncio.subprocess import Process, SubprocessStreamProtocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+STREAM_LIMIT = 8 * 1024 * 1024
+
+
+class _ExitAwareProtocol(SubprocessStreamProtocol):
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """A started process and the event set when it exits (whatever holds its pipes)."""
+
+    process: Process
+    exited: asyncio.Event
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def wait_exit(self) -> int:
+        """The process's return code, as soon as it has exited."""
+        await self.exited.wait()
+        code = self.process.returncode
+        assert code is not None
+        return code
+
+
+async def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = asyncio.subprocess.DEVNULL,
+    new_session: bool = False,
+    limit: int = STREAM_LIMIT,
+) -> Spawned:
+    """Start ``argv`` (never through a shell) with stdout and stderr piped."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAwareProtocol(limit, loop),
+        *argv,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        start_new_session=new_session,
+    )
+    return Spawned(Process(transport, protocol, loop), protocol.exited)
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False when the group is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the group's last member is a zombie of someone else's; nothing left to kill
+        return False
+    return True
+
+
+async def stop(spawned: Spawned, *, grace: float, group: bool) -> int:
+    """SIGTERM (the process, or its whole group), SIGKILL after ``grace`` seconds; the return code."""
+    if spawned.process.returncode is None or group:
+        _send(spawned, signal.SIGTERM, group=group)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(spawned.exited.wait(), grace)
+    if spawned.process.returncode is None or group:
+        _send(spawned, signal.SIGKILL, group=group)
+    return await spawned.wait_exit()
+
+
+def _send(spawned: Spawned, sig: signal.Signals, *, group: bool) -> None:
+    if group:
+        signal_group(spawned.pid, sig)
+    elif spawned.process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            spawned.process.send_signal(sig)

@@ -1,0 +1,21 @@
+"""The retry delay queues: one TTL queue on ``automation.retry`` per step of the backoff ladder."""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractChannel
+
+from automation_executor.domain.backoff import LADDER_SECONDS
+from automation_messaging.topology import COMMANDS, RUN_REQUESTED, declare_delay_queue
+
+RetryRoutes = dict[int, str]
+"""Delay in seconds → routing key on ``automation.retry``."""
+
+
+async def declare_retry_ladder(channel: AbstractChannel) -> RetryRoutes:
+    """Declare every delay queue (idempotent); each dead-letters to ``automation.commands``/``run.requested``."""
+    routes: RetryRoutes = {}
+    for seconds in LADDER_SECONDS:
+        routes[seconds] = await declare_delay_queue(
+            channel, delay_ms=seconds * 1000, target_exchange=COMMANDS, target_key=RUN_REQUESTED
+        )
+    return routes

@@ -1,0 +1,48 @@
+"""Executor settings: the shared ``AUTOMATION_*`` base plus the worker pool's own knobs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from automation_core.settings import ServiceSettings
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class ExecutorSettings(ServiceSettings):
+    """Configuration of one executor replica (environment variables ``AUTOMATION_EXECUTOR_*``)."""
+
+    service_name: str = "executor"
+    http_port: int = Field(default=8002, ge=1, le=65535)
+
+    executor_concurrency: int = Field(default=4, ge=1, le=256)
+    """Executions run at once by this replica; also the consumer's prefetch."""
+    executor_worker_id: str | None = Field(default=None, min_length=1, max_length=200)
+    """Name of this replica in attempts and ``execution.started``; default ``<hostname>:<pid>:<random>``."""
+    executor_kill_grace_seconds: float = Field(default=5.0, ge=0, le=300)
+    """Time between SIGTERM and SIGKILL when an execution times out."""
+    executor_workdir_root: str | None = None
+    """Parent directory of the per-execution temporary working directories (default: the system's)."""
+
+    executor_max_log_bytes: int = Field(default=MIB, ge=KIB, le=256 * MIB)
+    """Step output kept per execution; beyond it output is dropped behind a ``[log truncated]`` entry."""
+    executor_max_line_bytes: int = Field(default=8 * KIB, ge=64, le=MIB)
+    """Longest log line; longer lines are cut."""
+    executor_log_batch_seconds: float = Field(default=0.2, gt=0, le=10)
+    """Longest time a log line waits before its ``execution.log`` batch is published."""
+    executor_log_batch_entries: int = Field(default=100, ge=1, le=10_000)
+    """Most entries in one ``execution.log`` batch."""
+    executor_stdout_tail_bytes: int = Field(default=4 * KIB, ge=0, le=MIB)
+    """Size of the ``stdout_tail`` a shell step keeps as its output."""
+    executor_http_max_body_bytes: int = Field(default=64 * KIB, ge=0, le=64 * MIB)
+    """Largest HTTP response body kept as an http step's output."""
+
+    executor_max_open_files: int = Field(default=1024, ge=16, le=1_048_576)
+    """RLIMIT_NOFILE of the child process and its commands."""
+    executor_max_address_space_bytes: int | None = Field(default=None, ge=64 * MIB)
+    """RLIMIT_AS of the child process and its commands; unset means no limit."""
+    executor_max_cpu_seconds: int | None = Field(default=None, ge=1)
+    """RLIMIT_CPU (per process) of the child process and its commands; unset means no limit."""
+    executor_max_file_size_bytes: int | None = Field(default=None, ge=KIB)
+    """RLIMIT_FSIZE of the child process and its commands; unset means no limit."""

@@ -1,0 +1,18 @@
+"""The typed state of a running executor app (``app.state.executor``), built by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from automation_executor.pool import WorkerPool
+from automation_executor.service import AttemptService
+from automation_executor.settings import ExecutorSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorState:
+    """What the HTTP API reads: settings, the attempt use cases and this replica's pool."""
+
+    settings: ExecutorSettings
+    service: AttemptService
+    pool: WorkerPool

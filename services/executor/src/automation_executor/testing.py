@@ -1,0 +1,204 @@
+"""Test support: build run requests, run the executor app in-process, watch what it publishes.
+
+Used by the executor's integration tests and usable by anyone testing against an executor:
+:func:`run_request_data` builds a valid ``run.requested`` payload, :class:`ExecutorHarness` runs the app
+(lifespan included) against a real database and broker, publishes requests to ``automation.commands``
+and records every ``execution.*`` event from ``automation.events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from fastapi import FastAPI
+
+from automation_contracts import CloudEvent, build_event
+from automation_executor.app import create_app
+from automation_executor.settings import ExecutorSettings
+from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, RUN_REQUESTED
+
+TERMINAL_TYPES = frozenset({"execution.succeeded", "execution.failed", "execution.timed_out", "execution.cancelled"})
+
+
+def run_request_data(
+    steps: Sequence[Mapping[str, Any]],
+    *,
+    execution_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    attempt: int = 1,
+    parameters: Mapping[str, Any] | None = None,
+    timeout_seconds: int = 30,
+    retries: int = 0,
+    base_seconds: float = 0.01,
+    max_seconds: float = 0.01,
+    trigger: str = "manual",
+    scheduled_for: datetime | None = None,
+) -> dict[str, Any]:
+    """A valid ``run.requested`` payload for a run (manual unless told) of a job with ``steps``."""
+    return {
+        "execution_id": str(execution_id or uuid.uuid4()),
+        "job_id": str(job_id or uuid.uuid4()),
+        "account_id": str(account_id or uuid.uuid4()),
+        "job_version": 1,
+        "trigger": trigger,
+        "scheduled_for": scheduled_for.isoformat() if scheduled_for is not None else None,
+        "requested_at": datetime.now(UTC).isoformat(),
+        "attempt": attempt,
+        "parameters": dict(parameters or {}),
+        "job": {
+            "name": "test-job",
+            "enabled": True,
+            "timeout_seconds": timeout_seconds,
+            "retries": retries,
+            "retry_backoff": {"base_seconds": base_seconds, "max_seconds": max_seconds},
+            "priority": 5,
+            "parameters": {"type": "object"},
+            "steps": [dict(step) for step in steps],
+        },
+    }
+
+
+class ExecutorHarness:
+    """The executor app running in-process, plus a broker connection that publishes and listens."""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.settings = settings
+        self.events: list[CloudEvent] = []
+        self.app: FastAPI | None = None
+        self.client: httpx.AsyncClient | None = None
+        self._lifespan: AbstractAsyncContextManager[Any] | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._tap: AbstractQueue | None = None
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        token = self.settings.admin_token
+        assert token is not None
+        return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+    async def start(self) -> None:
+        """Start the app (migrations, topology, consumer) and, once, the event tap."""
+        app = create_app(self.settings)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        self.app, self._lifespan = app, lifespan
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        if self._connection is None:
+            self._connection = await aio_pika.connect(self.settings.amqp_url.get_secret_value())
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._tap = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+            await self._tap.bind(EVENTS, routing_key="execution.*")
+            await self._tap.consume(self._on_event, no_ack=True)
+
+    async def stop(self) -> None:
+        """Shut the app down through its lifespan (the event tap keeps listening)."""
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+        if self._lifespan is not None:
+            lifespan, self._lifespan = self._lifespan, None
+            await lifespan.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        """Stop the app and the broker connection."""
+        await self.stop()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def __aenter__(self) -> ExecutorHarness:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        self.events.append(CloudEvent.from_json_bytes(message.body))
+
+    @property
+    def channel(self) -> AbstractChannel:
+        assert self._channel is not None, "start() first"
+        return self._channel
+
+    async def request_run(self, data: Mapping[str, Any]) -> CloudEvent:
+        """Publish ``run.requested`` with ``data`` to ``automation.commands``."""
+        event = build_event(RUN_REQUESTED, source="/tests/executor", data=data)
+        await self.publish_body(event.to_json_bytes())
+        return event
+
+    async def publish_body(self, body: bytes, *, content_type: str = "application/cloudevents+json") -> None:
+        """Publish any body to ``automation.commands`` with routing key ``run.requested``."""
+        exchange = await self.channel.get_exchange(COMMANDS)
+        message = aio_pika.Message(body, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await exchange.publish(message, routing_key=RUN_REQUESTED, mandatory=True)
+
+    def of(self, execution_id: str | uuid.UUID, event_type: str | None = None) -> list[CloudEvent]:
+        """Events recorded for one execution (optionally of one type), in arrival order."""
+        return [
+            e
+            for e in self.events
+            if isinstance(e.data, dict)
+            and e.data.get("execution_id") == str(execution_id)
+            and (event_type is None or e.type == event_type)
+        ]
+
+    async def wait_for(
+        self, execution_id: str | uuid.UUID, event_type: str, *, count: int = 1, timeout: float = 15.0
+    ) -> list[CloudEvent]:
+        """Wait until ``count`` events of ``event_type`` were seen for the execution."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = self.of(execution_id, event_type)
+            if len(found) >= count:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                seen = [e.type for e in self.of(execution_id)]
+                raise AssertionError(f"no {count} x {event_type} for {execution_id} within {timeout}s; seen {seen}")
+            await asyncio.sleep(0.02)
+
+    async def wait_outcome(
+        self, execution_id: str | uuid.UUID, *, attempt: int = 1, timeout: float = 15.0
+    ) -> CloudEvent:
+        """The terminal event of one attempt."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for event in self.of(execution_id):
+                if event.type in TERMINAL_TYPES and isinstance(event.data, dict) and event.data["attempt"] == attempt:
+                    return event
+            if asyncio.get_running_loop().time() > deadline:
+                seen = [e.type for e in self.of(execution_id)]
+                raise AssertionError(f"attempt {attempt} of {execution_id} did not end within {timeout}s; seen {seen}")
+            await asyncio.sleep(0.02)
+
+    def log_entries(self, execution_id: str | uuid.UUID, *, attempt: int | None = None) -> list[dict[str, Any]]:
+        """Every log entry published for the execution, by attempt and batch order."""
+        batches = [
+            e.data
+            for e in self.of(execution_id, "execution.log")
+            if isinstance(e.data, dict) and (attempt is None or e.data["attempt"] == attempt)
+        ]
+        batches.sort(key=lambda d: (d["attempt"], d["seq"]))
+        return [entry for batch in batches for entry in batch["entries"]]
+
+    def log_text(self, execution_id: str | uuid.UUID, *, attempt: int | None = None) -> str:
+        """The log as text, one entry a line."""
+        return "\n".join(entry["text"] for entry in self.log_entries(execution_id, attempt=attempt))
+
+    async def dead_letters(self) -> list[AbstractIncomingMessage]:
+        """Take every message now waiting in ``automation.dead`` (acknowledged)."""
+        queue = await self.channel.get_queue(DEAD_QUEUE, ensure=False)
+        taken: list[AbstractIncomingMessage] = []
+        while (message := await queue.get(fail=False, no_ack=True)) is not None:
+            taken.append(message)
+        return taken

@@ -1,0 +1,141 @@
+"""Attempt use cases against the real database: claiming, lost runs, recording outcomes exactly once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from automation_contracts import RunRequested
+from automation_db import create_engine, migrate, session_factory
+from automation_executor.db import MIGRATIONS_DIR
+from automation_executor.db.tables import outbox
+from automation_executor.domain.backoff import LADDER_SECONDS
+from automation_executor.domain.outcome import RunOutcome
+from automation_executor.service import AttemptService
+from automation_executor.testing import run_request_data
+
+pytestmark = pytest.mark.integration
+ROUTES = {s: f"route-{s}" for s in LADDER_SECONDS}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await migrate(database_url, MIGRATIONS_DIR)
+    engine = create_engine(database_url, pool_size=2)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def _service(sessions: async_sessionmaker[AsyncSession], worker: str, *, jitter: float = 1.0) -> AttemptService:
+    return AttemptService(
+        sessions, worker_id=worker, retry_routes=ROUTES, rand=lambda low, high: low + (high - low) * jitter
+    )
+
+
+def _request(**kwargs: Any) -> RunRequested:
+    data = run_request_data([{"name": "s", "type": "shell", "config": {"command": ["true"]}}], **kwargs)
+    return RunRequested.model_validate(json.loads(json.dumps(data)))
+
+
+async def _outbox_for(sessions: async_sessionmaker[AsyncSession], execution_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with sessions() as session:
+        rows = (await session.execute(select(outbox).order_by(outbox.c.id))).mappings().all()
+    found = []
+    for row in rows:
+        body = json.loads(row["body"])
+        if body["data"].get("execution_id") == str(execution_id):
+            found.append({"exchange": row["exchange"], "routing_key": row["routing_key"], "event": body})
+    return found
+
+
+async def test_begin_then_duplicates_are_recognised(sessions: async_sessionmaker[AsyncSession]) -> None:
+    service = _service(sessions, "worker-a")
+    request = _request()
+    begun = await service.begin(request, redelivered=False)
+    assert begun.action == "run"
+    assert begun.lost_count == 0
+    again = await _service(sessions, "worker-b").begin(request, redelivered=False)
+    assert again.action == "in_progress"
+    assert again.previous_worker == "worker-a"
+    finished = await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0, outputs={"s": 1}))
+    assert finished.recorded
+    assert not finished.will_retry
+    for redelivered in (False, True):
+        late = await _service(sessions, "worker-b").begin(request, redelivered=redelivered)
+        assert late.action == "duplicate"
+        assert late.status == "succeeded"
+    messages = await _outbox_for(sessions, request.execution_id)
+    assert [(m["exchange"], m["event"]["type"]) for m in messages] == [
+        ("automation.events", "execution.started"),
+        ("automation.events", "execution.succeeded"),
+    ]
+    assert messages[1]["event"]["data"]["result"] == {"s": 1}
+
+
+async def test_a_redelivered_running_attempt_is_lost_and_run_again(sessions: async_sessionmaker[AsyncSession]) -> None:
+    request = _request(retries=1, base_seconds=10, max_seconds=60)
+    crashed = await _service(sessions, "worker-crashed").begin(request, redelivered=False)
+    survivor = _service(sessions, "worker-b")
+    rerun = await survivor.begin(request, redelivered=True)
+    assert rerun.action == "run"
+    assert rerun.lost_count == 1
+    assert rerun.previous_worker == "worker-crashed"
+    assert rerun.run_id != crashed.run_id
+    late = await _service(sessions, "worker-crashed").finish(request, crashed, RunOutcome(status="succeeded"))
+    assert not late.recorded, "the lost run must not record an outcome"
+    failed = RunOutcome(status="failed", exit_code=3, error="exit code 3")
+    finished = await survivor.finish(request, rerun, failed)
+    assert finished.recorded
+    assert finished.will_retry
+    assert finished.delay_seconds == 10  # uniform(0, 10) at its top, on the ladder
+    again = await survivor.finish(request, rerun, failed)  # a retried commit of the same outcome
+    assert again.recorded
+    messages = await _outbox_for(sessions, request.execution_id)
+    kinds = [(m["exchange"], m["routing_key"], m["event"]["type"]) for m in messages]
+    assert kinds == [
+        ("automation.events", "execution.started", "execution.started"),
+        ("automation.events", "execution.started", "execution.started"),
+        ("automation.events", "execution.failed", "execution.failed"),
+        ("automation.retry", "route-10", "run.requested"),
+    ]
+    failure = messages[2]["event"]["data"]
+    assert failure["will_retry"] is True
+    assert failure["exit_code"] == 3
+    retry = messages[3]["event"]["data"]
+    assert retry["attempt"] == 2
+    assert retry["execution_id"] == str(request.execution_id)
+    assert retry["requested_at"] == failure["next_attempt_at"]
+    assert messages[0]["event"]["id"] != messages[1]["event"]["id"]
+
+
+async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionmaker[AsyncSession]) -> None:
+    service = _service(sessions, "worker-a", jitter=0.0)
+    last = _request(attempt=3, retries=2)
+    begun = await service.begin(last, redelivered=False)
+    finished = await service.finish(last, begun, RunOutcome(status="timed_out", error="timed out after 1s"))
+    assert finished.recorded
+    assert not finished.will_retry
+    permanent = _request(retries=5)
+    begun = await service.begin(permanent, redelivered=False)
+    finished = await service.finish(permanent, begun, RunOutcome(status="failed", error="bad", permanent=True))
+    assert not finished.will_retry
+    retried = _request(retries=5, base_seconds=0.01, max_seconds=0.01)
+    begun = await service.begin(retried, redelivered=False)
+    finished = await service.finish(retried, begun, RunOutcome(status="failed", error="bad"))
+    assert finished.delay_seconds == 1  # below the ladder's first step: one second
+    assert finished.next_attempt_at is not None
+    assert begun.started_at is not None
+    assert finished.next_attempt_at - begun.started_at >= timedelta(seconds=1)
+    rows = await _outbox_for(sessions, last.execution_id)
+    assert [m["event"]["type"] for m in rows] == ["execution.started", "execution.timed_out"]
+    history = await service.attempts_of(last.execution_id, account_id=None, after_attempt=0, limit=10)
+    assert [(a.attempt, a.status, a.will_retry) for a in history] == [(3, "timed_out", False)]
+    assert await service.attempts_of(last.execution_id, account_id=uuid.uuid4(), after_attempt=0, limit=10) == []

@@ -1,0 +1,153 @@
+"""The run.requested handler with hand-written fakes: what runs, what is recorded, what is acked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from automation_contracts import CloudEvent, RunRequested, build_event
+from automation_executor.consumers import RunRequestHandler
+from automation_executor.domain.outcome import RunOutcome
+from automation_executor.logstream import LogSink
+from automation_executor.pool import WorkerPool
+from automation_executor.service import Begin, Finished
+from automation_executor.settings import ExecutorSettings
+from automation_executor.testing import run_request_data
+from automation_messaging import DeadLetter, Delivery
+
+
+@dataclass
+class FakeAttempts:
+    """Attempt use cases in memory: decides by a scripted action."""
+
+    action: str = "run"
+    begun: list[tuple[uuid.UUID, int, bool]] = field(default_factory=list)
+    finished: list[tuple[RunRequested, RunOutcome]] = field(default_factory=list)
+
+    async def begin(self, request: RunRequested, *, redelivered: bool) -> Begin:
+        self.begun.append((request.execution_id, request.attempt, redelivered))
+        if self.action != "run":
+            return Begin(self.action, status="succeeded")  # type: ignore[arg-type]
+        return Begin("run", run_id=uuid.uuid4(), started_at=datetime.now(UTC))
+
+    async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
+        self.finished.append((request, outcome))
+        return Finished(recorded=True)
+
+
+@dataclass
+class FakeRunner:
+    """Runs nothing; logs a line and returns a scripted outcome (optionally after a gate opens)."""
+
+    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(status="succeeded", exit_code=0))
+    gate: asyncio.Event | None = None
+    runs: int = 0
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, request: RunRequested, logs: LogSink) -> RunOutcome:
+        self.runs += 1
+        self.started.set()
+        logs.add("stdout", "s", "hello")
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.outcome
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[CloudEvent] = []
+
+    async def publish(self, event: CloudEvent, *, exchange: str) -> None:
+        self.events.append(event)
+
+
+@dataclass
+class FakeMessage:
+    redelivered: bool = False
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+def _delivery(redelivered: bool = False) -> Delivery:
+    return Delivery(FakeMessage(redelivered), "executor.runs", "run.requested", 0)  # type: ignore[arg-type]
+
+
+def _event(**kwargs: Any) -> CloudEvent:
+    data = run_request_data([{"name": "s", "type": "shell", "config": {"command": ["true"]}}], **kwargs)
+    return build_event("run.requested", source="/tests", data=json.loads(json.dumps(data)))
+
+
+def _handler(
+    attempts: FakeAttempts, runner: FakeRunner, pool: WorkerPool | None = None
+) -> tuple[RunRequestHandler, FakePublisher]:
+    publisher = FakePublisher()
+    settings = ExecutorSettings(env="development", executor_log_batch_seconds=0.01)
+    handler = RunRequestHandler(
+        settings=settings, service=attempts, runner=runner, pool=pool or WorkerPool("w", 4), publisher=publisher
+    )
+    return handler, publisher
+
+
+async def test_a_new_attempt_runs_and_is_recorded_before_the_handler_returns() -> None:
+    attempts, runner = FakeAttempts(), FakeRunner()
+    handler, publisher = _handler(attempts, runner)
+    assert await handler.handle(_event(), _delivery(redelivered=True)) is None
+    assert runner.runs == 1
+    assert attempts.begun[0][2] is True
+    [(_, outcome)] = attempts.finished
+    assert outcome.status == "succeeded"
+    texts = [entry["text"] for e in publisher.events for entry in e.data["entries"]]
+    assert "hello" in texts
+    assert any(t.startswith("attempt 1 succeeded") for t in texts)
+
+
+@pytest.mark.parametrize("action", ["duplicate", "in_progress"])
+async def test_duplicates_run_nothing_and_record_nothing(action: str) -> None:
+    attempts, runner = FakeAttempts(action=action), FakeRunner()
+    handler, publisher = _handler(attempts, runner)
+    assert await handler.handle(_event(), _delivery()) is None
+    assert runner.runs == 0
+    assert attempts.finished == []
+    assert publisher.events == []
+
+
+async def test_a_second_delivery_to_the_same_replica_waits_for_the_first() -> None:
+    gate = asyncio.Event()
+    attempts, runner = FakeAttempts(), FakeRunner(gate=gate)
+    handler, _ = _handler(attempts, runner)
+    event = _event()
+    first = asyncio.create_task(handler.handle(event, _delivery()))
+    await runner.started.wait()
+    second = asyncio.create_task(handler.handle(event, _delivery(redelivered=True)))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the second delivery reach the pool
+    assert not second.done()
+    assert len(attempts.begun) == 1
+    gate.set()
+    await asyncio.gather(first, second)
+    assert runner.runs == 1
+    assert len(attempts.begun) == 1
+    assert len(attempts.finished) == 1
+
+
+async def test_invalid_data_is_dead_lettered() -> None:
+    handler, _ = _handler(FakeAttempts(), FakeRunner())
+    event = build_event("run.requested", source="/tests", data={"execution_id": "not-a-uuid"})
+    with pytest.raises(DeadLetter, match=r"invalid run\.requested"):
+        await handler.handle(event, _delivery())
+
+
+async def test_deliveries_during_shutdown_are_handed_back() -> None:
+    pool = WorkerPool("w", 4)
+    pool.draining = True
+    attempts, runner = FakeAttempts(), FakeRunner()
+    handler, _ = _handler(attempts, runner, pool)
+    with pytest.raises(asyncio.CancelledError):
+        await handler.handle(_event(), _delivery())
+    assert attempts.begun == []
+    assert runner.runs == 0
