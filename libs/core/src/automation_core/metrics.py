@@ -1,19 +1,29 @@
 """Metrics every service exposes, in the process-wide Prometheus registry.
 
 Names follow Prometheus conventions: ``automation_`` prefix, base units, ``_total`` on counters.
-Labels are route templates, queue names and routing keys, never ids.
+Labels are route templates, queue names and routing keys, never ids (a server-named exclusive queue,
+``amq.gen-...``, is counted as ``server-named``). The consumer runner creates every outcome series of a
+queue at 0 when it starts, so ``rate()`` and ``increase()`` see the first message.
 
 - ``automation_build_info{service,version}``: constant 1.
 - ``automation_http_requests_total{service,method,route,status}``: HTTP requests handled.
 - ``automation_http_request_duration_seconds{service,method,route}``: HTTP handling time.
-- ``automation_messages_consumed_total{service,queue,outcome}``: messages consumed, by outcome
-  (``acked``, ``retried``, ``dead_lettered``, ``requeued``).
-- ``automation_message_handling_duration_seconds{service,queue}``: time spent in a message handler.
+- ``automation_messages_received_total{service,queue}``: deliveries taken from a queue, redeliveries
+  included (the R of a queue's RED: received minus finished outcomes is what is in flight or requeued).
+- ``automation_messages_consumed_total{service,queue,outcome}``: deliveries finished, by outcome (values in
+  :data:`CONSUMED_OUTCOMES`): ``acked`` (handled, or recognised as a duplicate), ``requeued`` (handed
+  back to the queue after a transient failure or on shutdown; it is delivered again) and
+  ``dead_lettered`` (sent to ``automation.dead``: an invalid message, i.e. a *rejected* one, or a
+  message that failed ``AUTOMATION_AMQP_DELIVERY_LIMIT`` times). Retries with backoff are not an
+  outcome here: the executor acks the request and schedules the retry itself
+  (``automation_executor_retries_total``).
+- ``automation_message_handling_duration_seconds{service,queue}``: time from delivery to its outcome.
 - ``automation_messages_published_total{service,exchange,routing_key}``: messages confirmed by the broker.
 - ``automation_outbox_pending_messages{service}``: outbox rows not yet published.
 - ``automation_outbox_oldest_age_seconds{service}``: age of the oldest unsent outbox row (0 when empty).
 - ``automation_broker_connected{service}``: 1 while the AMQP connection is open.
-- ``automation_database_up{service}``: 1 when the last database check succeeded.
+- ``automation_database_up{service}``: 1 when the last database check succeeded (the readiness checks
+  run on every ``/readyz`` and every ``/metrics`` scrape).
 """
 
 from __future__ import annotations
@@ -30,12 +40,22 @@ HTTP_DURATION = Histogram(
     ["service", "method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+#: Outcomes of ``automation_messages_consumed_total``, in the order dashboards list them.
+CONSUMED_OUTCOMES = ("acked", "requeued", "dead_lettered")
+
+MESSAGES_RECEIVED = Counter(
+    "automation_messages_received",
+    "Deliveries taken from a queue, redeliveries included.",
+    ["service", "queue"],
+)
 MESSAGES_CONSUMED = Counter(
-    "automation_messages_consumed", "Messages consumed, by outcome.", ["service", "queue", "outcome"]
+    "automation_messages_consumed",
+    "Deliveries finished, by outcome (acked, requeued, dead_lettered).",
+    ["service", "queue", "outcome"],
 )
 MESSAGE_DURATION = Histogram(
     "automation_message_handling_duration_seconds",
-    "Time spent handling one message.",
+    "Time from a delivery to its outcome.",
     ["service", "queue"],
     buckets=LATENCY_BUCKETS,
 )
