@@ -21,11 +21,17 @@ def main(argv: list[str] | None = None) -> int:
 
     config = SuiteConfig(env=dev_environment(args.state_dir), log_dir=args.state_dir / "logs")
     suite = Suite(config, dict.fromkeys(args.only or SERVICES))
+    print("applying migrations ...", flush=True)
+    try:
+        suite.migrate()
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as exc:
+        print(f"migrations failed: {exc}", file=sys.stderr, flush=True)
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print("applying migrations ...", flush=True)
-    suite.migrate()
     suite.start()
     try:
         suite.wait_ready()

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -162,8 +163,12 @@ class Suite:
         self.processes = {name: ServiceProcess(name, config) for name in names}
 
     def migrate(self) -> None:
-        for proc in self.processes.values():
-            proc.run_once("migrate")
+        """Apply every service's migrations, in parallel (each service owns its own schema)."""
+        with ThreadPoolExecutor(max_workers=len(self.processes)) as pool:
+            futures = [pool.submit(proc.run_once, "migrate") for proc in self.processes.values()]
+            errors = [str(exc) for f in futures if (exc := f.exception()) is not None]
+        if errors:
+            raise RuntimeError("\n".join(errors))
 
     def start(self) -> None:
         for proc in self.processes.values():
