@@ -129,6 +129,7 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publisher: Publisher | None = None
+        self._closing = False
 
     async def connect(self, *, attempts: int = 30, delay: float = 1.0) -> None:
         """Connect (retrying while the broker starts), open the publishing channel, declare the topology."""
@@ -161,7 +162,8 @@ class Broker:
 
     def _on_close(self, *_: Any) -> None:
         BROKER_CONNECTED.labels(self.service).set(0)
-        log.warning("broker_connection_lost")
+        if not self._closing:
+            log.warning("broker_connection_lost")
 
     def _on_reconnect(self, *_: Any) -> None:
         BROKER_CONNECTED.labels(self.service).set(1)
@@ -191,6 +193,7 @@ class Broker:
             raise ConnectionError("broker connection is down")
 
     async def close(self) -> None:
+        self._closing = True
         if self._connection is not None:
             await self._connection.close()
         BROKER_CONNECTED.labels(self.service).set(0)

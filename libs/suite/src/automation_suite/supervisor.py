@@ -65,6 +65,8 @@ def dev_environment(state_dir: Path) -> dict[str, str]:
     secrets_file.write_text("".join(f"{k}={v}\n" for k, v in stored.items()))
     secrets_file.chmod(0o600)
     env = {"AUTOMATION_ENV": "development", **stored}
+    if sys.stdout.isatty():
+        env["AUTOMATION_LOG_FORMAT"] = "console"  # the services write to a pipe; the person reads a terminal
     env.update({k: v for k, v in os.environ.items() if k.startswith("AUTOMATION_")})
     return env
 
