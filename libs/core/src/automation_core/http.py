@@ -1,19 +1,28 @@
 """The HTTP application factory every service uses.
 
-:func:`create_service_app` gives a FastAPI app with problem+json errors, request metrics and logs,
-``/healthz`` (the process alone), ``/readyz`` (its checks: database, broker) and ``/metrics``.
-Routers that need a caller declare :data:`CurrentPrincipal`.
+:func:`create_service_app` gives a FastAPI app with problem+json errors, request metrics and logs, a
+tracing SERVER span per request, ``/healthz`` (the process alone), ``/readyz`` (its checks: database,
+broker) and ``/metrics``. Routers that need a caller declare :data:`CurrentPrincipal`.
+
+The server spans are FastAPI's native OpenTelemetry instrumentation, configured here
+(:data:`TELEMETRY`): one SERVER span per request named ``"<METHOD> <route template>"`` (the method alone
+when no route matched) with the HTTP semantic-convention attributes (``http.request.method``,
+``http.route``, ``http.response.status_code``, ``url.path``, ``url.scheme``, ``server.address``, ...),
+status ERROR on a 5xx, and as parent the caller's W3C ``traceparent``. The span is current while the
+handler runs, so outbox rows written in the request carry the trace on through the broker.
+``/healthz``, ``/readyz`` and ``/metrics`` are counted in the metrics but neither traced nor logged.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automation_core import __version__
@@ -26,10 +35,35 @@ from automation_core.settings import ServiceSettings
 
 log = get_logger(__name__)
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Probed every few seconds: counted in the metrics, neither traced nor logged.
+UNTRACED_PATHS = UNAUTHENTICATED_PATHS
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+#: Path parameters copied onto the ``http_request`` log line.
+LOGGED_PATH_PARAMS = ("job_id", "execution_id")
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in UNTRACED_PATHS
+
+
+#: FastAPI's native OpenTelemetry: SERVER spans on the process' tracer provider (set up by
+#: :func:`automation_core.tracing.setup_tracing`); no per-operation child spans, no OpenTelemetry metrics
+#: or log records (Prometheus and structlog do those), no exporter set-up of its own.
+TELEMETRY: TelemetryConfig = {
+    "tracing": True,
+    "operation_spans": False,
+    "metrics": False,
+    "logs": False,
+    "auto_configure": False,
+    "exclude": _untraced,
+}
 
 
 class MetricsMiddleware:
-    """Counts and times requests by route template (never by raw path)."""
+    """Counts and times requests by route template (never by raw path) and logs one ``http_request`` line.
+
+    It runs inside FastAPI's server span, so the log line carries the request's ``trace_id``/``span_id``.
+    """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -53,17 +87,20 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
+            raw_method = str(scope.get("method", "GET")).upper()
+            method = raw_method if raw_method in KNOWN_METHODS else "_OTHER"
             elapsed = time.perf_counter() - start
             HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
             HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
-            if template not in UNAUTHENTICATED_PATHS:
+            if scope.get("path") not in UNTRACED_PATHS:
+                params = scope.get("path_params") or {}
                 log.info(
                     "http_request",
                     method=method,
                     route=template,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
+                    **{key: str(params[key]) for key in LOGGED_PATH_PARAMS if key in params},
                 )
 
 
@@ -99,7 +136,7 @@ def create_service_app(
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """A FastAPI app wired with the platform's cross-cutting parts."""
-    app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan, telemetry=TELEMETRY)
     app.state.readiness = readiness or Readiness()
     app.state.authenticator = authenticator or Authenticator(settings)
     app.state.settings = settings
@@ -123,7 +160,10 @@ def create_service_app(
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(readiness: Annotated[Readiness, Depends(get_readiness)]) -> Response:
+        # The readiness checks keep the connection gauges (automation_database_up) current at every
+        # scrape, also where nothing polls /readyz (docker-compose's healthcheck probes /healthz).
+        await readiness.run()
         payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
 

@@ -1,7 +1,14 @@
 """OpenTelemetry set-up and W3C trace-context propagation through AMQP headers.
 
-Tracing is always on in-process (so log lines carry trace ids); spans are exported over OTLP/HTTP only
-when ``AUTOMATION_OTLP_ENDPOINT`` is set.
+HTTP server spans come from FastAPI's native instrumentation on the provider installed here (see
+:mod:`automation_core.http`); the messaging spans from ``automation_messaging``.
+
+Tracing is always on in-process (so log lines carry trace ids); spans are exported over OTLP/HTTP
+(protobuf, to ``<AUTOMATION_OTLP_ENDPOINT>/v1/traces``) only when ``AUTOMATION_OTLP_ENDPOINT`` is set,
+through a ``BatchSpanProcessor`` that the standard ``OTEL_BSP_*`` variables tune (e.g.
+``OTEL_BSP_SCHEDULE_DELAY`` in milliseconds) and the standard ``OTEL_EXPORTER_OTLP_*`` variables
+configure further (headers, compression, certificates). The resource carries ``service.name`` and
+``service.version``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from automation_core import __version__
+
 _provider: TracerProvider | None = None
 
 
@@ -21,7 +30,7 @@ def setup_tracing(service: str, otlp_endpoint: str | None, *extra: SpanProcessor
     """Install a tracer provider for this process once; later calls add processors only."""
     global _provider  # noqa: PLW0603 - one provider per process, as OpenTelemetry requires
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        _provider = TracerProvider(resource=Resource.create({"service.name": service, "service.version": __version__}))
         if otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

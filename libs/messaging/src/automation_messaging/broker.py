@@ -14,13 +14,14 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from automation_contracts import CloudEvent
 from automation_core.logging import get_logger
 from automation_core.metrics import BROKER_CONNECTED, MESSAGES_PUBLISHED
 from automation_core.settings import ServiceSettings
-from automation_core.tracing import get_tracer, inject_headers
+from automation_core.tracing import extract_context, get_tracer, inject_headers
 from automation_messaging.topology import COMMANDS, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -85,9 +86,15 @@ class Publisher:
         priority: int | None = None,
         content_type: str = CLOUDEVENTS_JSON,
     ) -> None:
-        """Publish a body as it is; traceparent comes from ``headers`` or the current span."""
+        """Publish a body as it is, in a PRODUCER span whose context the message carries on.
+
+        The span's parent is the current span when there is one (a publish in a request or a
+        handler), otherwise the ``traceparent`` in ``headers`` (an outbox row's captured context).
+        """
+        active = trace.get_current_span().get_span_context().is_valid
         with tracer.start_as_current_span(
             f"{exchange or 'default'} publish",
+            context=None if active else extract_context(headers),
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "rabbitmq",
@@ -98,8 +105,7 @@ class Publisher:
             },
         ):
             amqp_headers: dict[str, Any] = dict(headers or {})
-            if "traceparent" not in amqp_headers:
-                inject_headers(amqp_headers)
+            inject_headers(amqp_headers)
             message = aio_pika.Message(
                 body,
                 headers=amqp_headers,

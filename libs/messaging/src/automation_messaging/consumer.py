@@ -2,6 +2,9 @@
 
 - The body must be a CloudEvent whose ``data`` validates against its schema; anything else is
   dead-lettered at once with the reason (header ``x-dead-letter-reason``), and the consumer goes on.
+- An ``accept`` predicate, when given, sees the routing key first: a message it refuses is acked
+  unread (no decoding, no validation, no handler), so a queue bound broadly can drop most of its
+  traffic cheaply.
 - A handler returns normally → ack (and, for a request with ``reply_to``, the returned event is sent
   as the reply first).
 - A handler raises :class:`DeadLetter` → dead-lettered with its reason.
@@ -116,8 +119,10 @@ class Consumer:
         prefetch: int | None = None,
         validate: bool = True,
         max_failures: int | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         self._broker = broker
+        self._accept = accept
         self._queue_factory = queue
         self._handler = handler
         self._prefetch = prefetch
@@ -198,6 +203,10 @@ class Consumer:
             MESSAGE_DURATION.labels(self._service, self._queue_label).observe(time.perf_counter() - start)
 
     async def _dispatch(self, message: AbstractIncomingMessage) -> str:
+        if self._accept is not None and not self._accept(message.routing_key or ""):
+            await message.ack()  # filtered by routing key alone: never decoded
+            MESSAGES_CONSUMED.labels(self._service, self._queue_label, "acked").inc()
+            return "acked"
         try:
             event = CloudEvent.from_json_bytes(message.body)
             if self._validate:

@@ -6,12 +6,18 @@ the same transaction as its state change, and runs one :class:`OutboxRelay`. The
 it in the same transaction. A crash after the publish and before the commit publishes the row again
 later: delivery is at-least-once, and consumers deduplicate by event id or natural key. ``enqueue``
 also issues ``pg_notify`` so the relay wakes at commit instead of waiting for its poll interval.
+
+A row may carry AMQP headers of its own (``enqueue(..., headers=...)``, e.g. the ``x-dead-letter-reason``
+of a message sent to ``automation.dlx``) and a message priority (``enqueue(..., priority=...)``). The
+priority travels in the row's headers under :data:`PRIORITY_KEY`, which the relay turns back into the
+AMQP ``priority`` property instead of publishing it as a header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +35,8 @@ from automation_messaging.broker import Publisher
 
 log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 60
+PRIORITY_KEY = "x-outbox-priority"
+"""Key of a row's headers holding the AMQP priority to publish with (never published as a header)."""
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -53,15 +61,40 @@ def notify_channel(schema: str) -> str:
     return f"automation_outbox_{schema}"
 
 
-def outbox_row(event: CloudEvent, *, exchange: str, routing_key: str | None = None) -> dict[str, Any]:
-    """The values of one outbox row (trace context captured now, so the trace continues at publish)."""
+def outbox_row(
+    event: CloudEvent,
+    *,
+    exchange: str,
+    routing_key: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    priority: int | None = None,
+) -> dict[str, Any]:
+    """The values of one outbox row (trace context captured now, so the trace continues at publish).
+
+    ``headers`` are published as AMQP headers (JSON values: text, numbers, booleans, lists, objects);
+    ``priority`` (0-255) as the AMQP priority property.
+    """
+    row_headers: dict[str, Any] = dict(inject_headers({}))
+    if headers:
+        row_headers.update(headers)
+    if priority is not None:
+        if not 0 <= priority <= 255:
+            raise ValueError("priority must be between 0 and 255")
+        row_headers[PRIORITY_KEY] = priority
     return {
         "event_id": event.id,
         "exchange": exchange,
         "routing_key": routing_key or event.type,
         "body": event.to_json_bytes(),
-        "headers": dict(inject_headers({})),
+        "headers": row_headers,
     }
+
+
+def split_priority(headers: Mapping[str, Any] | None) -> tuple[dict[str, Any], int | None]:
+    """A row's headers without :data:`PRIORITY_KEY`, and the priority it held (None when absent)."""
+    published = dict(headers or {})
+    raw = published.pop(PRIORITY_KEY, None)
+    return published, raw if isinstance(raw, int) and not isinstance(raw, bool) else None
 
 
 async def enqueue(
@@ -71,10 +104,13 @@ async def enqueue(
     *,
     exchange: str | None = None,
     routing_key: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    priority: int | None = None,
 ) -> None:
     """Add messages to the outbox in the caller's transaction.
 
     ``events`` is one event (with ``exchange``/``routing_key``) or a list of (event, exchange, routing key).
+    ``headers`` and ``priority`` (optional) apply to every message of the call.
     """
     if isinstance(events, CloudEvent):
         if exchange is None:
@@ -84,7 +120,7 @@ async def enqueue(
         items = events
     if not items:
         return
-    rows = [outbox_row(ev, exchange=ex, routing_key=rk) for ev, ex, rk in items]
+    rows = [outbox_row(ev, exchange=ex, routing_key=rk, headers=headers, priority=priority) for ev, ex, rk in items]
     await db.execute(table.insert(), rows)
     await db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(str(table.schema))})
 
@@ -166,20 +202,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(
-                    self._publisher.publish_raw(
-                        r.body,
-                        exchange=r.exchange,
-                        routing_key=r.routing_key,
-                        headers=r.headers,
-                        message_id=r.event_id,
-                        message_type=r.routing_key,
-                    )
-                    for r in rows
-                ),
-                return_exceptions=True,
-            )
+            results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
             sent = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             if sent:
                 await conn.execute(t.delete().where(t.c.id.in_(sent)))
@@ -197,6 +220,18 @@ class OutboxRelay:
                     )
                     log.warning("outbox_publish_failed", event_id=r.event_id, error=repr(res))
         return len(sent)
+
+    async def _publish(self, row: Any) -> None:
+        headers, priority = split_priority(row.headers)
+        await self._publisher.publish_raw(
+            row.body,
+            exchange=row.exchange,
+            routing_key=row.routing_key,
+            headers=headers,
+            message_id=row.event_id,
+            message_type=row.routing_key,
+            priority=priority,
+        )
 
     async def _update_gauges(self) -> None:
         t = self._table

@@ -48,10 +48,18 @@ class Runtime:
         return self.broker.publisher
 
     async def consume(
-        self, queue: QueueFactory, handler: Handler, *, prefetch: int | None = None, validate: bool = True
+        self,
+        queue: QueueFactory,
+        handler: Handler,
+        *,
+        prefetch: int | None = None,
+        validate: bool = True,
+        accept: Callable[[str], bool] | None = None,
     ) -> Consumer:
-        """Start a consumer that is stopped with the runtime."""
-        consumer = Consumer(self.broker, queue=queue, handler=handler, prefetch=prefetch, validate=validate)
+        """Start a consumer that is stopped with the runtime (``accept``: a routing-key prefilter)."""
+        consumer = Consumer(
+            self.broker, queue=queue, handler=handler, prefetch=prefetch, validate=validate, accept=accept
+        )
         await consumer.start()
         self.consumers.append(consumer)
         return consumer

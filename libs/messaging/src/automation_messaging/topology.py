@@ -44,8 +44,11 @@ class QueueSpec:
     extra_arguments: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_PRIORITY = 9
+"""Highest job priority; ``executor.runs`` honours 0-9 when it is a classic queue (quorum queues ignore it)."""
+
 WORK_QUEUES: tuple[QueueSpec, ...] = (
-    QueueSpec(EXECUTOR_RUNS, ((COMMANDS, RUN_REQUESTED),)),
+    QueueSpec(EXECUTOR_RUNS, ((COMMANDS, RUN_REQUESTED),), max_priority=MAX_PRIORITY),
     QueueSpec(BROWSER_TASKS, ((COMMANDS, BROWSER_TASK),)),
 )
 

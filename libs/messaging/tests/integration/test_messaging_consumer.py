@@ -38,8 +38,8 @@ async def broker(amqp_url: str, database_url: str) -> AsyncIterator[Broker]:
     settings = ServiceSettings(
         service_name="msgtest",
         env="development",
-        amqp_url=amqp_url,  # type: ignore[arg-type]
-        database_url=database_url,  # type: ignore[arg-type]
+        amqp_url=amqp_url,
+        database_url=database_url,
         amqp_delivery_limit=3,
     )
     b = Broker(settings)

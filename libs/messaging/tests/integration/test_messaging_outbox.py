@@ -39,8 +39,8 @@ def settings(amqp_url: str, database_url: str) -> ServiceSettings:
     return ServiceSettings(
         service_name="outboxtest",
         env="development",
-        amqp_url=amqp_url,  # type: ignore[arg-type]
-        database_url=database_url,  # type: ignore[arg-type]
+        amqp_url=amqp_url,
+        database_url=database_url,
         outbox_poll_seconds=0.5,
     )
 
