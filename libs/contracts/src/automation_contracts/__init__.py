@@ -38,7 +38,17 @@ from automation_contracts.executions import (
     RunRequested,
     Trigger,
 )
-from automation_contracts.jobs import JobChanged, JobDeleted, JobSpec, RetryBackoff, StepSpec
+from automation_contracts.jobs import (
+    PLATFORM_EVENT_PREFIXES,
+    EventTrigger,
+    JobChanged,
+    JobDeleted,
+    JobSpec,
+    ResourceLimits,
+    RetryBackoff,
+    StepSpec,
+    TriggerCondition,
+)
 from automation_contracts.registry import EVENT_MODELS, build_event, dataschema_for, parse_data, validate_event
 from automation_contracts.schemas import (
     SCHEMAS_DIR_ENV,
@@ -54,6 +64,7 @@ __all__ = [
     "CONTENT_TYPE",
     "CORE_ATTRIBUTES",
     "EVENT_MODELS",
+    "PLATFORM_EVENT_PREFIXES",
     "SCHEMAS_DIR_ENV",
     "URN_PREFIX",
     "Artifact",
@@ -66,6 +77,7 @@ __all__ = [
     "ContractError",
     "Cookie",
     "EvaluateAction",
+    "EventTrigger",
     "ExecutionCancelled",
     "ExecutionFailed",
     "ExecutionLog",
@@ -81,12 +93,14 @@ __all__ = [
     "LogStream",
     "PdfAction",
     "PressAction",
+    "ResourceLimits",
     "RetryBackoff",
     "RunRequested",
     "ScreenshotAction",
     "SetCookiesAction",
     "StepSpec",
     "Trigger",
+    "TriggerCondition",
     "Viewport",
     "WaitForAction",
     "build_event",
