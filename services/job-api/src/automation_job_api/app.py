@@ -1,4 +1,4 @@
-"""The job-api application: public REST API, execution events consumer, outbox relay."""
+"""The job-api application: public REST API, execution events and dead letters consumers, outbox relay."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from automation_job_api.settings import JobApiSettings
 from automation_messaging import open_runtime
 
 DESCRIPTION = """The public REST API of the Automation Platform: accounts and API keys, job definitions,
-manual runs and the history of executions. Authenticate with `Authorization: Bearer <API key or JWT>`
-(or `X-API-Key: <API key>`). Errors are `application/problem+json`; `field` names the field at fault."""
+manual runs and cancellation, the history of executions with live logs, and the platform's dead letters.
+Authenticate with `Authorization: Bearer <API key or JWT>` (or `X-API-Key: <API key>`).
+Errors are `application/problem+json`; `field` names the field at fault."""
 
 
 class _ApiKeyCheck:
@@ -50,19 +51,29 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         async with open_runtime(
             job_settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox
         ) as runtime:
-            job_api = build(job_settings, runtime.sessions)
+            job_api = build(job_settings, runtime.sessions, broker=runtime.broker)
             await job_api.gauge.start()
+            await job_api.dead_letters_gauge.start()
+            await job_api.watch.start()
             try:
                 consumer = job_api.execution_events
                 await runtime.consume(
                     consumer.declare, consumer.handle, prefetch=job_settings.execution_events_prefetch
                 )
+                if job_api.dead_letter_consumer is not None:
+                    await job_api.dead_letter_consumer.start()
                 app.state.job_api = job_api
                 api_keys.job_api = job_api
                 yield
             finally:
                 app.state.job_api = None
                 api_keys.job_api = None
+                if job_api.dead_letter_consumer is not None:
+                    await job_api.dead_letter_consumer.stop(job_settings.shutdown_grace_seconds)
+                await job_api.watch.stop()
+                if job_api.republisher is not None:
+                    await job_api.republisher.close()
+                await job_api.dead_letters_gauge.stop()
                 await job_api.gauge.stop()
 
     app = create_service_app(

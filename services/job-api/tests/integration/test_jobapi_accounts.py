@@ -213,7 +213,7 @@ async def test_keys_issued_are_counted(client: httpx.AsyncClient, account: Accou
 
 async def test_openapi_documents_tags_summaries_and_problem_json(client: httpx.AsyncClient) -> None:
     doc = (await client.get("/openapi.json")).json()
-    assert {t["name"] for t in doc["tags"]} >= {"accounts", "auth", "jobs", "executions"}
+    assert {t["name"] for t in doc["tags"]} >= {"accounts", "auth", "jobs", "executions", "dead-letters"}
     expected = {
         ("/api/v1/accounts", "post"),
         ("/api/v1/accounts/{account_id}/api-keys", "post"),
@@ -227,6 +227,12 @@ async def test_openapi_documents_tags_summaries_and_problem_json(client: httpx.A
         ("/api/v1/executions", "get"),
         ("/api/v1/executions/{execution_id}", "get"),
         ("/api/v1/executions/{execution_id}/logs", "get"),
+        ("/api/v1/executions/{execution_id}/cancel", "post"),
+        ("/api/v1/dead-letters", "get"),
+        ("/api/v1/dead-letters/{letter_id}", "get"),
+        ("/api/v1/dead-letters/{letter_id}", "delete"),
+        ("/api/v1/dead-letters/{letter_id}/requeue", "post"),
+        ("/api/v1/dead-letters/purge", "post"),
     }
     for path, method in expected:
         operation = doc["paths"][path][method]
@@ -235,5 +241,6 @@ async def test_openapi_documents_tags_summaries_and_problem_json(client: httpx.A
         assert "application/problem+json" in operation["responses"]["401"]["content"], (path, method)
     get_job = doc["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]
     assert get_job["404"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
-    assert "text/plain" in doc["paths"]["/api/v1/executions/{execution_id}/logs"]["get"]["responses"]["200"]["content"]
+    logs = doc["paths"]["/api/v1/executions/{execution_id}/logs"]["get"]["responses"]["200"]["content"]
+    assert {"text/plain", "text/event-stream"} <= set(logs)
     assert "JobDefinition" in doc["components"]["schemas"]

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from aio_pika.abc import AbstractChannel, AbstractQueue
-from jobapi_support import AccountCreds, create_job, new_account, next_message, publish, publish_event
+from aio_pika.abc import AbstractChannel
+from jobapi_support import AccountCreds, create_job, new_account, publish, publish_event, stored_dead_letter
 
 from automation_contracts import CloudEvent, build_event
 from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+NO_REQUIRED_PARAMETERS = {"type": "object", "properties": {"site": {"type": "string"}}}
 
 
 def _at(seconds: float) -> str:
@@ -66,11 +67,6 @@ class Run:
         )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def dead(amqp: AbstractChannel) -> AbstractQueue:
-    return await amqp.get_queue("automation.dead", ensure=True)
-
-
 async def _execution(client: httpx.AsyncClient, creds: AccountCreds, execution_id: str) -> dict[str, Any]:
     resp = await client.get(f"/api/v1/executions/{execution_id}", headers=creds.headers)
     assert resp.status_code in {200, 404}, resp.text
@@ -97,7 +93,7 @@ async def _logs(client: httpx.AsyncClient, creds: AccountCreds, execution_id: st
 async def test_a_manual_run_that_retries_then_succeeds(
     client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
 ) -> None:
-    job = await create_job(client, account, parameters={"type": "object"})
+    job = await create_job(client, account, parameters=NO_REQUIRED_PARAMETERS)
     execution_id = (await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)).json()[
         "execution_id"
     ]
@@ -190,7 +186,7 @@ async def test_the_start_names_the_trigger_of_a_run_first_seen_through_its_logs(
     await publish_event(amqp, run.started(1, 1, trigger="event"))
 
     async def named() -> bool:
-        return (await _execution(client, account, execution_id))["trigger"] == "event"
+        return bool((await _execution(client, account, execution_id))["trigger"] == "event")
 
     await wait_until(named, what="the trigger named by execution.started")
 
@@ -231,7 +227,7 @@ async def test_executions_of_another_account_are_404(
 async def test_executions_list_newest_first_in_pages(
     client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
 ) -> None:
-    job = await create_job(client, account, parameters={"type": "object"})
+    job = await create_job(client, account, parameters=NO_REQUIRED_PARAMETERS)
     made = [
         (await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)).json()["execution_id"]
         for _ in range(3)
@@ -250,21 +246,18 @@ async def test_executions_list_newest_first_in_pages(
     assert second["next_cursor"] is None
 
 
-async def _dead_letter(dead: AbstractQueue, message_id: str) -> tuple[str, bytes]:
-    while True:
-        message = await next_message(dead, what=f"dead letter {message_id}")
-        if message.message_id == message_id:
-            headers = message.headers or {}
-            assert headers["x-original-queue"] == "job-api.execution-events"
-            reason = headers["x-dead-letter-reason"]
-            return (reason.decode() if isinstance(reason, bytes) else str(reason)), message.body
+async def _dead_letter(client: httpx.AsyncClient, message_id: str) -> tuple[str, bytes]:
+    letter = await stored_dead_letter(client, message_id)
+    assert letter["original_queue"] == "job-api.execution-events"
+    assert letter["dead_lettered_by"] == "job-api"
+    return letter["reason"], base64.b64decode(letter["body_base64"])
 
 
 async def test_malformed_and_schema_invalid_messages_are_dead_lettered_and_consumption_goes_on(
-    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel, dead: AbstractQueue
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
 ) -> None:
     await publish(amqp, "automation.events", "execution.started", b"{this is not json", message_id="malformed-1")
-    reason, body = await _dead_letter(dead, "malformed-1")
+    reason, body = await _dead_letter(client, "malformed-1")
     assert body == b"{this is not json"
     assert reason.startswith("invalid message")
 
@@ -276,12 +269,12 @@ async def test_malformed_and_schema_invalid_messages_are_dead_lettered_and_consu
         data={**run.ids, "attempt": 0, "started_at": _at(0), "worker": "w"},
     )
     await publish_event(amqp, invalid)
-    reason, _ = await _dead_letter(dead, invalid.id)
+    reason, _ = await _dead_letter(client, invalid.id)
     assert "data.attempt" in reason
 
     unknown = build_event("execution.exploded", source="/automation/executor", data={"execution_id": execution_id})
     await publish_event(amqp, unknown)
-    reason, _ = await _dead_letter(dead, unknown.id)
+    reason, _ = await _dead_letter(client, unknown.id)
     assert "execution.exploded" in reason
 
     await publish_event(amqp, run.started(1, 0))
@@ -289,7 +282,7 @@ async def test_malformed_and_schema_invalid_messages_are_dead_lettered_and_consu
 
     hijack = Run(execution_id, str(uuid.uuid4()), account.id).succeeded(1, 3)
     await publish_event(amqp, hijack)
-    reason, _ = await _dead_letter(dead, hijack.id)
+    reason, _ = await _dead_letter(client, hijack.id)
     assert "another job or account" in reason
     assert (await _execution(client, account, execution_id))["status"] == "running"
 

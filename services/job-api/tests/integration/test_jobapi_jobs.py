@@ -47,8 +47,68 @@ async def next_event(queue: AbstractQueue, event_type: str, job_id: str) -> Clou
             return event
 
 
+POLICY_DEFAULTS: dict[str, Any] = {
+    "start_at": None,
+    "end_at": None,
+    "dst_gap": "shift",
+    "dst_overlap": "first",
+    "jitter_seconds": 0.0,
+    "misfire_policy": "run_once",
+    "misfire_cap": 100,
+    "starting_deadline_seconds": None,
+    "overlap_policy": "allow",
+    "max_runs": None,
+    "triggers": [],
+}
+
+
 def definition_of(job: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in job.items() if k not in {"id", "account_id", "version", "created_at", "updated_at"}}
+
+
+def spec_of(job: dict[str, Any]) -> JobSpec:
+    """The JobSpec a job's messages carry (with its check step once JobSpec has the field)."""
+    definition = definition_of(job)
+    if "check" not in JobSpec.model_fields:
+        assert definition.pop("check") is None
+    return JobSpec.model_validate(definition)
+
+
+async def test_schedule_policies_are_stored_shown_and_carried_in_the_job_spec(
+    client: httpx.AsyncClient, account: AccountCreds, job_events: AbstractQueue
+) -> None:
+    policies = {
+        "start_at": "2026-12-01T00:00:00Z",
+        "end_at": "2027-01-01T00:00:00Z",
+        "dst_gap": "skip",
+        "dst_overlap": "both",
+        "jitter_seconds": 2.5,
+        "misfire_policy": "run_all",
+        "misfire_cap": 7,
+        "starting_deadline_seconds": 90,
+        "overlap_policy": "forbid",
+        "max_runs": 3,
+        "triggers": [
+            {"type": "inventory.*", "where": [{"path": "data.site", "op": "eq", "value": "fra1"}], "max_per_minute": None}
+        ],
+    }
+    body = {
+        "name": f"policies-{uuid.uuid4().hex[:6]}",
+        "schedule": "0 2 * * *",
+        "timezone": "Europe/Berlin",
+        "steps": [{"name": "s", "type": "shell", "config": {"command": ["true"]}}],
+        **policies,
+    }
+    resp = await client.post("/api/v1/jobs", json=body, headers=account.headers)
+    assert resp.status_code == 201, resp.text
+    job = resp.json()
+    assert {k: job[k] for k in policies} == policies
+    event = await next_event(job_events, "job.created", job["id"])
+    carried = JobSpec.model_validate(event.data["job"])
+    assert carried.misfire_policy == "run_all"
+    assert carried.max_runs == 3
+    assert carried.triggers[0].type == "inventory.*"
+    assert carried == spec_of(job)
 
 
 async def test_create_stores_version_1_and_announces_job_created(
@@ -62,7 +122,7 @@ async def test_create_stores_version_1_and_announces_job_created(
     assert job["account_id"] == account.id
     assert job["version"] == 1
     assert job["created_at"] == job["updated_at"]
-    expected = {**body, "enabled": True, "priority": 5, "max_concurrency": None}
+    expected = {**body, "enabled": True, "priority": 5, "max_concurrency": None, "check": None, **POLICY_DEFAULTS}
     expected["steps"] = [{**s, "timeout_seconds": None} for s in body["steps"]]
     expected["retry_backoff"] = {"base_seconds": 1.0, "max_seconds": 30.0}
     assert definition_of(job) == expected
@@ -73,7 +133,7 @@ async def test_create_stores_version_1_and_announces_job_created(
     assert event.dataschema == "urn:automation:schema:job.created:v1"
     assert event.data["account_id"] == account.id
     assert event.data["version"] == 1
-    assert JobSpec.model_validate(event.data["job"]) == JobSpec.model_validate(definition_of(job))
+    assert JobSpec.model_validate(event.data["job"]) == spec_of(job)
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -276,7 +336,7 @@ async def test_execute_queues_run_requested_with_the_snapshot_and_defaulted_para
     assert (data["job_id"], data["account_id"], data["job_version"]) == (job["id"], account.id, 1)
     assert (data["trigger"], data["attempt"]) == ("manual", 1)
     assert data["parameters"] == {"count": 3, "site": "fra1"}
-    assert JobSpec.model_validate(data["job"]) == JobSpec.model_validate(definition_of(job))
+    assert JobSpec.model_validate(data["job"]) == spec_of(job)
 
     execution = (await client.get(f"/api/v1/executions/{execution_id}", headers=account.headers)).json()
     assert (execution["status"], execution["trigger"], execution["attempt"]) == ("queued", "manual", 1)
@@ -309,7 +369,7 @@ async def test_invalid_run_parameters_name_the_parameter_and_queue_nothing(
 async def test_a_disabled_job_still_runs_by_hand(
     client: httpx.AsyncClient, account: AccountCreds, runs: AbstractQueue
 ) -> None:
-    job = await create_job(client, account, parameters={"type": "object"})
+    job = await create_job(client, account, parameters={"type": "object", "properties": {"site": {"type": "string"}}})
     await client.post(f"/api/v1/jobs/{job['id']}/disable", headers=account.headers)
     resp = await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)
     assert resp.status_code == 202, resp.text

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from automation_job_api.api.deps import DEFAULT_LIMIT, CurrentAccount, Cursor, JobApiDep, Limit
 from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import ExecuteAccepted, ExecuteRequest, JobList, JobOut
-from automation_job_api.domain.jobs import JobDefinition
+from automation_job_api.domain.definitions import JobDefinition
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 

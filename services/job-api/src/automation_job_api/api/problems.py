@@ -17,6 +17,7 @@ _DESCRIPTIONS = {
     404: "Not found (or owned by another account)",
     409: "Conflict, e.g. a name already taken (field names it)",
     422: "Invalid input; field names the field at fault (e.g. steps.1.config.command)",
+    503: "Unavailable, e.g. the broker is down or the service is starting",
 }
 
 

@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automation_job_api.domain.executions import Status, TriggerName
+from automation_job_api.domain.jobs import EventTrigger
 
 
 class _Out(BaseModel):
@@ -110,7 +111,33 @@ class JobOut(_Out):
     max_concurrency: int | None
     parameters: dict[str, Any]
     steps: list[StepOut]
+    check: StepOut | None = Field(
+        default=None, validation_alias="check_step", description="Runs before the steps (check/perform)."
+    )
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    dst_gap: str = "shift"
+    dst_overlap: str = "first"
+    jitter_seconds: float = 0
+    misfire_policy: str = "run_once"
+    misfire_cap: int = 100
+    starting_deadline_seconds: int | None = None
+    overlap_policy: str = "allow"
+    max_runs: int | None = None
+    triggers: list[EventTrigger] = Field(default_factory=list, description="Event triggers.")
     version: int = Field(description="1 at creation; grows by one with every change.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spread_policies(cls, value: Any) -> Any:
+        """A stored job keeps its scheduler policies in one column; the resource shows them as fields."""
+        policies = getattr(value, "policies", None)
+        if not isinstance(policies, dict):
+            return value
+        fields = {name: getattr(value, name) for name in cls.model_fields if hasattr(value, name)}
+        fields["check_step"] = getattr(value, "check_step", None)
+        return fields | policies
+
     created_at: datetime
     updated_at: datetime
 
@@ -153,6 +180,8 @@ class ExecutionOut(_Out):
     result: Any = None
     job_version: int | None = Field(description="Job version run (known for manual runs).")
     parameters: dict[str, Any] | None = Field(description="Parameters after defaults (known for manual runs).")
+    cancel_requested_at: datetime | None = Field(default=None, description="When a cancellation was first asked for.")
+    cancel_reason: str | None = Field(default=None, description="The reason given with that cancellation.")
     updated_at: datetime
 
 
@@ -161,3 +190,19 @@ class ExecutionList(BaseModel):
 
     items: list[ExecutionOut]
     next_cursor: str | None
+
+
+class CancelRequest(BaseModel):
+    """Why the execution is cancelled (copied into ``execution.cancel`` and ``execution.cancelled``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reason: Annotated[str, Field(min_length=1, max_length=1000)] = "cancelled on request"
+
+
+class CancelAccepted(BaseModel):
+    """The cancellation was sent to every executor; the execution ends ``cancelled`` when one stops it."""
+
+    execution_id: uuid.UUID
+    status: Status = Field(description="The status when the request was accepted (queued or running).")
+    cancel_requested_at: datetime

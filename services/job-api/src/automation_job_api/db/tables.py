@@ -4,6 +4,7 @@
 - ``jobs``: the current definition of each job; ``job_versions``: a full snapshot per version
   (kept after a job is deleted, with the deletion as its last version).
 - ``executions``, ``execution_logs``: the read model fed by execution events.
+- ``dead_letters``: every message dead-lettered anywhere in the platform (moved off ``automation.dead``).
 - ``outbox``: messages committed with the state change they announce.
 """
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -90,6 +92,8 @@ class Job(Base):
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    check_step: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    policies: Mapped[dict[str, Any]] = mapped_column(JSON, server_default=text("'{}'"))
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -106,6 +110,7 @@ class JobVersion(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(index=True)
     change: Mapped[str] = mapped_column(Text)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    check_step: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
 
 
@@ -136,6 +141,8 @@ class Execution(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    cancel_requested_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -153,3 +160,35 @@ class ExecutionLogBatch(Base):
     entries: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     truncated: Mapped[bool] = mapped_column(Boolean)
     received_at: Mapped[datetime]
+
+
+class DeadLetter(Base):
+    """A message moved off ``automation.dead``: where it was dead-lettered, why, and its bytes.
+
+    ``(message_id, original_queue, dead_lettered_at)`` is unique, so a redelivered dead letter is
+    stored once; a letter requeued and dead-lettered again is a new row (a new ``dead_lettered_at``).
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("message_id", "original_queue", "dead_lettered_at"),
+        Index(None, "dead_lettered_at", "id"),
+        Index(None, "original_queue", "dead_lettered_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(Text)
+    routing_key: Mapped[str] = mapped_column(Text)
+    original_exchange: Mapped[str] = mapped_column(Text)
+    original_queue: Mapped[str] = mapped_column(Text)
+    original_routing_key: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    message_type: Mapped[str | None] = mapped_column(Text)
+    dead_lettered_at: Mapped[datetime]
+    dead_lettered_by: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    requeued_at: Mapped[datetime | None]
+    requeue_count: Mapped[int] = mapped_column(Integer)

@@ -3,25 +3,41 @@
 :class:`JobDefinition` is the body of ``POST /api/v1/jobs`` and ``PUT /api/v1/jobs/{id}`` (the names
 of ARCHITECTURE.md's public resources). Field types and ranges are checked by the model (FastAPI
 turns those errors into problem+json naming the field); :func:`check_definition` adds what a model
-cannot say: the schedule in its time zone, each step's config for its type, unique step names and a
-valid parameters schema. Every failure names the field at fault (``steps.1.config.command``).
+cannot say: the schedule in its time zone with its window and DST policies, the event triggers, each
+step's config for its type, unique step names and a valid parameters schema. Every failure names the
+field at fault (``steps.1.config.command``, ``triggers.0.where.1.path``, ``end_at``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from automation_contracts import JobSpec
-from automation_contracts.jobs import STEP_NAME_PATTERN
+from automation_contracts import PLATFORM_EVENT_PREFIXES, JobSpec
+from automation_contracts.jobs import STEP_NAME_PATTERN, TOPIC_PATTERN, WHERE_PATH_PATTERN
 from automation_core.errors import InvalidInput
 from automation_job_api.domain.parameters import check_parameters_schema
 from automation_job_api.domain.steps import check_step_config
-from automation_schedule import ScheduleError, validate_schedule
+from automation_schedule import GapPolicy, OverlapPolicy, ScheduleError, validate_schedule
 
 MAX_STEPS = 50
-SCHEDULE_FIELDS = frozenset({"schedule", "timezone"})
+MAX_TRIGGERS = 20
+MAX_CONDITIONS = 20
+SCHEDULE_FIELDS = {
+    "schedule": "schedule",
+    "timezone": "timezone",
+    "start_at": "start_at",
+    "end_at": "end_at",
+    "gap": "dst_gap",
+    "overlap": "dst_overlap",
+}
+"""The schedule library's field names, as the job definition calls them."""
+_TOPIC = re.compile(TOPIC_PATTERN)
+_WHERE_PATH = re.compile(WHERE_PATH_PATTERN)
+# Accepts RFC 3339 text from JSON although the model is strict.
+Instant = Annotated[AwareDatetime, Field(strict=False)]
 
 
 class _Strict(BaseModel):
@@ -47,11 +63,47 @@ class StepDefinition(_Strict):
             description="Unique within the job; later steps read its output as steps.<name>.output.",
         ),
     ]
-    type: Annotated[str, Field(min_length=1, description="Step type: shell or http.")]
+    type: Annotated[str, Field(min_length=1, description="Step type (shell, python, http, ssh.exec, ...).")]
     config: Annotated[dict[str, Any], Field(description="Settings of the step type; ${{ ... }} templates kept.")]
     timeout_seconds: (
         Annotated[int, Field(ge=1, le=604800, description="Limit of this step (else the job's).")] | None
     ) = None
+
+
+class TriggerCondition(_Strict):
+    """One condition of an event trigger on a dotted path into the event's data."""
+
+    path: Annotated[str, Field(min_length=1, max_length=500, description="Dotted path from data. (data.site).")]
+    op: Annotated[Literal["eq", "in", "exists", "ne"], Field(description="eq, ne, in (a list) or exists.")]
+    value: Annotated[Any, Field(description="eq/ne: any JSON value; in: a list; exists: null, true or false.")] = None
+
+
+class EventTrigger(_Strict):
+    """Fire one run per matching event (deduplicated by event id)."""
+
+    type: Annotated[
+        str, Field(min_length=1, max_length=255, description="Topic pattern over event types: inventory.*, #.")
+    ]
+    where: Annotated[list[TriggerCondition], Field(max_length=MAX_CONDITIONS, description="All must hold.")] = []
+    max_per_minute: (
+        Annotated[int, Field(ge=1, le=10_000, description="Most runs in any 60 s; null: no limit.")] | None
+    ) = None
+
+
+#: Definition fields of the scheduler's policies, stored together (``jobs.policies``) and carried in JobSpec.
+SCHEDULE_POLICY_FIELDS = (
+    "start_at",
+    "end_at",
+    "dst_gap",
+    "dst_overlap",
+    "jitter_seconds",
+    "misfire_policy",
+    "misfire_cap",
+    "starting_deadline_seconds",
+    "overlap_policy",
+    "max_runs",
+    "triggers",
+)
 
 
 class JobDefinition(_Strict):
@@ -83,6 +135,25 @@ class JobDefinition(_Strict):
         dict[str, Any], Field(description="JSON Schema (2020-12) of the run parameters; defaults apply.")
     ] = Field(default_factory=lambda: {"type": "object"})
     steps: Annotated[list[StepDefinition], Field(min_length=1, max_length=MAX_STEPS)]
+    start_at: Annotated[Instant | None, Field(description="No fire before this instant (inclusive).")] = None
+    end_at: Annotated[Instant | None, Field(description="No fire after this instant (inclusive).")] = None
+    dst_gap: Annotated[Literal["shift", "skip"], Field(description="Spring-forward: shift or skip.")] = "shift"
+    dst_overlap: Annotated[
+        Literal["first", "last", "both"], Field(description="Fall-back: first, last or both occurrences.")
+    ] = "first"
+    jitter_seconds: Annotated[float, Field(ge=0, le=3600, description="Fixed per-job publish delay bound.")] = 0
+    misfire_policy: Annotated[
+        Literal["skip", "run_once", "run_all"], Field(description="Slots missed during downtime.")
+    ] = "run_once"
+    misfire_cap: Annotated[int, Field(ge=1, le=1000, description="Most runs run_all creates after downtime.")] = 100
+    starting_deadline_seconds: (
+        Annotated[int, Field(ge=1, le=604800, description="Drop a fire published later than this.")] | None
+    ) = None
+    overlap_policy: Annotated[
+        Literal["allow", "forbid", "replace"], Field(description="A fire while a run is still running.")
+    ] = "allow"
+    max_runs: Annotated[int, Field(ge=1, description="Complete after this many runs; null: no limit.")] | None = None
+    triggers: Annotated[list[EventTrigger], Field(max_length=MAX_TRIGGERS, description="Event triggers.")] = []
 
     def to_spec(self) -> JobSpec:
         """The definition as the message contract carries it."""
@@ -91,11 +162,8 @@ class JobDefinition(_Strict):
 
 def check_definition(definition: JobDefinition) -> None:
     """Raise :class:`InvalidInput` naming the field at fault when the definition cannot be run."""
-    try:
-        validate_schedule(definition.schedule, timezone=definition.timezone)
-    except ScheduleError as exc:
-        field = exc.field if exc.field in SCHEDULE_FIELDS else "schedule"
-        raise InvalidInput(f"{field}: {exc.reason}", field=field) from exc
+    check_timing(definition)
+    check_triggers(definition.triggers)
     seen: set[str] = set()
     for index, step in enumerate(definition.steps):
         if step.name in seen:
@@ -111,3 +179,53 @@ def check_definition(definition: JobDefinition) -> None:
             "retry_backoff.max_seconds: must not be below base_seconds", field="retry_backoff.max_seconds"
         )
     check_parameters_schema(definition.parameters)
+
+
+def check_timing(definition: JobDefinition) -> None:
+    """The schedule (cron, ``@every``, macro or one-off) with its zone, window and DST policies."""
+    try:
+        validate_schedule(
+            definition.schedule,
+            timezone=definition.timezone,
+            start_at=definition.start_at,
+            end_at=definition.end_at,
+            gap=GapPolicy(definition.dst_gap),
+            overlap=OverlapPolicy(definition.dst_overlap),
+        )
+    except ScheduleError as exc:
+        field = SCHEDULE_FIELDS.get(exc.field, "schedule")
+        raise InvalidInput(f"{field}: {exc.reason}", field=field) from exc
+
+
+def check_triggers(triggers: list[EventTrigger]) -> None:
+    """Each trigger's topic pattern and ``where`` conditions."""
+    for index, trigger in enumerate(triggers):
+        field = f"triggers.{index}.type"
+        if not _TOPIC.match(trigger.type):
+            raise InvalidInput(
+                f"{field}: {trigger.type!r} is not a topic pattern: dot-separated words of letters, digits, _ or -,"
+                " or * (one word) or # (any words)",
+                field=field,
+            )
+        head = trigger.type.split(".", 1)[0]
+        if head in PLATFORM_EVENT_PREFIXES:
+            platform = ", ".join(f"{p}.*" for p in sorted(PLATFORM_EVENT_PREFIXES))
+            raise InvalidInput(f"{field}: platform events ({platform}) never trigger jobs", field=field)
+        for position, condition in enumerate(trigger.where):
+            _check_condition(f"triggers.{index}.where.{position}", condition)
+
+
+def _check_condition(prefix: str, condition: TriggerCondition) -> None:
+    if not _WHERE_PATH.match(condition.path):
+        raise InvalidInput(
+            f"{prefix}.path: {condition.path!r} must be a dotted path into the event's data, starting with"
+            " 'data.' (data.site)",
+            field=f"{prefix}.path",
+        )
+    value = condition.value
+    if condition.op == "in" and not (isinstance(value, list) and value):
+        raise InvalidInput(f"{prefix}.value: op 'in' needs a non-empty list of values", field=f"{prefix}.value")
+    if condition.op == "exists" and value is not None and not isinstance(value, bool):
+        raise InvalidInput(
+            f"{prefix}.value: op 'exists' takes null or true (present) or false (absent)", field=f"{prefix}.value"
+        )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from automation_contracts import (
+    CancelExecution,
     CloudEvent,
     JobChanged,
     JobDeleted,
@@ -18,14 +19,16 @@ from automation_contracts import (
     validate_event,
 )
 from automation_job_api.db.tables import Job, outbox
+from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK
 from automation_messaging import enqueue
-from automation_messaging.topology import COMMANDS, EVENTS, RUN_REQUESTED
+from automation_messaging.topology import COMMANDS, CONTROL, EVENTS, RUN_REQUESTED
 
 SOURCE = "/automation/job-api"
+EXECUTION_CANCEL = "execution.cancel"
 
 
 def job_spec(job: Job) -> JobSpec:
-    """The job's current definition as the contracts carry it."""
+    """The job's current definition as the contracts carry it (its check step once JobSpec has ``check``)."""
     return JobSpec.model_validate(
         {
             "name": job.name,
@@ -40,6 +43,8 @@ def job_spec(job: Job) -> JobSpec:
             "max_concurrency": job.max_concurrency,
             "parameters": job.parameters,
             "steps": job.steps,
+            **(job.policies or {}),
+            **({"check": job.check_step} if CONTRACT_CARRIES_CHECK else {}),
         }
     )
 
@@ -74,6 +79,12 @@ def run_requested(
     return build_event("run.requested", source=SOURCE, data=data, subject=str(execution_id))
 
 
+def cancel_requested(execution_id: uuid.UUID, reason: str, at: datetime) -> CloudEvent:
+    """``execution.cancel``: the control command every executor replica receives."""
+    data = CancelExecution(execution_id=execution_id, reason=reason, requested_at=at)
+    return build_event(EXECUTION_CANCEL, source=SOURCE, data=data, subject=str(execution_id))
+
+
 async def publish_event(session: AsyncSession, event: CloudEvent) -> None:
     """Add a domain event to the outbox (exchange ``automation.events``, routing key = its type)."""
     validate_event(event)
@@ -84,3 +95,9 @@ async def publish_command(session: AsyncSession, event: CloudEvent) -> None:
     """Add ``run.requested`` to the outbox (exchange ``automation.commands``)."""
     validate_event(event)
     await enqueue(session, outbox, event, exchange=COMMANDS, routing_key=RUN_REQUESTED)
+
+
+async def publish_control(session: AsyncSession, event: CloudEvent) -> None:
+    """Add a control command to the outbox (fanout exchange ``automation.control``, routing key = its type)."""
+    validate_event(event)
+    await enqueue(session, outbox, event, exchange=CONTROL)

@@ -12,14 +12,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import ExecutionLog
-from automation_core.errors import NotFound
+from automation_core.errors import Conflict, NotFound
+from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
-from automation_job_api.domain.executions import ExecutionState, Phase, TriggerName, apply, observe
+from automation_job_api.domain.executions import TERMINAL_STATUSES, ExecutionState, Phase, TriggerName, apply, observe
 from automation_job_api.domain.logs import LogBatch, render_log
-from automation_job_api.metrics import EXECUTIONS_RECORDED
+from automation_job_api.metrics import CANCELS_REQUESTED, EXECUTIONS_RECORDED
+from automation_job_api.service.events import cancel_requested, publish_control
+from automation_job_api.service.log_follow import notify_execution
 from automation_job_api.service.paging import Page, newest_first
 
+log = get_logger(__name__)
 _STATE_FIELDS = ("status", "attempt", "phase", "started_at", "finished_at", "exit_code", "error", "result")
 
 
@@ -73,6 +77,7 @@ class ExecutionService:
         observation = observe(event_type, data)
         now = utcnow()
         async with self._sessions.begin() as session:
+            await notify_execution(session, execution_id)  # sent at commit, dropped on rollback
             if isinstance(data, ExecutionLog):
                 await session.execute(
                     insert(ExecutionLogBatch)
@@ -126,6 +131,36 @@ class ExecutionService:
             EXECUTIONS_RECORDED.labels(new.status).inc()
             return True
         return False
+
+    async def cancel(self, account_id: uuid.UUID, execution_id: uuid.UUID, reason: str) -> Execution:
+        """Ask every executor to stop a queued or running execution (``execution.cancel`` via the outbox).
+
+        The first request's time and reason are kept; a repeated request publishes the command again
+        (an executor that missed it gets another chance). 409 when the execution is already finished.
+        """
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(Execution)
+                .where(Execution.id == execution_id, Execution.account_id == account_id)
+                .with_for_update()
+            )
+            if row is None:
+                raise NotFound("execution not found")
+            if row.status in TERMINAL_STATUSES:
+                raise Conflict(
+                    f"execution is already {row.status}; only queued or running executions can be cancelled",
+                    field="status",
+                )
+            if row.cancel_requested_at is None:
+                row.cancel_requested_at = now
+                row.cancel_reason = reason
+                row.updated_at = now
+            await publish_control(session, cancel_requested(execution_id, reason, now))
+            await notify_execution(session, execution_id)
+        CANCELS_REQUESTED.inc()
+        log.info("execution_cancel_requested", execution_id=str(execution_id), status=row.status)
+        return row
 
     async def get(self, account_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
         """One execution of the account."""

@@ -16,8 +16,9 @@ from automation_core.errors import Conflict, NotFound
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_job_api.db.tables import Execution, Job, JobVersion
+from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK, JobDefinition, validate_job
 from automation_job_api.domain.executions import ExecutionState
-from automation_job_api.domain.jobs import JobDefinition, check_definition
+from automation_job_api.domain.jobs import SCHEDULE_POLICY_FIELDS
 from automation_job_api.domain.parameters import resolve_parameters
 from automation_job_api.metrics import EXECUTIONS_RECORDED
 from automation_job_api.service.events import (
@@ -35,7 +36,8 @@ log = get_logger(__name__)
 
 def _columns(definition: JobDefinition) -> dict[str, Any]:
     dumped = definition.model_dump(mode="json")
-    return {
+    policies = {key: dumped[key] for key in SCHEDULE_POLICY_FIELDS}
+    return {"check_step": dumped["check"], "policies": policies} | {
         key: dumped[key]
         for key in (
             "name",
@@ -63,7 +65,7 @@ class JobService:
 
     async def create(self, account_id: uuid.UUID, definition: JobDefinition) -> Job:
         """Store a new job at version 1 and announce ``job.created``."""
-        check_definition(definition)
+        validate_job(definition)
         now = utcnow()
         job = Job(id=uuid.uuid4(), account_id=account_id, version=1, created_at=now, updated_at=now)
         for key, value in _columns(definition).items():
@@ -100,7 +102,7 @@ class JobService:
 
     async def replace(self, account_id: uuid.UUID, job_id: uuid.UUID, definition: JobDefinition) -> Job:
         """Replace the whole definition; the version grows by one and ``job.updated`` is announced."""
-        check_definition(definition)
+        validate_job(definition)
         now = utcnow()
         async with self._sessions.begin() as session:
             job = await self._load(session, self._owned(account_id, job_id).with_for_update())
@@ -141,6 +143,7 @@ class JobService:
                     account_id=account_id,
                     change="deleted",
                     spec=job_spec(job).model_dump(mode="json"),
+                    check_step=job.check_step,
                     created_at=now,
                 )
             )
@@ -154,6 +157,12 @@ class JobService:
         execution_id = uuid.uuid4()
         async with self._sessions.begin() as session:
             job = await self._load(session, self._owned(account_id, job_id).with_for_update(read=True))
+            if job.check_step is not None and not CONTRACT_CARRIES_CHECK:
+                raise Conflict(
+                    "this job has a check step, which run.requested cannot carry yet (JobSpec has no check field);"
+                    " an executor would run its steps unchecked",
+                    field="check",
+                )
             resolved = resolve_parameters(job.parameters, parameters)
             state = ExecutionState.queued()
             session.add(
@@ -209,6 +218,7 @@ class JobService:
                 account_id=job.account_id,
                 change=change,
                 spec=spec.model_dump(mode="json"),
+                check_step=job.check_step,
                 created_at=at,
             )
         )

@@ -42,4 +42,5 @@ async def newest_first(
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     last = rows[limit - 1]
-    return Page(items=rows[:limit], next_cursor=encode_cursor(Position(at=last.created_at, id=last.id)))
+    position = Position(at=getattr(last, created_at.key), id=getattr(last, id_.key))
+    return Page(items=rows[:limit], next_cursor=encode_cursor(position))
