@@ -21,6 +21,8 @@ from automation_scheduler.settings import SchedulerSettings
 log = get_logger(__name__)
 JOB_EVENTS_QUEUE = "scheduler.job-events"
 JOB_EVENTS_BINDING = "job.*"
+# JobSpec names of the schedule library's fields, for dead-letter reasons.
+SPEC_FIELDS = {"gap": "dst_gap", "overlap": "dst_overlap"}
 
 
 class JobEventsQueue:
@@ -82,5 +84,5 @@ class JobEventsHandler:
         try:
             await self._service.apply(change)
         except ScheduleError as exc:
-            raise DeadLetter(f"data.job.{exc.field}: {exc.reason}") from exc
+            raise DeadLetter(f"data.job.{SPEC_FIELDS.get(exc.field, exc.field)}: {exc.reason}") from exc
         return None

@@ -1,8 +1,11 @@
 """The fire loop: one asyncio task that sleeps until the earliest due time and fires due slots.
 
 Each round: claim up to ``AUTOMATION_SCHEDULER_BATCH_SIZE`` due schedules with ``FOR UPDATE SKIP
-LOCKED`` and, in that same transaction, record every due slot in ``fires`` (unique on job and nominal
-time), enqueue a ``run.requested`` for each newly recorded fire and advance ``next_fire_at``. Then
+LOCKED`` and, in that same transaction, decide every due slot with the job's policies
+(:mod:`automation_scheduler.domain.policies`: misfire, starting deadline, overlap against the running
+executions, ``max_runs``), record each slot's outcome in ``fires`` (unique on job, nominal time and
+trigger), enqueue a ``run.requested`` for each newly recorded fire (and the ``execution.cancel`` of the
+runs it replaces) and advance ``next_fire_at`` (the next nominal slot plus the job's jitter). Then
 commit and wake the outbox relay. A full batch loops at once; otherwise the loop sleeps until the
 earliest next fire time (at most ``AUTOMATION_SCHEDULER_MAX_SLEEP_SECONDS``), woken early by
 :class:`~automation_scheduler.wake.WakeSignal` (this process's changes and other replicas' NOTIFYs).
@@ -18,31 +21,32 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from automation_contracts import CloudEvent, RunRequested, build_event
 from automation_core.logging import get_logger
 from automation_messaging import enqueue
-from automation_messaging.topology import COMMANDS, RUN_REQUESTED
 from automation_schedule import ScheduleError
 from automation_scheduler import metrics
 from automation_scheduler.db import repository as repo
 from automation_scheduler.db.tables import outbox
 from automation_scheduler.domain.compiled import CompiledCache, CompiledJob, compile_job
-from automation_scheduler.domain.firing import DuePlan, execution_id_for, plan_due
+from automation_scheduler.domain.firing import execution_id_for
+from automation_scheduler.domain.policies import FirePolicy, RowPlan, plan_row
+from automation_scheduler.messages import Outgoing, cancel_execution, run_requested
 from automation_scheduler.settings import SchedulerSettings
 from automation_scheduler.wake import WakeListener, WakeSignal
 
 log = get_logger(__name__)
-SOURCE = "/automation/scheduler"
 CONTENTION_BACKOFF_SECONDS = 0.01
 ERROR_BACKOFF_SECONDS = 1.0
+MISFIRE_OUTCOMES = ("missed", "coalesced", "dropped")
 
 
 @dataclass(slots=True)
@@ -51,32 +55,42 @@ class BatchResult:
 
     claimed: int = 0
     fired: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
-    missed: int = 0
+    """(job, due time) of each run requested."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Slots recorded, by outcome."""
+    cancels: int = 0
+    unrecorded: int = 0
     horizon: repo.Horizon | None = None
     """The table as the batch left it: earliest next fire time and due backlog."""
     horizon_read_at: float = 0.0
 
 
-def run_requested(row: repo.DueRow, job: CompiledJob, nominal_time: datetime, now: datetime) -> CloudEvent:
-    """The ``run.requested`` command of one scheduled fire."""
-    execution_id = execution_id_for(row.job_id, nominal_time)
-    data = RunRequested(
-        execution_id=execution_id,
+def scheduled_run(row: repo.DueRow, job: CompiledJob, nominal_time: datetime, now: datetime) -> Outgoing:
+    """The ``run.requested`` of one scheduled slot."""
+    return run_requested(
+        execution_id=execution_id_for(row.job_id, nominal_time),
         job_id=row.job_id,
         account_id=row.account_id,
         job_version=row.job_version,
+        spec=job.spec,
+        parameters=job.parameters,
         trigger="schedule",
-        scheduled_for=nominal_time,
         requested_at=now,
-        attempt=1,
-        parameters=dict(job.parameters),
-        job=job.spec,
+        scheduled_for=nominal_time,
     )
-    return build_event(RUN_REQUESTED, source=SOURCE, data=data, id=str(execution_id), subject=str(row.job_id))
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(slots=True)
+class _Planned:
+    """One claimed row's plan inside a batch."""
+
+    row: repo.DueRow
+    job: CompiledJob
+    plan: RowPlan
 
 
 class FireLoop:
@@ -190,16 +204,30 @@ class FireLoop:
             return result
         committed = datetime.now(UTC)
         metrics.FIRE_BATCH_DURATION.observe(time.perf_counter() - started)
-        for _, nominal in result.fired:
-            metrics.FIRE_LATENESS.observe(max((committed - nominal).total_seconds(), 0.0))
+        self._count(result, committed)
+        if result.fired or result.cancels:
+            self._on_committed()
+        log.debug(
+            "fire_batch_committed", claimed=result.claimed, fired=len(result.fired), outcomes=dict(result.outcomes)
+        )
+        return result
+
+    def _count(self, result: BatchResult, committed: datetime) -> None:
+        for _, due in result.fired:
+            metrics.FIRE_LATENESS.observe(max((committed - due).total_seconds(), 0.0))
         if result.fired:
             self.fired += len(result.fired)
             metrics.FIRES.labels("schedule").inc(len(result.fired))
-            self._on_committed()
-        if result.missed:
-            metrics.MISFIRES.labels("missed").inc(result.missed)
-        log.debug("fire_batch_committed", claimed=result.claimed, fired=len(result.fired), missed=result.missed)
-        return result
+        for outcome, count in result.outcomes.items():
+            metrics.FIRE_OUTCOMES.labels(outcome).inc(count)
+            if outcome in MISFIRE_OUTCOMES:
+                metrics.MISFIRES.labels(outcome).inc(count)
+        if result.outcomes["dropped"]:
+            metrics.DROPPED_FIRES.inc(result.outcomes["dropped"])
+        if result.unrecorded:
+            metrics.MISFIRES.labels("unrecorded").inc(result.unrecorded)
+        if result.cancels:
+            metrics.CANCELS.inc(result.cancels)
 
     async def _fire_in(self, conn: AsyncConnection) -> BatchResult:
         claim = await repo.claim_due(conn, self._settings.scheduler_batch_size)
@@ -208,57 +236,93 @@ class FireLoop:
             return result
         now = claim.now
         jobs = await self._compiled(conn, claim.rows)
+        watched = [job_id for job_id, job in jobs.items() if job.spec.overlap_policy != "allow"]
+        running = await repo.running_of(conn, watched)
+        threshold = timedelta(seconds=self._settings.scheduler_misfire_threshold_seconds)
         records: list[repo.FireRecord] = []
         advances: list[repo.Advance] = []
-        due: dict[tuple[uuid.UUID, datetime], repo.DueRow] = {}
+        planned: dict[uuid.UUID, _Planned] = {}
         for row in claim.rows:
             job = jobs.get(row.job_id)
             if job is None:  # unusable: stop it rather than spin on it
                 advances.append(repo.Advance(row.job_id, None, None))
                 continue
-            plan = plan_due(
-                job.schedule, row.next_fire_at, now, max_missed_records=self._settings.scheduler_max_missed_records
+            plan = plan_row(
+                job.schedule,
+                row.next_fire_at - job.offset,
+                now - job.offset,
+                FirePolicy.of(job.spec, threshold),
+                max_records=self._settings.scheduler_max_missed_records,
+                running=running.get(row.job_id, ()),
+                runs_fired=row.runs_fired,
             )
-            self._record(row, plan, now, records)
-            if plan.fire is not None:
-                due[(row.job_id, plan.fire)] = row
-            advances.append(repo.Advance(row.job_id, plan.next_fire_at, plan.fire))
+            planned[row.job_id] = _Planned(row, job, plan)
+            records.extend(self._records(row, plan, now))
+            if plan.unrecorded:
+                result.unrecorded += 1
+            fired = plan.fired
+            advances.append(
+                repo.Advance(
+                    row.job_id,
+                    None if plan.next_nominal is None else plan.next_nominal + job.offset,
+                    fired[-1] if fired else None,
+                    state="completed" if plan.completed else None,
+                    fired=len(fired),
+                )
+            )
         inserted = await repo.record_fires(conn, records, advances)
-        events: list[tuple[CloudEvent, str, str | None]] = []
-        for job_id, nominal, outcome in inserted:
-            if outcome == "missed":
-                result.missed += 1
+        events: list[Outgoing] = []
+        cancelled: set[uuid.UUID] = set()
+        for job_id, nominal, outcome in sorted(inserted):
+            result.outcomes[outcome] += 1
+            if outcome != "fired":
                 continue
-            row = due[(job_id, nominal)]
-            events.append((run_requested(row, jobs[job_id], nominal, now), COMMANDS, RUN_REQUESTED))
-            result.fired.append((job_id, nominal))
+            item = planned[job_id]
+            if job_id not in cancelled:
+                cancelled.add(job_id)
+                reason = f"replaced by the run of {nominal.isoformat()} (overlap_policy replace)"
+                events.extend(cancel_execution(execution_id, reason, now) for execution_id in item.plan.cancel)
+                result.cancels += len(item.plan.cancel)
+            events.append(scheduled_run(item.row, item.job, nominal, now))
+            result.fired.append((job_id, nominal + item.job.offset))
         await enqueue(conn, outbox, events)
         return result
 
     @staticmethod
-    def _record(row: repo.DueRow, plan: DuePlan, now: datetime, records: list[repo.FireRecord]) -> None:
-        for slot in plan.missed:
-            records.append(repo.FireRecord(row.job_id, slot, "missed", row.job_version, None, None))
-        if plan.truncated:
-            metrics.MISFIRES.labels("unrecorded").inc()
+    def _records(row: repo.DueRow, plan: RowPlan, now: datetime) -> list[repo.FireRecord]:
+        if plan.unrecorded:
             log.warning(
                 "misfires_truncated",
                 job_id=str(row.job_id),
-                recorded=len(plan.missed),
+                recorded=len(plan.slots),
                 first_due=row.next_fire_at.isoformat(),
-                fired=_iso(plan.fire),
+                fired=_iso(plan.fired[-1] if plan.fired else None),
             )
-        elif plan.missed:
-            log.info("misfires_coalesced", job_id=str(row.job_id), missed=len(plan.missed), fired=_iso(plan.fire))
-        if plan.fire is not None:
-            execution_id = execution_id_for(row.job_id, plan.fire)
-            records.append(repo.FireRecord(row.job_id, plan.fire, "fired", row.job_version, execution_id, now))
+        elif len(plan.slots) > 1:
+            log.info(
+                "misfires_handled",
+                job_id=str(row.job_id),
+                outcomes=dict(Counter(slot.outcome for slot in plan.slots)),
+                fired=_iso(plan.fired[-1] if plan.fired else None),
+            )
+        return [
+            repo.FireRecord(
+                row.job_id,
+                slot.nominal,
+                slot.outcome,
+                row.job_version,
+                execution_id_for(row.job_id, slot.nominal) if slot.outcome == "fired" else None,
+                now if slot.outcome == "fired" else None,
+                slot.reason,
+            )
+            for slot in plan.slots
+        ]
 
     @staticmethod
     def _compile_row(row: repo.DueRow, spec: dict[str, Any] | None) -> CompiledJob:
         if spec is None or row.expression is None:
             raise ScheduleError("the schedule row has no job spec or expression")
-        return compile_job(row.job_version, spec, row.expression, row.timezone, row.anchor)
+        return compile_job(row.job_id, row.job_version, spec, row.anchor)
 
     async def _compiled(self, conn: AsyncConnection, rows: list[repo.DueRow]) -> dict[uuid.UUID, CompiledJob]:
         """Parsed schedules of the claimed rows: from the cache, else parsed once from the stored spec."""
@@ -284,38 +348,3 @@ class FireLoop:
             self._cache.put(row.job_id, job)
             jobs[row.job_id] = job
         return jobs
-
-
-async def sample_states(engine: AsyncEngine) -> None:
-    """Set the schedules-by-state gauge from the table."""
-    async with engine.connect() as conn:
-        counts = await repo.count_by_state(conn)
-    for state in ("active", "paused", "no_schedule", "deleted"):
-        metrics.SCHEDULES.labels(state).set(counts.get(state, 0))
-
-
-class StateSampler:
-    """Samples :func:`sample_states` every ``interval`` seconds in its own task."""
-
-    def __init__(self, engine: AsyncEngine, interval: float) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="scheduler-state-sampler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await sample_states(self._engine)
-            except Exception as exc:
-                log.warning("state_sample_failed", error=repr(exc), exc_info=True)
-            await asyncio.sleep(self._interval)

@@ -17,6 +17,16 @@ class SchedulerSettings(ServiceSettings):
       after downtime; older ones beyond this are logged as truncated, not recorded.
     - ``AUTOMATION_SCHEDULER_CACHE_SIZE``: parsed schedules kept in memory (least recently used evicted).
     - ``AUTOMATION_SCHEDULER_STATS_INTERVAL_SECONDS``: how often the schedules-by-state gauge is sampled.
+    - ``AUTOMATION_SCHEDULER_MISFIRE_THRESHOLD_SECONDS``: how late a due slot may be before it counts as
+      misfired (what misfire policy ``skip`` skips).
+    - ``AUTOMATION_SCHEDULER_FIRE_RETENTION_HOURS``: how long fire and event-fire records, finished
+      backfills and running-state tombstones are kept.
+    - ``AUTOMATION_SCHEDULER_CLEANUP_INTERVAL_SECONDS``: how often the retention cleanup runs.
+    - ``AUTOMATION_SCHEDULER_RUNNING_GRACE_SECONDS``: how long past its timeout (and retry backoff) a run
+      with no end event still counts as running for the overlap policy.
+    - ``AUTOMATION_SCHEDULER_BACKFILL_MAX_SLOTS``: most runs one backfill may create.
+    - ``AUTOMATION_SCHEDULER_BINDINGS_INTERVAL_SECONDS``: how often the trigger queue's bindings are
+      reconciled with the triggers table besides after each change (a safety net).
     """
 
     service_name: str = "scheduler"
@@ -26,3 +36,9 @@ class SchedulerSettings(ServiceSettings):
     scheduler_max_missed_records: int = Field(default=1000, ge=0, le=1_000_000)
     scheduler_cache_size: int = Field(default=100_000, ge=1, le=10_000_000)
     scheduler_stats_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    scheduler_misfire_threshold_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    scheduler_fire_retention_hours: float = Field(default=168.0, gt=0, le=87_600)
+    scheduler_cleanup_interval_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    scheduler_running_grace_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    scheduler_backfill_max_slots: int = Field(default=10_000, ge=1, le=1_000_000)
+    scheduler_bindings_interval_seconds: float = Field(default=60.0, gt=0, le=3600)

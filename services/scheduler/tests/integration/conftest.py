@@ -1,4 +1,5 @@
-"""Fixtures of the scheduler's integration tests: settings, a broker helper and job event builders."""
+"""Fixtures of the scheduler's integration tests: settings, a broker helper, job event builders and table
+reads with time travel."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from automation_scheduler.app import create_app
+from automation_scheduler.bootstrap import Scheduler
 from automation_scheduler.settings import SchedulerSettings
-from automation_scheduler.testing import Bus, Jobs
+from automation_scheduler.testing import Bus, Jobs, Tables
 
 ADMIN_TOKEN = "t" * 32
 JWT_SECRET = "x" * 32
@@ -73,3 +75,10 @@ def jobs() -> Jobs:
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def tables(app: FastAPI) -> Tables:
+    """Reads and time travel on the running app's tables."""
+    scheduler: Scheduler = app.state.scheduler
+    return Tables(scheduler.engine)

@@ -30,6 +30,9 @@ def bearer(settings: SchedulerSettings, account_id: uuid.UUID) -> dict[str, str]
         ("GET", f"/api/v1/schedules/{uuid.uuid4()}"),
         ("GET", f"/api/v1/schedules/{uuid.uuid4()}/fires"),
         ("POST", "/api/v1/schedules/preview"),
+        ("GET", f"/api/v1/schedules/{uuid.uuid4()}/event-fires"),
+        ("POST", f"/api/v1/jobs/{uuid.uuid4()}/backfill"),
+        ("GET", f"/api/v1/backfills/{uuid.uuid4()}"),
     ],
 )
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
@@ -52,6 +55,9 @@ async def test_health_and_metrics_need_no_credential(client: httpx.AsyncClient) 
         "automation_scheduler_fire_lateness_seconds_bucket",
         "automation_scheduler_due_backlog",
         "automation_scheduler_schedules",
+        "automation_scheduler_dropped_fires_total",
+        "automation_scheduler_running_executions",
+        "automation_scheduler_cancels_total",
     ):
         assert name in metrics
 

@@ -1,5 +1,6 @@
-"""After downtime, a schedule fires once for its latest due slot and records the others as missed;
-a bare NOTIFY on the wake channel (as another replica sends) wakes a sleeping fire loop."""
+"""After downtime, a schedule fires once for its latest due slot and records the others as coalesced
+(misfire policy run_once, the default); a bare NOTIFY on the wake channel (as another replica sends)
+wakes a sleeping fire loop."""
 
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ pytestmark = pytest.mark.integration
 HOUR = timedelta(hours=1)
 
 
-def missed_total() -> float:
-    return REGISTRY.get_sample_value("automation_scheduler_misfires_total", {"reason": "missed"}) or 0.0
+def coalesced_total() -> float:
+    return REGISTRY.get_sample_value("automation_scheduler_misfires_total", {"reason": "coalesced"}) or 0.0
 
 
-async def test_downtime_coalesces_into_one_fire_and_records_the_missed_slots(
-    app: FastAPI, bus: Bus, jobs: Jobs
-) -> None:
+async def test_downtime_coalesces_into_one_fire_and_records_the_older_slots(app: FastAPI, bus: Bus, jobs: Jobs) -> None:
     scheduler: Scheduler = app.state.scheduler
     job_id = uuid.uuid4()
     anchor = datetime.now(UTC).replace(microsecond=0) - 5 * HOUR - 30 * timedelta(minutes=1)
@@ -41,7 +40,7 @@ async def test_downtime_coalesces_into_one_fire_and_records_the_missed_slots(
 
     created = await wait_until(row, what="the schedule row")
     assert created.next_fire_at == anchor + 6 * HOUR  # computed from now, on the anchor's grid
-    missed_before = missed_total()
+    coalesced_before = coalesced_total()
 
     # Pretend the scheduler was down since anchor + 1h: five slots are due. Another replica's change
     # reaches this loop only through NOTIFY (the loop sleeps up to 30 s otherwise).
@@ -58,13 +57,13 @@ async def test_downtime_coalesces_into_one_fire_and_records_the_missed_slots(
             await conn.execute(select(fires).where(fires.c.job_id == job_id).order_by(fires.c.nominal_time))
         ).all()
     assert [(r.nominal_time, r.outcome) for r in records] == [
-        (anchor + k * HOUR, "missed" if k < 5 else "fired") for k in range(1, 6)
+        (anchor + k * HOUR, "coalesced" if k < 5 else "fired") for k in range(1, 6)
     ]
     assert all(r.execution_id is None for r in records[:-1])
     after = await row()
     assert after.next_fire_at == anchor + 6 * HOUR
     assert after.last_fire_at == anchor + 5 * HOUR
-    assert missed_total() == missed_before + 4
+    assert coalesced_total() == coalesced_before + 4
 
 
 async def _runs(bus: Bus, job_id: uuid.UUID) -> list[Any] | None:

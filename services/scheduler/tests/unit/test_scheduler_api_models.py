@@ -15,7 +15,8 @@ from automation_scheduler.api.schemas import PreviewIn
 
 def test_preview_defaults() -> None:
     body = PreviewIn.model_validate({"schedule": "@daily"})
-    assert (body.timezone, body.count, body.from_) == ("UTC", 10, None)
+    assert (body.timezone, body.count, body.from_, body.job_id) == (None, 10, None, None)
+    assert body.model_fields_set == {"schedule"}
 
 
 def test_preview_takes_from_by_its_wire_name() -> None:
@@ -43,9 +44,10 @@ def test_cursors_round_trip() -> None:
     job_id = uuid.uuid4()
     assert cursor.decode_uuid(cursor.encode(str(job_id))) == job_id
     when = datetime(2026, 11, 23, 12, 0, 1, 5, tzinfo=UTC)
-    assert cursor.decode_time(cursor.encode(when.isoformat())) == when
+    assert cursor.decode_pair(cursor.encode_pair(when, "backfill")) == (when, "backfill")
+    assert cursor.decode_pair(cursor.encode_pair(when, "a|b")) == (when, "a|b")
     assert cursor.decode_uuid(None) is None
-    assert cursor.decode_time(None) is None
+    assert cursor.decode_pair(None) is None
 
 
 @pytest.mark.parametrize("bad", ["!!!", cursor.encode("not-a-uuid")])
@@ -55,8 +57,16 @@ def test_foreign_schedule_cursors_are_invalid_input(bad: str) -> None:
     assert info.value.field == "cursor"
 
 
-@pytest.mark.parametrize("bad", ["!!!", cursor.encode("yesterday"), cursor.encode("2026-11-23T12:00:00")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "!!!",
+        cursor.encode("yesterday|schedule"),
+        cursor.encode("2026-11-23T12:00:00|schedule"),
+        cursor.encode("2026-11-23T12:00:00+00:00"),
+    ],
+)
 def test_foreign_fire_cursors_are_invalid_input(bad: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        cursor.decode_time(bad)
+        cursor.decode_pair(bad)
     assert info.value.field == "cursor"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,8 +25,11 @@ SPEC = {
 }
 
 
-def job(version: int) -> CompiledJob:
-    return compile_job(version, SPEC, "@every 1m", "UTC", T0)
+JOB = uuid.UUID("0b9b6f0e-8a7c-4c1e-9a51-0f6b2b7c1d11")
+
+
+def job(version: int, **changes: object) -> CompiledJob:
+    return compile_job(JOB, version, SPEC | changes, T0)
 
 
 def test_compile_job_parses_the_schedule_with_its_anchor_and_the_defaults() -> None:
@@ -35,11 +38,32 @@ def test_compile_job_parses_the_schedule_with_its_anchor_and_the_defaults() -> N
     assert compiled.spec.name == "n"
     assert compiled.parameters == {"site": "fra1"}
     assert compiled.schedule.next_after(T0) == datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
+    assert compiled.offset == timedelta(0)
 
 
-def test_compile_job_refuses_a_bad_schedule() -> None:
+def test_compile_job_uses_the_window_dst_policies_and_jitter_of_the_spec() -> None:
+    compiled = job(
+        1,
+        schedule="30 2 * * *",
+        timezone="Europe/Berlin",
+        start_at="2026-03-28T00:00:00Z",
+        end_at="2026-03-31T00:00:00Z",
+        dst_gap="skip",
+        jitter_seconds=30,
+    )
+    fires = list(compiled.schedule.iter_after(T0.replace(month=1)))
+    # 29 March is Berlin's spring-forward: 02:30 does not exist and gap "skip" leaves the day out
+    assert fires == [datetime(2026, 3, 28, 1, 30, tzinfo=UTC), datetime(2026, 3, 30, 0, 30, tzinfo=UTC)]
+    assert timedelta(0) <= compiled.offset < timedelta(seconds=30)
+    assert compiled.offset == job(1, jitter_seconds=30).offset  # a pure function of the job id and the bound
+    assert compiled.offset != compile_job(uuid.uuid4(), 1, SPEC | {"jitter_seconds": 30}, T0).offset
+
+
+def test_compile_job_refuses_a_bad_schedule_or_none() -> None:
     with pytest.raises(ScheduleError):
-        compile_job(1, SPEC, "61 * * * *", "UTC", T0)
+        job(1, schedule="61 * * * *")
+    with pytest.raises(ScheduleError, match="no schedule"):
+        job(1, schedule=None)
 
 
 def test_an_entry_is_only_returned_for_its_version() -> None:

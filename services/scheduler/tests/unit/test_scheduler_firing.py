@@ -1,4 +1,4 @@
-"""Misfire coalescing and next-fire bookkeeping (pure domain)."""
+"""The default misfire policy (run_once: coalescing), bisection, and run identities (pure domain)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 from automation_schedule import parse_schedule
 from automation_scheduler.domain.firing import (
     EXECUTION_NAMESPACE,
+    backfill_execution_id,
     default_parameters,
+    event_execution_id,
     execution_id_for,
-    latest_at_or_before,
-    plan_due,
 )
+from automation_scheduler.domain.policies import FirePolicy, RowPlan, latest_at_or_before, plan_row
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -37,71 +38,83 @@ class Every:
         return None if self.end is not None and found > self.end else found
 
 
+RUN_ONCE = FirePolicy()
+
+
+def plan(sched: Every, first: datetime, now: datetime, *, records: int = 10) -> RowPlan:
+    return plan_row(sched, first, now, RUN_ONCE, max_records=records)
+
+
+def outcomes(p: RowPlan) -> list[tuple[datetime, str]]:
+    return [(slot.nominal, slot.outcome) for slot in p.slots]
+
+
 def test_nothing_due_keeps_the_next_fire_time() -> None:
-    plan = plan_due(Every(T0, timedelta(seconds=1)), T0 + timedelta(seconds=5), T0, max_missed_records=10)
-    assert plan.fire is None
-    assert plan.missed == ()
-    assert plan.next_fire_at == T0 + timedelta(seconds=5)
+    p = plan(Every(T0, timedelta(seconds=1)), T0 + timedelta(seconds=5), T0)
+    assert p.slots == ()
+    assert p.next_nominal == T0 + timedelta(seconds=5)
 
 
 def test_one_due_slot_fires_and_advances_to_the_next() -> None:
     sched = Every(T0, timedelta(seconds=1))
-    plan = plan_due(sched, T0 + timedelta(seconds=3), T0 + timedelta(seconds=3, milliseconds=2), max_missed_records=10)
-    assert plan.fire == T0 + timedelta(seconds=3)
-    assert plan.missed == ()
-    assert not plan.truncated
-    assert plan.next_fire_at == T0 + timedelta(seconds=4)
+    p = plan(sched, T0 + timedelta(seconds=3), T0 + timedelta(seconds=3, milliseconds=2))
+    assert outcomes(p) == [(T0 + timedelta(seconds=3), "fired")]
+    assert not p.unrecorded
+    assert not p.completed
+    assert p.next_nominal == T0 + timedelta(seconds=4)
 
 
 def test_due_exactly_now_fires() -> None:
     sched = Every(T0, timedelta(minutes=1))
-    plan = plan_due(sched, T0 + timedelta(minutes=1), T0 + timedelta(minutes=1), max_missed_records=10)
-    assert plan.fire == T0 + timedelta(minutes=1)
+    p = plan(sched, T0 + timedelta(minutes=1), T0 + timedelta(minutes=1))
+    assert p.fired == (T0 + timedelta(minutes=1),)
 
 
 def test_downtime_coalesces_into_the_latest_due_slot() -> None:
     sched = Every(T0, timedelta(seconds=10))
     now = T0 + timedelta(seconds=45)
-    plan = plan_due(sched, T0 + timedelta(seconds=10), now, max_missed_records=100)
-    assert plan.fire == T0 + timedelta(seconds=40)
-    assert plan.missed == tuple(T0 + timedelta(seconds=s) for s in (10, 20, 30))
-    assert not plan.truncated
-    assert plan.next_fire_at == T0 + timedelta(seconds=50)
-    assert plan.next_fire_at > now
+    p = plan(sched, T0 + timedelta(seconds=10), now, records=100)
+    assert outcomes(p) == [
+        (T0 + timedelta(seconds=10), "coalesced"),
+        (T0 + timedelta(seconds=20), "coalesced"),
+        (T0 + timedelta(seconds=30), "coalesced"),
+        (T0 + timedelta(seconds=40), "fired"),
+    ]
+    assert not p.unrecorded
+    assert p.next_nominal == T0 + timedelta(seconds=50)
 
 
-def test_long_downtime_truncates_the_missed_record_and_still_fires_the_latest() -> None:
+def test_long_downtime_truncates_the_record_and_still_fires_the_latest() -> None:
     sched = Every(T0, timedelta(seconds=1))
     now = T0 + timedelta(days=7, milliseconds=500)
-    plan = plan_due(sched, T0 + timedelta(seconds=1), now, max_missed_records=5)
-    assert plan.fire == T0 + timedelta(days=7)
-    assert plan.missed == tuple(T0 + timedelta(seconds=s) for s in range(1, 6))
-    assert plan.truncated
-    assert plan.next_fire_at == T0 + timedelta(days=7, seconds=1)
+    p = plan(sched, T0 + timedelta(seconds=1), now, records=5)
+    assert p.fired == (T0 + timedelta(days=7),)
+    assert [s.nominal for s in p.slots if s.outcome == "coalesced"] == [T0 + timedelta(seconds=s) for s in range(1, 6)]
+    assert p.unrecorded
+    assert p.next_nominal == T0 + timedelta(days=7, seconds=1)
 
 
-def test_zero_missed_records_records_nothing_but_says_so() -> None:
+def test_zero_records_records_nothing_but_says_so() -> None:
     sched = Every(T0, timedelta(seconds=1))
-    plan = plan_due(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=3), max_missed_records=0)
-    assert plan.fire == T0 + timedelta(seconds=3)
-    assert plan.missed == ()
-    assert plan.truncated
+    p = plan(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=3), records=0)
+    assert outcomes(p) == [(T0 + timedelta(seconds=3), "fired")]
+    assert p.unrecorded
 
 
-def test_exactly_the_limit_of_missed_slots_is_not_truncated() -> None:
+def test_exactly_the_limit_of_older_slots_is_not_truncated() -> None:
     sched = Every(T0, timedelta(seconds=1))
-    plan = plan_due(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=4), max_missed_records=3)
-    assert plan.missed == tuple(T0 + timedelta(seconds=s) for s in (1, 2, 3))
-    assert plan.fire == T0 + timedelta(seconds=4)
-    assert not plan.truncated
+    p = plan(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=4), records=3)
+    assert [s.nominal for s in p.slots if s.outcome == "coalesced"] == [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
+    assert p.fired == (T0 + timedelta(seconds=4),)
+    assert not p.unrecorded
 
 
-def test_a_schedule_that_ends_has_no_next_fire_after_its_last() -> None:
+def test_a_schedule_that_ends_completes_after_its_last() -> None:
     sched = Every(T0, timedelta(seconds=1), end=T0 + timedelta(seconds=2))
-    plan = plan_due(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=9), max_missed_records=10)
-    assert plan.fire == T0 + timedelta(seconds=2)
-    assert plan.missed == (T0 + timedelta(seconds=1),)
-    assert plan.next_fire_at is None
+    p = plan(sched, T0 + timedelta(seconds=1), T0 + timedelta(seconds=9))
+    assert outcomes(p) == [(T0 + timedelta(seconds=1), "coalesced"), (T0 + timedelta(seconds=2), "fired")]
+    assert p.next_nominal is None
+    assert p.completed
 
 
 @pytest.mark.parametrize(
@@ -122,9 +135,9 @@ def test_bisection_finds_the_same_latest_slot_as_enumeration(expression: str, ti
     while (following := sched.next_after(latest)) is not None and following <= now:
         latest = following
     assert latest_at_or_before(sched, first, now) == latest
-    plan = plan_due(sched, first, now, max_missed_records=3)
-    assert plan.fire == latest
-    assert plan.next_fire_at == sched.next_after(latest)
+    p = plan_row(sched, first, now, RUN_ONCE, max_records=3)
+    assert p.fired == (latest,)
+    assert p.next_nominal == sched.next_after(latest)
 
 
 def test_latest_at_or_before_rejects_a_slot_after_now() -> None:
@@ -161,3 +174,15 @@ def test_default_parameters_come_from_the_schema_defaults() -> None:
     assert default_parameters(schema) == {"site": "fra1", "count": 0}
     assert default_parameters({}) == {}
     assert default_parameters({"properties": []}) == {}
+
+
+def test_backfill_and_event_runs_have_their_own_deterministic_ids() -> None:
+    job_id = uuid.UUID("0b9b6f0e-8a7c-4c1e-9a51-0f6b2b7c1d11")
+    backfill = backfill_execution_id(job_id, T0)
+    assert backfill == uuid.uuid5(EXECUTION_NAMESPACE, f"{job_id}:2026-11-23T12:00:00+00:00:backfill")
+    assert backfill != execution_id_for(job_id, T0)
+    assert backfill_execution_id(job_id, T0.astimezone(ZoneInfo("Asia/Tokyo"))) == backfill
+    event = event_execution_id(job_id, "evt-1")
+    assert event == uuid.uuid5(EXECUTION_NAMESPACE, f"{job_id}:event:evt-1")
+    assert event_execution_id(job_id, "evt-2") != event
+    assert event_execution_id(uuid.uuid4(), "evt-1") != event

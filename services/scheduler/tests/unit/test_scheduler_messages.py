@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from automation_contracts import ContractError, RunRequested, build_event, parse_data, validate_event
+from automation_contracts import CancelExecution, ContractError, RunRequested, build_event, parse_data, validate_event
 from automation_messaging import DeadLetter
+from automation_messaging.topology import COMMANDS, CONTROL
 from automation_scheduler.consumers import JobEventsHandler, job_version_from
 from automation_scheduler.db.repository import DueRow
 from automation_scheduler.domain.compiled import compile_job
 from automation_scheduler.domain.firing import execution_id_for
-from automation_scheduler.fire_loop import SOURCE, run_requested
+from automation_scheduler.fire_loop import scheduled_run
+from automation_scheduler.messages import SOURCE, cancel_execution
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 JOB = uuid.UUID("0b9b6f0e-8a7c-4c1e-9a51-0f6b2b7c1d11")
@@ -88,9 +90,10 @@ async def test_the_handler_dead_letters_invalid_data() -> None:
 
 def test_run_requested_is_a_valid_contract_message() -> None:
     row = DueRow(JOB, ACCOUNT, 3, "@every 1s", "UTC", T0, T0)
-    job = compile_job(3, SPEC, "@every 1s", "UTC", T0)
+    job = compile_job(JOB, 3, SPEC, T0)
     nominal = datetime(2026, 11, 23, 12, 0, 5, 250000, tzinfo=UTC)
-    event = run_requested(row, job, nominal, nominal)
+    event, exchange, routing_key = scheduled_run(row, job, nominal, nominal)
+    assert (exchange, routing_key) == (COMMANDS, "run.requested")
     validate_event(event)
     assert event.type == "run.requested"
     assert event.source == SOURCE
@@ -101,3 +104,13 @@ def test_run_requested_is_a_valid_contract_message() -> None:
     assert data.scheduled_for == nominal
     assert data.parameters == {"site": "fra1"}
     assert data.job.name == "nightly"
+
+
+def test_cancel_is_a_valid_control_message_for_the_fanout_exchange() -> None:
+    execution_id = execution_id_for(JOB, T0)
+    event, exchange, routing_key = cancel_execution(execution_id, "replaced", T0)
+    validate_event(event)
+    assert (event.type, event.source, event.subject) == ("execution.cancel", SOURCE, str(execution_id))
+    assert (exchange, routing_key) == (CONTROL, "execution.cancel")
+    cancel = parse_data(event, CancelExecution)
+    assert (cancel.execution_id, cancel.reason, cancel.requested_at) == (execution_id, "replaced", T0)

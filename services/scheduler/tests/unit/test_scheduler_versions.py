@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from automation_scheduler.domain.schedules import (
+    DEFAULT_TIMING,
     IncomingVersion,
+    PauseBookkeeping,
     ScheduleState,
     StoredSchedule,
+    Timing,
     is_newer,
+    pause_bookkeeping,
     plan_change,
+    settle_state,
     state_for,
+    timing_of,
 )
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -144,3 +150,67 @@ def test_an_active_reschedule_needs_the_parsed_schedule() -> None:
     assert change is not None
     with pytest.raises(ValueError, match="parsed"):
         change.next_fire_at(None, None, NOW)
+
+
+@pytest.mark.parametrize(
+    "timing",
+    [
+        ("2026-12-01T00:00:00Z", None, "shift", "first", 0.0),
+        (None, "2027-01-01T00:00:00Z", "shift", "first", 0.0),
+        (None, None, "skip", "first", 0.0),
+        (None, None, "shift", "both", 0.0),
+        (None, None, "shift", "first", 30.0),
+    ],
+)
+def test_a_window_dst_or_jitter_change_is_a_timing_change(timing: Timing) -> None:
+    change = plan_change(stored(3), incoming(4, timing=timing))
+    assert change is not None
+    assert change.reschedule
+
+
+def test_timing_of_reads_a_spec_document_and_defaults_older_ones() -> None:
+    assert timing_of(None) == DEFAULT_TIMING
+    assert timing_of({"name": "old spec without the fields"}) == DEFAULT_TIMING
+    spec = {"start_at": "2026-12-01T00:00:00Z", "dst_gap": "skip", "dst_overlap": "last", "jitter_seconds": 5}
+    assert timing_of(spec) == ("2026-12-01T00:00:00Z", None, "skip", "last", 5.0)
+
+
+def test_the_next_due_time_adds_the_jitter_to_the_next_nominal_slot() -> None:
+    change = plan_change(None, incoming(1, changed_at=T0))
+    assert change is not None
+    offset = timedelta(seconds=20)
+    # now - offset = 13:00:10.25: the next slot is 13:01, due at 13:01:20 (not 13:02: it is still ahead)
+    assert change.next_fire_at(None, EveryMinute(T0), NOW, offset) == T0 + timedelta(hours=1, minutes=1) + offset
+    late = NOW + timedelta(seconds=40)  # 13:01:10.25 - 20 s = 13:00:50.25: the 13:01 slot is still due later
+    assert change.next_fire_at(None, EveryMinute(T0), late, offset) == T0 + timedelta(hours=1, minutes=1) + offset
+
+
+@pytest.mark.parametrize(
+    ("state", "next_fire", "runs", "max_runs", "settled"),
+    [
+        ("active", T0, 0, None, "active"),
+        ("active", None, 0, None, "completed"),
+        ("active", T0, 3, 3, "completed"),
+        ("active", T0, 2, 3, "active"),
+        ("paused", None, 5, 3, "paused"),
+        ("no_schedule", None, 0, None, "no_schedule"),
+        ("deleted", None, 0, None, "deleted"),
+    ],
+)
+def test_settle_state(
+    state: ScheduleState, next_fire: datetime | None, runs: int, max_runs: int | None, settled: str
+) -> None:
+    assert settle_state(state, next_fire, runs, max_runs) == settled
+
+
+def test_pausing_remembers_the_first_held_slot_and_resuming_hands_it_back() -> None:
+    active = replace(stored(3), offset=timedelta(seconds=7))
+    assert active.next_fire_at is not None
+    paused = pause_bookkeeping(active, "paused")
+    assert paused == PauseBookkeeping(paused_from=active.next_fire_at - timedelta(seconds=7), resumed_from=None)
+    still = replace(stored(4, state="paused"), paused_from=paused.paused_from)
+    assert pause_bookkeeping(still, "paused") == PauseBookkeeping(paused.paused_from, None)
+    assert pause_bookkeeping(still, "active") == PauseBookkeeping(None, paused.paused_from)
+    assert pause_bookkeeping(still, "deleted") == PauseBookkeeping(None, None)
+    assert pause_bookkeeping(None, "paused") == PauseBookkeeping(None, None)
+    assert pause_bookkeeping(stored(3, state="no_schedule"), "paused") == PauseBookkeeping(None, None)

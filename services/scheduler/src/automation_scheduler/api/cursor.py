@@ -32,14 +32,22 @@ def decode_uuid(cursor: str | None) -> uuid.UUID | None:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
-def decode_time(cursor: str | None) -> datetime | None:
-    """The nominal time a fires cursor stands for."""
+def encode_pair(at: datetime, key: str) -> str:
+    """A cursor for a (time, text) sort key."""
+    return encode(f"{at.isoformat()}|{key}")
+
+
+def decode_pair(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (time, text) sort key a cursor stands for."""
     if cursor is None:
         return None
+    at, sep, key = _decode(cursor).partition("|")
+    if not sep:
+        raise InvalidInput("cursor is not one this API returned", field="cursor")
     try:
-        value = datetime.fromisoformat(_decode(cursor))
+        value = datetime.fromisoformat(at)
     except ValueError as exc:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
     if value.tzinfo is None:
         raise InvalidInput("cursor is not one this API returned", field="cursor")
-    return value
+    return value, key

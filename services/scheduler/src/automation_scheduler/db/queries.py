@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, select
+from sqlalchemy import ColumnElement, Row, and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from automation_scheduler.db.tables import fires, schedules
+from automation_scheduler.db.tables import event_fires, fires, schedules
 
 
 async def list_schedules(
@@ -37,12 +37,31 @@ async def get_schedule(conn: AsyncConnection, job_id: uuid.UUID) -> Row[Any] | N
 
 
 async def list_fires(
-    conn: AsyncConnection, job_id: uuid.UUID, *, before: datetime | None, limit: int
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    *,
+    before: tuple[datetime, str] | None,
+    outcome: str | None,
+    limit: int,
 ) -> list[Row[Any]]:
-    """A job's fire records, newest nominal time first, before the cursor."""
+    """A job's slot records, newest nominal time first (then by trigger), before the cursor."""
     t = fires
     conditions: list[ColumnElement[bool]] = [t.c.job_id == job_id]
+    if outcome is not None:
+        conditions.append(t.c.outcome == outcome)
     if before is not None:
-        conditions.append(t.c.nominal_time < before)
-    stmt = select(t).where(and_(*conditions)).order_by(t.c.nominal_time.desc()).limit(limit)
+        conditions.append(tuple_(t.c.nominal_time, t.c.trigger) < tuple_(*before))
+    stmt = select(t).where(and_(*conditions)).order_by(t.c.nominal_time.desc(), t.c.trigger.desc()).limit(limit)
+    return list((await conn.execute(stmt)).all())
+
+
+async def list_event_fires(
+    conn: AsyncConnection, job_id: uuid.UUID, *, before: tuple[datetime, str] | None, limit: int
+) -> list[Row[Any]]:
+    """What events did to a job, newest first (then by event id), before the cursor."""
+    t = event_fires
+    conditions: list[ColumnElement[bool]] = [t.c.job_id == job_id]
+    if before is not None:
+        conditions.append(tuple_(t.c.recorded_at, t.c.event_id) < tuple_(*before))
+    stmt = select(t).where(and_(*conditions)).order_by(t.c.recorded_at.desc(), t.c.event_id.desc()).limit(limit)
     return list((await conn.execute(stmt)).all())

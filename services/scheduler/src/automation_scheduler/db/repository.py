@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, literal_column, select, text
+from sqlalchemy import ColumnElement, and_, delete, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from automation_scheduler.db.tables import SCHEMA, schedules
-from automation_scheduler.domain.schedules import ScheduleState, StoredSchedule
+from automation_scheduler.db.tables import SCHEMA, fires, running, schedules, triggers
+from automation_scheduler.domain.schedules import ScheduleState, StoredSchedule, timing_of
 
 WAKE_CHANNEL = "automation_scheduler_wake"
 """PostgreSQL NOTIFY channel: a schedule changed; the payload is its new next fire time (ISO) or empty."""
@@ -40,11 +40,12 @@ class DueRow:
     timezone: str
     anchor: datetime
     next_fire_at: datetime
+    runs_fired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class FireRecord:
-    """One fire row to insert."""
+    """One scheduled slot's record to insert."""
 
     job_id: uuid.UUID
     nominal_time: datetime
@@ -52,6 +53,7 @@ class FireRecord:
     job_version: int
     execution_id: uuid.UUID | None
     fired_at: datetime | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,10 @@ class Advance:
     job_id: uuid.UUID
     next_fire_at: datetime | None
     last_fire_at: datetime | None
+    state: str | None = None
+    """A new state (``completed``), or None to keep it."""
+    fired: int = 0
+    """Runs fired this round (added to the ``max_runs`` counter)."""
 
 
 async def db_now(conn: AsyncConnection) -> datetime:
@@ -72,7 +78,15 @@ async def db_now(conn: AsyncConnection) -> datetime:
 # --- job changes -------------------------------------------------------------------------------------
 
 
-def _stored(row: Row[Any, Any, Any, Any, Any, Any]) -> StoredSchedule:
+@dataclass(frozen=True, slots=True)
+class LockedSchedule:
+    """A stored schedule row, locked, with its spec document."""
+
+    stored: StoredSchedule
+    spec: dict[str, Any] | None
+
+
+def _stored(row: Any) -> StoredSchedule:
     state: ScheduleState = row.state
     return StoredSchedule(
         job_version=row.job_version,
@@ -81,20 +95,33 @@ def _stored(row: Row[Any, Any, Any, Any, Any, Any]) -> StoredSchedule:
         anchor=row.anchor,
         state=state,
         next_fire_at=row.next_fire_at,
+        timing=timing_of(row.spec),
+        runs_fired=row.runs_fired,
+        paused_from=row.paused_from,
     )
 
 
-async def lock_schedule(conn: AsyncConnection, job_id: uuid.UUID) -> StoredSchedule | None:
+async def lock_schedule(conn: AsyncConnection, job_id: uuid.UUID) -> LockedSchedule | None:
     """The stored schedule of a job, row-locked for the rest of the transaction."""
     t = schedules
     row = (
         await conn.execute(
-            select(t.c.job_version, t.c.expression, t.c.timezone, t.c.anchor, t.c.state, t.c.next_fire_at)
+            select(
+                t.c.job_version,
+                t.c.expression,
+                t.c.timezone,
+                t.c.anchor,
+                t.c.state,
+                t.c.next_fire_at,
+                t.c.spec,
+                t.c.runs_fired,
+                t.c.paused_from,
+            )
             .where(t.c.job_id == job_id)
             .with_for_update()
         )
     ).one_or_none()
-    return None if row is None else _stored(row)
+    return None if row is None else LockedSchedule(_stored(row), row.spec)
 
 
 async def insert_schedule(conn: AsyncConnection, values: dict[str, Any]) -> bool:
@@ -140,6 +167,7 @@ async def claim_due(conn: AsyncConnection, limit: int) -> Claim:
                 t.c.timezone,
                 t.c.anchor,
                 t.c.next_fire_at,
+                t.c.runs_fired,
                 func.now().label("db_now"),
             )
             .where(and_(t.c.state == ACTIVE, t.c.next_fire_at <= func.now()))
@@ -157,6 +185,7 @@ async def claim_due(conn: AsyncConnection, limit: int) -> Claim:
             timezone=r.timezone,
             anchor=r.anchor,
             next_fire_at=r.next_fire_at,
+            runs_fired=r.runs_fired,
         )
         for r in result
     ]
@@ -173,21 +202,27 @@ async def load_specs(conn: AsyncConnection, job_ids: Sequence[uuid.UUID]) -> dic
 _RECORD_FIRES = text(
     f"""
     WITH inserted AS (
-        INSERT INTO "{SCHEMA}".fires (job_id, nominal_time, outcome, job_version, execution_id, fired_at)
-        SELECT * FROM unnest(
+        INSERT INTO "{SCHEMA}".fires
+            (job_id, nominal_time, trigger, outcome, job_version, execution_id, fired_at, reason)
+        SELECT r.job_id, r.nominal_time, 'schedule', r.outcome, r.job_version, r.execution_id, r.fired_at, r.reason
+        FROM unnest(
             CAST(:job_ids AS uuid[]), CAST(:nominal_times AS timestamptz[]), CAST(:outcomes AS text[]),
-            CAST(:job_versions AS integer[]), CAST(:execution_ids AS uuid[]), CAST(:fired_ats AS timestamptz[])
-        )
-        ON CONFLICT (job_id, nominal_time) DO NOTHING
+            CAST(:job_versions AS integer[]), CAST(:execution_ids AS uuid[]), CAST(:fired_ats AS timestamptz[]),
+            CAST(:reasons AS text[])
+        ) AS r(job_id, nominal_time, outcome, job_version, execution_id, fired_at, reason)
+        ON CONFLICT (job_id, nominal_time, trigger) DO NOTHING
         RETURNING job_id, nominal_time, outcome
     ), advanced AS (
         UPDATE "{SCHEMA}".schedules AS s
         SET next_fire_at = u.next_fire_at,
             last_fire_at = COALESCE(u.last_fire_at, s.last_fire_at),
+            state = COALESCE(u.state, s.state),
+            runs_fired = s.runs_fired + u.fired,
             updated_at = now()
         FROM unnest(
-            CAST(:advance_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[])
-        ) AS u(job_id, next_fire_at, last_fire_at)
+            CAST(:advance_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
+            CAST(:states AS text[]), CAST(:fired AS integer[])
+        ) AS u(job_id, next_fire_at, last_fire_at, state, fired)
         WHERE s.job_id = u.job_id
     )
     SELECT job_id, nominal_time, outcome FROM inserted
@@ -198,8 +233,9 @@ _RECORD_FIRES = text(
 async def record_fires(
     conn: AsyncConnection, records: Sequence[FireRecord], advances: Sequence[Advance]
 ) -> set[tuple[uuid.UUID, datetime, str]]:
-    """In one statement: insert fire records (slots already recorded are skipped) and store the next
-    fire times of the claimed schedules. Returns the (job, nominal time, outcome) actually inserted."""
+    """In one statement: insert scheduled slots' records (slots already recorded are skipped) and store
+    the claimed schedules' next fire times, states and run counters. Returns the (job, nominal time,
+    outcome) actually inserted."""
     result = await conn.execute(
         _RECORD_FIRES,
         {
@@ -209,12 +245,37 @@ async def record_fires(
             "job_versions": [r.job_version for r in records],
             "execution_ids": [r.execution_id for r in records],
             "fired_ats": [r.fired_at for r in records],
+            "reasons": [r.reason for r in records],
             "advance_ids": [a.job_id for a in advances],
             "next_fire_ats": [a.next_fire_at for a in advances],
             "last_fire_ats": [a.last_fire_at for a in advances],
+            "states": [a.state for a in advances],
+            "fired": [a.fired for a in advances],
         },
     )
     return {(r.job_id, r.nominal_time, r.outcome) for r in result}
+
+
+async def running_of(conn: AsyncConnection, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Executions of these jobs seen started, not finished and not expired, oldest first."""
+    if not job_ids:
+        return {}
+    t = running
+    rows = (
+        await conn.execute(
+            select(t.c.job_id, t.c.execution_id)
+            .where(
+                t.c.job_id.in_(list(job_ids)),
+                t.c.finished_at.is_(None),
+                t.c.expires_at > func.now(),
+            )
+            .order_by(t.c.started_at)
+        )
+    ).all()
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for r in rows:
+        found.setdefault(r.job_id, []).append(r.execution_id)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,3 +303,34 @@ async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
     t = schedules
     rows = (await conn.execute(select(t.c.state, func.count()).group_by(t.c.state))).all()
     return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def count_running(conn: AsyncConnection) -> int:
+    """Executions counted as running (seen started, not finished, not expired)."""
+    t = running
+    stmt = select(func.count()).where(t.c.finished_at.is_(None), t.c.expires_at > func.now())
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def record_slots(
+    conn: AsyncConnection, job_id: uuid.UUID, job_version: int, slots: Sequence[datetime], *, outcome: str, reason: str
+) -> int:
+    """Record scheduled slots that did not fire (e.g. ``paused``); returns how many were new."""
+    if not slots:
+        return 0
+    rows = [
+        {"job_id": job_id, "nominal_time": slot, "trigger": "schedule", "outcome": outcome, "job_version": job_version}
+        | {"reason": reason}
+        for slot in slots
+    ]
+    stmt = insert(fires).values(rows).on_conflict_do_nothing().returning(fires.c.nominal_time)
+    return len((await conn.execute(stmt)).all())
+
+
+async def replace_triggers(conn: AsyncConnection, job_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> bool:
+    """Make ``rows`` the job's triggers; True when the set of its patterns changed (bindings to update)."""
+    t = triggers
+    old = set((await conn.execute(delete(t).where(t.c.job_id == job_id).returning(t.c.pattern))).scalars())
+    if rows:
+        await conn.execute(insert(t).values([{"job_id": job_id, **row} for row in rows]))
+    return old != {row["pattern"] for row in rows}

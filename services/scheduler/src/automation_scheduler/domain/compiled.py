@@ -1,7 +1,9 @@
 """Parsed schedules and job snapshots, cached per (job id, version).
 
 Parsing a schedule and validating a JobSpec cost far more than firing; the fire loop does each once
-per job version and keeps the result in a bounded least-recently-used cache.
+per job version and keeps the result in a bounded least-recently-used cache. The schedule is parsed
+with every timing option of the spec (window, DST policies), and the job's jitter offset is computed
+once too.
 """
 
 from __future__ import annotations
@@ -9,38 +11,64 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from automation_contracts import JobSpec
-from automation_schedule import Schedule, parse_schedule
+from automation_schedule import GapPolicy, OverlapPolicy, Schedule, ScheduleError, jitter_offset, parse_schedule
 from automation_scheduler.domain.firing import default_parameters
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledJob:
-    """One job version ready to fire: its parsed schedule, its spec and its default parameters."""
+    """One job version ready to fire: its parsed schedule, spec, default parameters and jitter offset."""
 
     version: int
     schedule: Schedule
     spec: JobSpec
     parameters: dict[str, Any]
+    offset: timedelta
+    """The job's fixed jitter: each slot is published at its nominal time plus this."""
 
 
-def compile_schedule(expression: str, timezone: str, anchor: datetime) -> Schedule:
-    """Parse a job's schedule as the fire loop uses it (raises ``ScheduleError``)."""
-    return parse_schedule(expression, timezone=timezone, anchor=anchor)
+def compile_schedule(spec: JobSpec, anchor: datetime, expression: str | None = None) -> Schedule:
+    """Parse a job's schedule (or ``expression`` in its place) as the fire loop uses it.
+
+    Raises ``ScheduleError`` (also when the job has no schedule).
+    """
+    text = expression if expression is not None else spec.schedule
+    if text is None:
+        raise ScheduleError("the job has no schedule")
+    return parse_schedule(
+        text,
+        timezone=spec.timezone,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+        anchor=anchor,
+        gap=GapPolicy(spec.dst_gap),
+        overlap=OverlapPolicy(spec.dst_overlap),
+    )
 
 
-def compile_job(version: int, spec: dict[str, Any], expression: str, timezone: str, anchor: datetime) -> CompiledJob:
-    """Parse and validate one stored job version (raises ``ScheduleError`` or pydantic's ``ValidationError``)."""
-    job = JobSpec.model_validate(spec)
+def jitter_of(job_id: uuid.UUID, spec: JobSpec) -> timedelta:
+    """The job's deterministic jitter offset, in ``[0, jitter_seconds)``."""
+    return jitter_offset(str(job_id), spec.jitter_seconds)
+
+
+def compile_spec(job_id: uuid.UUID, version: int, spec: JobSpec, anchor: datetime) -> CompiledJob:
+    """Parse one job version (raises ``ScheduleError``)."""
     return CompiledJob(
         version=version,
-        schedule=compile_schedule(expression, timezone, anchor),
-        spec=job,
-        parameters=default_parameters(job.parameters),
+        schedule=compile_schedule(spec, anchor),
+        spec=spec,
+        parameters=default_parameters(spec.parameters),
+        offset=jitter_of(job_id, spec),
     )
+
+
+def compile_job(job_id: uuid.UUID, version: int, spec: dict[str, Any], anchor: datetime) -> CompiledJob:
+    """Parse and validate one stored job version (raises ``ScheduleError`` or pydantic's ``ValidationError``)."""
+    return compile_spec(job_id, version, JobSpec.model_validate(spec), anchor)
 
 
 class CompiledCache:
