@@ -89,7 +89,11 @@ async def test_schedule_policies_are_stored_shown_and_carried_in_the_job_spec(
         "overlap_policy": "forbid",
         "max_runs": 3,
         "triggers": [
-            {"type": "inventory.*", "where": [{"path": "data.site", "op": "eq", "value": "fra1"}], "max_per_minute": None}
+            {
+                "type": "inventory.*",
+                "where": [{"path": "data.site", "op": "eq", "value": "fra1"}],
+                "max_per_minute": None,
+            }
         ],
     }
     body = {
