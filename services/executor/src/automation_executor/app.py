@@ -1,16 +1,20 @@
-"""The executor app: HTTP API plus the ``executor.runs`` consumer, wired in one lifespan.
+"""The executor app: HTTP API, the ``executor.runs`` and ``automation.control`` consumers, leases.
 
 The lifespan opens the runtime (migrations, database, broker, outbox relay), declares the retry delay
-queues, builds the composition (pool, attempt use cases, child runner, handler) and consumes
-``executor.runs`` with prefetch = concurrency. On shutdown it stops consuming, lets running executions
-finish within ``AUTOMATION_SHUTDOWN_GRACE_SECONDS``, cancels the rest (their children are killed and
-their messages handed back unacknowledged, so they are delivered again), and lets the runtime close.
+queues, probes the bubblewrap sandbox, starts this replica's fork server, builds the composition
+(pool, attempt and lease use cases, child runner, handlers), starts the heartbeat and the reaper, and
+consumes ``automation.control`` (an exclusive queue of its own) and ``executor.runs`` (prefetch =
+concurrency). On shutdown it stops consuming runs, lets running executions finish within
+``AUTOMATION_SHUTDOWN_GRACE_SECONDS`` (heartbeats go on meanwhile), cancels the rest (their children
+are killed, their attempts handed back and their messages requeued, so they run again elsewhere), then
+stops the heartbeat, the reaper and the fork server, and lets the runtime close.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from fastapi import FastAPI
@@ -19,21 +23,30 @@ from automation_core.health import Readiness
 from automation_core.http import create_service_app
 from automation_core.logging import get_logger
 from automation_executor.api import api_router
-from automation_executor.consumers import RunRequestHandler
+from automation_executor.bootstrap import compose
+from automation_executor.bridge import BrokerServices
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.tables import outbox
-from automation_executor.pool import WorkerPool, default_worker_id
+from automation_executor.launch import Launcher, fork_server
+from automation_executor.pool import WorkerPool
 from automation_executor.retry import declare_retry_ladder
-from automation_executor.runner import ChildRunner
-from automation_executor.service import AttemptService
+from automation_executor.runner import DEFAULT_PATH
+from automation_executor.sandbox import probe_sandbox
 from automation_executor.settings import ExecutorSettings
 from automation_executor.state import ExecutorState
-from automation_messaging import Consumer, open_runtime
-from automation_messaging.topology import EXECUTOR_RUNS, WORK_QUEUES, declare_work_queue
+from automation_messaging import Consumer, RpcClient, open_runtime
+from automation_messaging.topology import (
+    CONTROL,
+    EXECUTOR_RUNS,
+    WORK_QUEUES,
+    declare_exclusive_queue,
+    declare_work_queue,
+)
 
 log = get_logger(__name__)
 ABORT_WAIT_SECONDS = 10.0
 """How long cancelled executions get to kill their children and hand their messages back."""
+CONTROL_PREFETCH = 16
 
 
 async def drain(consumer: Consumer, pool: WorkerPool, grace: float) -> None:
@@ -49,6 +62,19 @@ async def drain(consumer: Consumer, pool: WorkerPool, grace: float) -> None:
         log.error("executions_still_running_after_abort", count=pool.running)
 
 
+def fork_server_environment() -> dict[str, str]:
+    """The fork server's environment: what the child interpreter needs, none of the executor's settings."""
+    env = {
+        "PATH": os.environ.get("PATH", DEFAULT_PATH),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
 def create_app(settings: ExecutorSettings) -> FastAPI:
     """The executor's FastAPI app; nothing runs until its lifespan starts."""
     readiness = Readiness()
@@ -59,30 +85,58 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             channel, spec, queue_type=settings.amqp_queue_type, delivery_limit=settings.amqp_delivery_limit
         )
 
+    async def control_queue(channel: AbstractChannel) -> AbstractQueue:
+        return await declare_exclusive_queue(channel, [(CONTROL, "")])
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox) as runtime:
+        async with (
+            open_runtime(settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox) as runtime,
+            AsyncExitStack() as stack,
+        ):
             channel = await runtime.broker.channel()
             try:
-                retry_routes = await declare_retry_ladder(channel)
+                routes = await declare_retry_ladder(channel)
             finally:
                 await channel.close()
-            pool = WorkerPool(settings.executor_worker_id or default_worker_id(), settings.executor_concurrency)
-            service = AttemptService(runtime.sessions, worker_id=pool.worker_id, retry_routes=retry_routes)
-            handler = RunRequestHandler(
-                settings=settings,
-                service=service,
-                runner=ChildRunner(settings),
-                pool=pool,
-                publisher=runtime.publisher,
+            rpc = RpcClient(runtime.broker)
+            await rpc.start()
+            stack.push_async_callback(rpc.stop)
+            sandbox = await probe_sandbox()
+            if not sandbox.available:
+                log.warning("sandbox_unavailable", problem=sandbox.problem)
+            server = await stack.enter_async_context(
+                fork_server(
+                    enabled=settings.executor_launcher == "forkserver",
+                    preload=settings.executor_forkserver_preload,
+                    env=fork_server_environment(),
+                )
             )
-            consumer = await runtime.consume(runs_queue, handler.handle, prefetch=settings.executor_concurrency)
-            app.state.executor = ExecutorState(settings=settings, service=service, pool=pool)
-            log.info("executor_started", worker=pool.worker_id, concurrency=pool.concurrency)
+            replica = compose(
+                settings,
+                sessions=runtime.sessions,
+                publisher=runtime.publisher,
+                routes=routes,
+                sandbox=sandbox,
+                services=BrokerServices(runtime.publisher, rpc),
+            )
+            replica.start_loops()
+            stack.push_async_callback(replica.stop_loops)
+            await runtime.consume(control_queue, replica.cancels.handle, prefetch=CONTROL_PREFETCH)
+            consumer = await runtime.consume(runs_queue, replica.runs.handle, prefetch=settings.executor_concurrency)
+            launcher: Launcher = "forkserver" if server is not None else "spawn"
+            app.state.executor = ExecutorState(settings, replica.service, replica.pool, sandbox, launcher)
+            log.info(
+                "executor_started",
+                worker=replica.pool.worker_id,
+                concurrency=replica.pool.concurrency,
+                launcher=launcher,
+                sandbox=sandbox.available,
+            )
             try:
                 yield
             finally:
-                await drain(consumer, pool, settings.shutdown_grace_seconds)
+                await drain(consumer, replica.pool, settings.shutdown_grace_seconds)
                 app.state.executor = None
 
     app = create_service_app(

@@ -2,15 +2,22 @@
 
 Event ids are derived from the execution, the attempt and the event kind (uuid5), so an outcome that
 is ever published twice carries the same id and consumers deduplicate it by id.
+
+A run whose last attempt failed is also sent to ``automation.dlx`` (:func:`dead_letter`): the body is
+the run request of the attempt that would come next, so that requeueing the dead letter (job-api's
+dead-letter API re-publishes it to ``automation.commands``) runs the job once more as a new attempt.
+Its headers are the ones the consumer runner sets when it dead-letters a message.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from automation_contracts import (
     CloudEvent,
+    ExecutionCancelled,
     ExecutionFailed,
     ExecutionLog,
     ExecutionStarted,
@@ -20,8 +27,11 @@ from automation_contracts import (
     build_event,
 )
 from automation_executor.domain.outcome import RunOutcome
+from automation_messaging import REASON_HEADER
+from automation_messaging.topology import COMMANDS, EXECUTOR_RUNS, RUN_REQUESTED
 
 SOURCE = "/automation/executor"
+SERVICE = "executor"
 EVENT_ID_NAMESPACE = uuid.UUID("0b6f4f0e-5d0a-4f7e-9a54-6f1c0f3d2b71")
 
 
@@ -123,3 +133,43 @@ def retry_request(request: RunRequested, *, next_attempt_at: datetime) -> CloudE
         subject=_subject(request),
         id=_event_id(request, "retry"),
     )
+
+
+def cancelled_event(request: RunRequested, *, finished_at: datetime, reason: str) -> CloudEvent:
+    """``execution.cancelled``: the attempt was stopped, or dropped before it started, on request."""
+    data = ExecutionCancelled(
+        execution_id=request.execution_id,
+        job_id=request.job_id,
+        account_id=request.account_id,
+        attempt=request.attempt,
+        finished_at=finished_at,
+        reason=reason,
+    )
+    return build_event(
+        "execution.cancelled",
+        source=SOURCE,
+        data=data,
+        subject=_subject(request),
+        id=_event_id(request, "outcome"),
+    )
+
+
+def dead_letter(request: RunRequested, *, reason: str, at: datetime) -> tuple[CloudEvent, dict[str, Any]]:
+    """The run request for ``automation.dlx`` after the last attempt failed, and its headers."""
+    data = request.model_copy(update={"attempt": request.attempt + 1, "requested_at": at})
+    event = build_event(
+        RUN_REQUESTED,
+        source=SOURCE,
+        data=data,
+        subject=_subject(request),
+        id=_event_id(request, "dead"),
+    )
+    headers: dict[str, Any] = {
+        REASON_HEADER: reason[:2000],
+        "x-original-exchange": COMMANDS,
+        "x-original-routing-key": RUN_REQUESTED,
+        "x-original-queue": EXECUTOR_RUNS,
+        "x-dead-lettered-at": at.isoformat(),
+        "x-dead-lettered-by": SERVICE,
+    }
+    return event, headers

@@ -2,9 +2,14 @@
 
 Every delivery of a run request takes a slot keyed by (execution id, attempt) before it touches the
 database, so a second delivery of the same attempt to this replica waits for the first instead of
-running it again. On shutdown the pool stops handing out slots, waits for running executions within
-the grace period, and cancels the rest (their child processes are killed and their messages go back to
-the queue unacknowledged).
+running it again. A slot knows the run that holds the attempt's lease (``run_id``, renewed by the
+heartbeat), the asyncio task that awaits the runner (``run_task``) and the child process it started.
+
+A run is stopped in two ways. :meth:`Slot.stop` stops only the run task (a cancellation: SIGTERM to
+the child's process group, SIGKILL after the grace period; or a lost lease: at once); the handler then
+records the attempt ``cancelled`` (or nothing, when the lease was lost). :meth:`WorkerPool.abort_all`
+cancels the handlers themselves at shutdown: their children are killed, their attempts handed back
+and their messages requeued.
 """
 
 from __future__ import annotations
@@ -12,15 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from automation_executor.launch import ChildHandle
 from automation_executor.metrics import POOL_UTILIZATION, RUNNING
+from automation_executor.processes import signal_group
 
 SlotKey = tuple[uuid.UUID, int]
+StopKind = Literal["cancel", "lease_lost"]
 
 
 class PoolDraining(Exception):
@@ -42,6 +52,49 @@ class Slot:
     task: asyncio.Task[object] | None
     taken_at: float = field(default_factory=time.monotonic)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    run_id: uuid.UUID | None = None
+    run_task: asyncio.Task[Any] | None = None
+    child: ChildHandle = field(default_factory=ChildHandle)
+    lease_deadline: float = 0.0
+    stop_kind: StopKind | None = None
+    stop_reason: str | None = None
+    stopper: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the run task exists and has not ended."""
+        return self.run_task is not None and not self.run_task.done()
+
+    def request_stop(self, kind: StopKind, reason: str, grace: float) -> bool:
+        """Stop the run in the background (see :meth:`stop`); False when it ended or is stopping already."""
+        if not self._mark(kind, reason):
+            return False
+        if self.run_task is not None:
+            self.stopper = asyncio.create_task(self._enforce(kind, grace), name=f"stop-{self.execution_id}")
+        return True
+
+    async def stop(self, kind: StopKind, reason: str, grace: float) -> None:
+        """Stop the run: a cancellation gets SIGTERM on the child's group, then the task is cancelled (SIGKILL).
+
+        A run not started yet is only marked: the handler sees the mark and does not start it.
+        """
+        if self._mark(kind, reason) and self.run_task is not None:
+            await self._enforce(kind, grace)
+
+    def _mark(self, kind: StopKind, reason: str) -> bool:
+        if self.stop_kind is not None or (self.run_task is not None and self.run_task.done()):
+            return False
+        self.stop_kind, self.stop_reason = kind, reason
+        return True
+
+    async def _enforce(self, kind: StopKind, grace: float) -> None:
+        task = self.run_task
+        assert task is not None
+        pid = self.child.pid
+        if kind == "cancel" and pid is not None and grace > 0 and signal_group(pid, signal.SIGTERM):
+            await asyncio.wait({task}, timeout=grace)
+        if not task.done():
+            task.cancel(f"{kind}: {self.stop_reason}")
 
 
 class WorkerPool:
@@ -63,6 +116,14 @@ class WorkerPool:
     def get(self, execution_id: uuid.UUID, attempt: int) -> Slot | None:
         """The slot of an execution in progress here, if any."""
         return self._slots.get((execution_id, attempt))
+
+    def of_execution(self, execution_id: uuid.UUID) -> list[Slot]:
+        """Slots of any attempt of an execution."""
+        return [slot for slot in self._slots.values() if slot.execution_id == execution_id]
+
+    def leased(self) -> list[Slot]:
+        """Slots whose run holds an attempt's lease (the heartbeat renews them)."""
+        return [slot for slot in self._slots.values() if slot.run_id is not None]
 
     @contextlib.contextmanager
     def slot(self, execution_id: uuid.UUID, attempt: int, job_id: uuid.UUID) -> Iterator[Slot]:

@@ -3,6 +3,9 @@
 ``asyncio.subprocess.Process.wait()`` returns only once the process has exited *and* its pipes are
 closed, so a background process that inherited a pipe (``sleep 600 &``) would hold a step forever.
 :func:`spawn` therefore also exposes the moment the process itself exits (:attr:`Spawned.exited`).
+
+A :class:`Spawned` holds any :class:`ProcessLike`: an ``asyncio.subprocess.Process``, or a child forked
+by the fork server (:mod:`automation_executor.forkserver`), which is not this process's own child.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import signal
 from asyncio.subprocess import Process, SubprocessStreamProtocol
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 STREAM_LIMIT = 8 * 1024 * 1024
 
@@ -29,11 +32,27 @@ class _ExitAwareProtocol(SubprocessStreamProtocol):
         self.exited.set()
 
 
+class ProcessLike(Protocol):
+    """What the executor uses of a started process (the subset of ``asyncio.subprocess.Process``)."""
+
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def send_signal(self, signal: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Spawned:
     """A started process and the event set when it exits (whatever holds its pipes)."""
 
-    process: Process
+    process: ProcessLike
     exited: asyncio.Event
 
     @property

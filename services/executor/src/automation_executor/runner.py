@@ -2,10 +2,20 @@
 
 The child (``python -P -m automation_executor.child``) starts in its own session and process group,
 in a fresh temporary working directory that is removed afterwards, with a minimal environment (none
-of the executor's settings or secrets). It gets the :class:`ChildSpec` on stdin and reports on stdout;
-its stderr is relayed as ``system`` log lines. When the job's ``timeout_seconds`` pass, the whole group
-gets SIGTERM, then SIGKILL after ``executor_kill_grace_seconds``: the outcome is ``timed_out``. When the
-run ends in any way, the group gets SIGKILL, so nothing a step left behind survives the execution.
+of the executor's settings or secrets). It gets the :class:`ChildSpec` as the first line of its stdin
+and reports on stdout; its stderr is relayed as ``system`` log lines. When the job's ``timeout_seconds``
+pass, the whole group gets SIGTERM, then SIGKILL after ``executor_kill_grace_seconds``: the outcome is
+``timed_out``. When the run ends in any way, the group gets SIGKILL, so nothing a step left behind
+survives the execution.
+
+The child's stdin stays open as the return path of the bridge: the child asks for secrets, event
+publishing and browser tasks, and an :class:`~automation_executor.bridge.ExecutionBridge` answers each
+request. Every secret value resolved for the run is redacted (``***``) from its log lines, step outputs,
+result and error before anything is batched or recorded.
+
+With a check step, the outcome's ``outputs`` (the execution's ``result``) is
+``{"performed": bool, "check": <check output>, "steps": {<name>: <output>}}``; without one, the outputs
+by step name as before.
 """
 
 from __future__ import annotations
@@ -19,26 +29,32 @@ import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from automation_contracts import RunRequested
+from automation_contracts import LogStream, RunRequested
 from automation_core.logging import get_logger
+from automation_executor.bridge import ExecutionBridge, PlatformServices
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.domain.protocol import (
     ChildSpec,
     Limits,
     LogMessage,
+    RequestMessage,
     ResultMessage,
     StepInput,
     StepMessage,
     parse_child_line,
 )
-from automation_executor.domain.steps import StepConfigError, parse_steps
+from automation_executor.domain.redact import Redactor
+from automation_executor.domain.steps import StepConfigError, parse_job
+from automation_executor.launch import start_child
 from automation_executor.logstream import LogSink
-from automation_executor.processes import Spawned, signal_group, spawn, stop
+from automation_executor.processes import Spawned, signal_group, stop
+from automation_executor.secrets import SecretResolver, SecretsConfig
 from automation_executor.settings import ExecutorSettings
 
 log = get_logger(__name__)
@@ -47,14 +63,29 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_CHUNK = 64 * 1024
 TAIL_READ_SECONDS = 1.0
 """After a timeout kill, how long the child's remaining output is still read."""
+REDACTION_SLACK_BYTES = 16 * 1024
+"""Extra line length kept before redacting the child's stderr, so a cut line cannot hide half a secret."""
 
 
 @dataclass
 class _ChildState:
+    redactor: Redactor
     outputs: dict[str, Any] = field(default_factory=dict)
+    check_output: Any = None
     result: ResultMessage | None = None
     protocol_error: str | None = None
     last_stderr: str = ""
+
+
+class _RedactingSink:
+    """The run's log sink, with every secret value redacted before the line is buffered."""
+
+    def __init__(self, logs: LogSink, redactor: Redactor) -> None:
+        self._logs = logs
+        self._redactor = redactor
+
+    def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None:
+        self._logs.add(stream, step, self._redactor.text(text), ts)
 
 
 def _remove_tree(path: str) -> None:
@@ -78,11 +109,31 @@ def _describe_exit(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
-class ChildRunner:
-    """Runs executions in child processes with this replica's limits."""
+def secrets_config(settings: ExecutorSettings) -> SecretsConfig:
+    """Where this replica's secrets come from (``AUTOMATION_EXECUTOR_SECRETS_DIR``, ``..._SECRET_SOURCES``)."""
+    return SecretsConfig(
+        directory=settings.executor_secrets_dir,
+        sources=SecretsConfig.parse_sources(settings.executor_secret_sources),
+    )
 
-    def __init__(self, settings: ExecutorSettings) -> None:
+
+class ChildRunner:
+    """Runs executions in child processes with this replica's limits.
+
+    ``services`` publish events and run browser tasks for the children (None: such steps fail, saying
+    the service is unavailable); ``secrets`` resolves secret names (default: from the settings).
+    """
+
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        *,
+        services: PlatformServices | None = None,
+        secrets: SecretResolver | None = None,
+    ) -> None:
         self._settings = settings
+        self._services = services
+        self._secrets = secrets or SecretResolver(secrets_config(settings))
         self._limits = Limits(
             open_files=settings.executor_max_open_files,
             address_space_bytes=settings.executor_max_address_space_bytes,
@@ -93,10 +144,13 @@ class ChildRunner:
     def child_spec(self, request: RunRequested) -> ChildSpec:
         """What the child gets on stdin."""
         s = self._settings
+        check = request.job.check
         return ChildSpec(
             execution_id=str(request.execution_id),
             attempt=request.attempt,
+            job_id=str(request.job_id),
             steps=[StepInput.model_validate(step.model_dump(mode="json")) for step in request.job.steps],
+            check=StepInput.model_validate(check.model_dump(mode="json")) if check is not None else None,
             parameters=request.parameters,
             event=request.event.model_dump(mode="json") if request.event is not None else None,
             limits=self._limits,
@@ -121,50 +175,64 @@ class ChildRunner:
         return env
 
     async def run(self, request: RunRequested, logs: LogSink) -> RunOutcome:
-        """Run the request's steps once; never raises for anything the job does."""
+        """Run the request's check and steps once; never raises for anything the job does."""
+        return await self.run_spec(self.child_spec(request), timeout=request.job.timeout_seconds, logs=logs)
+
+    async def run_spec(self, spec: ChildSpec, *, timeout: int, logs: LogSink) -> RunOutcome:
+        """Run a child spec once (what :meth:`run` does after building the spec from a request)."""
         try:
-            parse_steps([step.model_dump(mode="json") for step in request.job.steps])
+            parse_job(
+                [step.model_dump(mode="json") for step in spec.steps],
+                spec.check.model_dump(mode="json") if spec.check is not None else None,
+            )
         except StepConfigError as exc:
             logs.add("system", None, f"invalid job definition: {exc}")
             return RunOutcome(status="failed", error=f"invalid job definition: {exc}", permanent=True)
-        spec = self.child_spec(request)
         try:
             workdir = tempfile.mkdtemp(
-                prefix=f"automation-{request.execution_id}-{request.attempt}-", dir=self._settings.executor_workdir_root
+                prefix=f"automation-{spec.execution_id}-{spec.attempt}-", dir=self._settings.executor_workdir_root
             )
         except OSError as exc:
             logs.add("system", None, f"cannot create the working directory: {exc}")
             return RunOutcome(status="failed", error=f"cannot create the working directory: {exc}")
         try:
-            return await self._run_child(spec, request.job.timeout_seconds, workdir, logs)
+            return await self._run_child(spec, timeout, workdir, logs)
         finally:
             await asyncio.shield(asyncio.to_thread(_remove_tree, workdir))
 
     async def _run_child(self, spec: ChildSpec, timeout: int, workdir: str, logs: LogSink) -> RunOutcome:
         try:
-            spawned = await spawn(
-                [sys.executable, "-P", "-m", CHILD_MODULE],
-                cwd=workdir,
-                env=self._child_environment(workdir),
-                stdin=asyncio.subprocess.PIPE,
-                new_session=True,
+            spawned = await start_child(
+                [sys.executable, "-P", "-m", CHILD_MODULE], cwd=workdir, env=self._child_environment(workdir)
             )
         except OSError as exc:
             logs.add("system", None, f"cannot start the executor child process: {exc}")
             return RunOutcome(status="failed", error=f"cannot start the executor child process: {exc}")
-        state = _ChildState()
-        reading = asyncio.gather(self._read_protocol(spawned, state, logs), self._read_stderr(spawned, state, logs))
+        state = _ChildState(redactor=Redactor())
+        sink = _RedactingSink(logs, state.redactor)
+        bridge = ExecutionBridge(
+            execution_id=spec.execution_id,
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            secrets=self._secrets,
+            redactor=state.redactor,
+            services=self._services,
+        )
+        replies = _Replies(spawned, bridge)
+        reading = asyncio.gather(
+            self._read_protocol(spawned, state, sink, replies), self._read_stderr(spawned, state, sink)
+        )
         timed_out = False
         try:
             try:
                 async with asyncio.timeout(timeout):
-                    await self._send_spec(spawned, spec)
+                    await replies.send_line(spec.model_dump_json().encode())
                     await asyncio.shield(reading)  # a timeout must not stop the reading: the child's last words count
                     returncode = await spawned.wait_exit()
             except TimeoutError:
                 timed_out = True
                 grace = self._settings.executor_kill_grace_seconds
-                logs.add("system", None, f"timed out after {timeout}s: stopping (SIGTERM, SIGKILL after {grace:g}s)")
+                sink.add("system", None, f"timed out after {timeout}s: stopping (SIGTERM, SIGKILL after {grace:g}s)")
                 returncode = await stop(spawned, grace=grace, group=True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reading), TAIL_READ_SECONDS)
@@ -174,31 +242,36 @@ class ChildRunner:
             raise
         finally:
             signal_group(spawned.pid, signal.SIGKILL)  # whatever a step left running
+            await replies.close()
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
         if timed_out:
-            return RunOutcome(status="timed_out", error=f"timed out after {timeout}s", outputs=state.outputs)
-        return self._outcome(state, returncode, logs)
+            return RunOutcome(
+                status="timed_out", error=f"timed out after {timeout}s", outputs=self._outputs(spec, state)
+            )
+        return self._outcome(spec, state, returncode, sink)
 
-    async def _send_spec(self, spawned: Spawned, spec: ChildSpec) -> None:
-        stdin = spawned.process.stdin
-        assert stdin is not None
-        try:
-            stdin.write(spec.model_dump_json().encode())
-            await stdin.drain()
-            stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            log.warning("child_stdin_closed_early", pid=spawned.pid)
+    @staticmethod
+    def _outputs(spec: ChildSpec, state: _ChildState, performed: bool | None = None) -> dict[str, Any]:
+        """The execution's result: outputs by step name, or both phases when the job has a check."""
+        if spec.check is None:
+            return state.outputs
+        if performed is None:
+            performed = bool(state.outputs)
+        return {"performed": performed, "check": state.check_output, "steps": state.outputs}
 
-    def _outcome(self, state: _ChildState, returncode: int, logs: LogSink) -> RunOutcome:
+    def _outcome(self, spec: ChildSpec, state: _ChildState, returncode: int, logs: LogSink) -> RunOutcome:
         result = state.result
         if result is not None:
+            if result.check_output is not None:
+                state.check_output = result.check_output
+            state.outputs = result.outputs
             return RunOutcome(
                 status=result.status,
                 exit_code=result.exit_code,
                 error=result.error,
-                outputs=result.outputs,
+                outputs=self._outputs(spec, state, result.performed),
             )
         reason = (
             state.protocol_error or f"the executor child process ended without a result ({_describe_exit(returncode)})"
@@ -206,11 +279,12 @@ class ChildRunner:
         if state.last_stderr:
             reason += f"; last words: {state.last_stderr}"
         logs.add("system", None, reason)
-        return RunOutcome(status="failed", error=reason, outputs=state.outputs)
+        return RunOutcome(status="failed", error=reason, outputs=self._outputs(spec, state))
 
-    async def _read_protocol(self, spawned: Spawned, state: _ChildState, logs: LogSink) -> None:
+    async def _read_protocol(self, spawned: Spawned, state: _ChildState, logs: LogSink, replies: _Replies) -> None:
         reader = spawned.process.stdout
         assert reader is not None
+        redact = state.redactor
         while True:
             try:
                 line = await reader.readline()
@@ -227,16 +301,27 @@ class ChildRunner:
                 continue
             if isinstance(message, LogMessage):
                 logs.add(message.stream, message.step, message.text, message.ts)
+            elif isinstance(message, RequestMessage):
+                replies.answer(message)
             elif isinstance(message, StepMessage):
-                if message.output is not None:
-                    state.outputs[message.name] = message.output
+                output = redact.value(message.output)
+                if message.phase == "check":
+                    state.check_output = output
+                elif output is not None:
+                    state.outputs[message.name] = output
             else:
-                state.result = message
+                state.result = message.model_copy(
+                    update={
+                        "outputs": redact.value(message.outputs),
+                        "check_output": redact.value(message.check_output),
+                        "error": redact.text(message.error) if message.error is not None else None,
+                    }
+                )
 
     async def _read_stderr(self, spawned: Spawned, state: _ChildState, logs: LogSink) -> None:
         reader = spawned.process.stderr
         assert reader is not None
-        splitter = LineSplitter(self._settings.executor_max_line_bytes)
+        splitter = LineSplitter(self._settings.executor_max_line_bytes + REDACTION_SLACK_BYTES)
         while chunk := await reader.read(STDERR_CHUNK):
             for line in splitter.feed(chunk):
                 self._stderr_line(line, state, logs)
@@ -246,5 +331,43 @@ class ChildRunner:
     @staticmethod
     def _stderr_line(line: str, state: _ChildState, logs: LogSink) -> None:
         if line.strip():
-            state.last_stderr = line.strip()[-500:]
+            state.last_stderr = state.redactor.text(line.strip())[-500:]
             logs.add("system", None, f"executor child: {line}")
+
+
+class _Replies:
+    """Writes to the child's stdin: the spec, then the bridge's replies (one task per request)."""
+
+    def __init__(self, spawned: Spawned, bridge: ExecutionBridge) -> None:
+        self._stdin = spawned.process.stdin
+        self._bridge = bridge
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pid = spawned.pid
+
+    async def send_line(self, data: bytes) -> None:
+        assert self._stdin is not None
+        async with self._lock:
+            try:
+                self._stdin.write(data + b"\n")
+                await self._stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                log.warning("child_stdin_closed_early", pid=self._pid)
+
+    def answer(self, request: RequestMessage) -> None:
+        """Serve ``request`` in the background (the protocol keeps being read meanwhile)."""
+        task = asyncio.create_task(self._answer(request), name=f"bridge-{request.op}-{request.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, request: RequestMessage) -> None:
+        reply = await self._bridge.handle(request)
+        await self.send_line(reply.model_dump_json().encode())
+
+    async def close(self) -> None:
+        """Cancel unanswered requests and close the child's stdin."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stdin is not None:
+            self._stdin.close()

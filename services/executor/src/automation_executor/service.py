@@ -1,9 +1,13 @@
 """Use cases on attempts; each is one transaction holding the state change and its outbox messages.
 
-- :meth:`AttemptService.begin`: record that this replica starts an attempt (and enqueue
-  ``execution.started``), or say why it must not run (already finished; running elsewhere).
-- :meth:`AttemptService.finish`: record the outcome of the run that owns the attempt and enqueue the
-  terminal event, plus the next attempt's ``run.requested`` on a delay queue when a retry is due.
+- :meth:`AttemptService.begin`: decide what a delivered run request means (run it here under a new
+  lease; a duplicate; running elsewhere; cancelled before it started; over the job's
+  ``max_concurrency``; or the request of an attempt whose executor vanished, recorded ``lost`` now).
+- :meth:`AttemptService.finish` / :meth:`AttemptService.finish_cancelled`: record the outcome of the run
+  that holds the attempt (compare-and-set on ``status = 'running'`` and ``run_id``) with what follows.
+- :meth:`AttemptService.release`: hand a running attempt back at shutdown, to be run again.
+- :func:`reap_row`: record an attempt whose lease expired as ``lost`` (or ``cancelled`` when a
+  cancellation is remembered), with its retry or final failure; used here and by the reaper.
 """
 
 from __future__ import annotations
@@ -13,54 +17,93 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_contracts import CloudEvent, RunRequested
+from automation_contracts import RunRequested
 from automation_core.logging import get_logger
 from automation_db import utcnow
-from automation_executor.db.repository import AttemptRepository
+from automation_executor.db.repository import AttemptRepository, lease_until
 from automation_executor.db.tables import Attempt, outbox
-from automation_executor.domain.backoff import retry_delay, will_retry
-from automation_executor.domain.outcome import FINISHED_STATUSES, RunOutcome
-from automation_executor.events import outcome_event, retry_request, started_event
+from automation_executor.domain.attempts import TERMINAL_STATUSES
+from automation_executor.domain.outcome import RunOutcome
+from automation_executor.events import started_event
+from automation_executor.followups import Ending, Rand, enqueue_ending, plan_cancelled, plan_lost, plan_outcome
 from automation_executor.retry import RetryRoutes
 from automation_messaging import enqueue
-from automation_messaging.topology import EVENTS, RETRY
+from automation_messaging.topology import EVENTS
 
 log = get_logger(__name__)
 FINISH_TRIES = 4
 FINISH_BACKOFF_SECONDS = 0.5
+BeginAction = Literal["run", "duplicate", "in_progress", "cancelled", "throttled", "reaped"]
 
 
 @dataclass(frozen=True, slots=True)
 class Begin:
     """What to do with a delivered run request.
 
-    ``action``: ``run`` (this replica owns the attempt now, as run ``run_id``), ``duplicate`` (the
-    attempt's outcome is already recorded) or ``in_progress`` (another delivery of the same request is
-    being run by a live holder; see :meth:`AttemptService.begin`).
+    ``run``: this replica holds the attempt now, as run ``run_id`` (``run_number`` > 0 when the
+    attempt was handed back before). ``duplicate``: its outcome is recorded already. ``in_progress``:
+    a live lease holder runs it. ``cancelled``: a remembered cancellation dropped it (recorded now).
+    ``throttled``: the job runs ``max_concurrency`` attempts already. ``reaped``: its holder vanished;
+    it was recorded ``lost`` (``ending`` says what followed).
     """
 
-    action: Literal["run", "duplicate", "in_progress"]
+    action: BeginAction
     run_id: uuid.UUID | None = None
     started_at: datetime | None = None
-    lost_count: int = 0
+    run_number: int = 0
     status: str | None = None
     previous_worker: str | None = None
+    reason: str | None = None
+    ending: Ending | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """What :meth:`AttemptService.finish` recorded."""
+    """What :meth:`AttemptService.finish` recorded (``recorded`` False: the run no longer held the attempt)."""
 
     recorded: bool
     will_retry: bool = False
     next_attempt_at: datetime | None = None
     delay_seconds: int | None = None
+    dead_letter: str | None = None
+
+
+async def reap_row(
+    repo: AttemptRepository,
+    session: AsyncSession,
+    row: Attempt,
+    request: RunRequested,
+    *,
+    cancel_reason: str | None,
+    now: datetime,
+    max_lost: int,
+    routes: RetryRoutes,
+    rand: Rand,
+) -> Ending:
+    """Record a locked ``running`` attempt whose lease expired, and enqueue what follows."""
+    finished_at = max(now, row.started_at)
+    if cancel_reason is not None:
+        ending = plan_cancelled(request, finished_at=finished_at, reason=cancel_reason)
+    else:
+        lost_total = await repo.lost_of_execution(row.execution_id) + 1
+        ending = plan_lost(
+            request,
+            started_at=row.started_at,
+            finished_at=finished_at,
+            lost_total=lost_total,
+            max_lost=max_lost,
+            routes=routes,
+            rand=rand,
+        )
+    await repo.update_row(row.id, ending.values)
+    await enqueue_ending(session, ending)
+    return ending
 
 
 class AttemptService:
@@ -72,140 +115,198 @@ class AttemptService:
         *,
         worker_id: str,
         retry_routes: RetryRoutes,
+        lease_seconds: float = 30.0,
+        max_lost: int = 3,
         clock: Callable[[], datetime] = utcnow,
-        rand: Callable[[float, float], float] = random.uniform,
+        rand: Rand = random.uniform,
     ) -> None:
         self._sessions = sessions
         self._worker_id = worker_id
-        self._retry_routes = retry_routes
+        self._routes = retry_routes
+        self.lease_seconds = lease_seconds
+        self.max_lost = max_lost
         self._clock = clock
         self._rand = rand
 
-    async def begin(self, request: RunRequested, *, redelivered: bool) -> Begin:
-        """Claim the attempt for a run on this replica, or say why not.
-
-        A new attempt is inserted as ``running``. A finished one is a duplicate. One still ``running``
-        is either being run by the holder of another copy of the request (a request that was never
-        delivered before cannot be the retry of a crash: ``in_progress``) or was lost with its executor
-        (a redelivery): then the lost run is counted and the attempt is run again, as the same attempt.
-        """
+    async def begin(self, request: RunRequested) -> Begin:
+        """Claim the attempt for a run on this replica, or say why not (see :class:`Begin`)."""
         now = self._clock()
-        run_id = uuid.uuid4()
         async with self._sessions.begin() as session:
             repo = AttemptRepository(session)
-            inserted = await repo.insert_running(
-                {
-                    "execution_id": request.execution_id,
-                    "attempt": request.attempt,
-                    "job_id": request.job_id,
-                    "account_id": request.account_id,
-                    "job_version": request.job_version,
-                    "trigger": request.trigger,
-                    "status": "running",
-                    "worker_id": self._worker_id,
-                    "run_id": run_id,
-                    "requested_at": request.requested_at,
-                    "started_at": now,
-                }
+            if request.job.max_concurrency is None:  # the common path: one statement claims a new attempt
+                run_id = uuid.uuid4()
+                if await repo.insert_unless_cancelled(self._running_row(request, run_id, now)):
+                    await self._started(session, request, now, run_number=0)
+                    return Begin("run", run_id=run_id, started_at=now)
+            cancel_reason = await repo.cancellation(request.execution_id)
+            found = await repo.locked(request.execution_id, request.attempt)
+            if found is None:
+                if cancel_reason is not None:
+                    if await repo.insert(self._cancelled_row(request, cancel_reason, now)):
+                        await enqueue_ending(session, plan_cancelled(request, finished_at=now, reason=cancel_reason))
+                        return Begin("cancelled", reason=cancel_reason)
+                elif await self._over_limit(repo, request):
+                    return Begin("throttled")
+                else:
+                    run_id = uuid.uuid4()
+                    if await repo.insert(self._running_row(request, run_id, now)):
+                        await self._started(session, request, now, run_number=0)
+                        return Begin("run", run_id=run_id, started_at=now)
+                found = await repo.locked(request.execution_id, request.attempt)  # a concurrent insert won
+                assert found is not None
+            row, lease_live = found
+            return await self._existing(
+                repo, session, request, row, lease_live=lease_live, cancel_reason=cancel_reason, now=now
             )
-            if inserted:
-                await self._enqueue(
-                    session, started_event(request, started_at=now, worker=self._worker_id, run_number=0)
-                )
-                return Begin("run", run_id=run_id, started_at=now)
-            row = await repo.get(request.execution_id, request.attempt, for_update=True)
-            assert row is not None  # attempts are never deleted
-            if row.status in FINISHED_STATUSES:
-                return Begin("duplicate", status=row.status, previous_worker=row.worker_id)
-            if row.status == "running" and not redelivered:
-                return Begin("in_progress", status=row.status, previous_worker=row.worker_id)
-            previous = row.worker_id
-            self._restart(row, run_id=run_id, now=now)
-            event = started_event(request, started_at=now, worker=self._worker_id, run_number=row.lost_count)
-            await self._enqueue(session, event)
-            return Begin("run", run_id=run_id, started_at=now, lost_count=row.lost_count, previous_worker=previous)
 
-    def _restart(self, row: Attempt, *, run_id: uuid.UUID, now: datetime) -> None:
-        row.lost_count += 1
-        row.lost_at = now
-        row.status = "running"
-        row.worker_id = self._worker_id
-        row.run_id = run_id
-        row.started_at = now
-        row.finished_at = None
-        row.exit_code = None
-        row.error = None
+    async def _existing(
+        self,
+        repo: AttemptRepository,
+        session: AsyncSession,
+        request: RunRequested,
+        row: Attempt,
+        *,
+        lease_live: bool,
+        cancel_reason: str | None,
+        now: datetime,
+    ) -> Begin:
+        if row.status in TERMINAL_STATUSES:
+            return Begin("duplicate", status=row.status, previous_worker=row.worker_id)
+        if row.status == "running":
+            if lease_live:
+                return Begin("in_progress", status=row.status, previous_worker=row.worker_id)
+            stored = RunRequested.model_validate(row.request) if row.request is not None else request
+            ending = await reap_row(
+                repo,
+                session,
+                row,
+                stored,
+                cancel_reason=cancel_reason,
+                now=now,
+                max_lost=self.max_lost,
+                routes=self._routes,
+                rand=self._rand,
+            )
+            return Begin("reaped", status=ending.status, previous_worker=row.worker_id, ending=ending)
+        # released: handed back at shutdown, its request requeued; run it again as the same attempt
+        if cancel_reason is not None:
+            ending = plan_cancelled(request, finished_at=max(now, row.started_at), reason=cancel_reason)
+            await repo.update_row(row.id, ending.values)
+            await enqueue_ending(session, ending)
+            return Begin("cancelled", reason=cancel_reason, previous_worker=row.worker_id)
+        if await self._over_limit(repo, request):
+            return Begin("throttled")
+        run_id = uuid.uuid4()
+        run_number = row.run_count
+        await repo.update_row(
+            row.id,
+            {
+                "status": "running",
+                "worker_id": self._worker_id,
+                "run_id": run_id,
+                "started_at": now,
+                "lease_expires_at": lease_until(self.lease_seconds),
+                "run_count": row.run_count + 1,
+                "request": request.model_dump(mode="json"),
+            },
+        )
+        await self._started(session, request, now, run_number=run_number)
+        return Begin("run", run_id=run_id, started_at=now, run_number=run_number, previous_worker=row.worker_id)
+
+    async def _over_limit(self, repo: AttemptRepository, request: RunRequested) -> bool:
+        limit = request.job.max_concurrency
+        if limit is None:
+            return False
+        await repo.lock_job(request.job_id)
+        return await repo.running_of_job(request.job_id) >= limit
+
+    def _base_row(self, request: RunRequested, now: datetime) -> dict[str, Any]:
+        return {
+            "execution_id": request.execution_id,
+            "attempt": request.attempt,
+            "job_id": request.job_id,
+            "account_id": request.account_id,
+            "job_version": request.job_version,
+            "trigger": request.trigger,
+            "worker_id": self._worker_id,
+            "requested_at": request.requested_at,
+            "started_at": now,
+        }
+
+    def _running_row(self, request: RunRequested, run_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+        return self._base_row(request, now) | {
+            "status": "running",
+            "run_id": run_id,
+            "lease_expires_at": lease_until(self.lease_seconds),
+            "request": request.model_dump(mode="json"),
+        }
+
+    def _cancelled_row(self, request: RunRequested, reason: str, now: datetime) -> dict[str, Any]:
+        return self._base_row(request, now) | {
+            "status": "cancelled",
+            "run_id": uuid.uuid4(),
+            "finished_at": now,
+            "error": reason,
+            "will_retry": False,
+        }
+
+    async def _started(self, session: AsyncSession, request: RunRequested, now: datetime, *, run_number: int) -> None:
+        event = started_event(request, started_at=now, worker=self._worker_id, run_number=run_number)
+        await enqueue(session, outbox, event, exchange=EVENTS)
 
     async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
-        """Record ``outcome`` and enqueue what follows, retrying the transaction on database errors."""
-        assert begun.run_id is not None
+        """Record ``outcome`` of run ``begun.run_id`` and enqueue what follows (retrying database errors)."""
         assert begun.started_at is not None
         finished_at = max(self._clock(), begun.started_at)
-        retry = not outcome.succeeded and not outcome.permanent and will_retry(request.attempt, request.job.retries)
-        delay: int | None = None
-        next_at: datetime | None = None
-        messages: list[tuple[CloudEvent, str, str | None]] = []
-        if retry:
-            backoff = request.job.retry_backoff
-            delay = retry_delay(request.attempt, backoff.base_seconds, backoff.max_seconds, rand=self._rand)
-            next_at = finished_at + timedelta(seconds=delay)
-            messages.append((retry_request(request, next_attempt_at=next_at), RETRY, self._retry_routes[delay]))
-        terminal = outcome_event(
-            request, outcome, started_at=begun.started_at, finished_at=finished_at, next_attempt_at=next_at
+        ending = plan_outcome(
+            request, outcome, started_at=begun.started_at, finished_at=finished_at, routes=self._routes, rand=self._rand
         )
-        messages.insert(0, (terminal, EVENTS, None))
-        for attempt in range(1, FINISH_TRIES + 1):
+        return await self._record(request, begun, ending)
+
+    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished:
+        """Record that run ``begun.run_id`` was stopped on request."""
+        assert begun.started_at is not None
+        ending = plan_cancelled(request, finished_at=max(self._clock(), begun.started_at), reason=reason)
+        return await self._record(request, begun, ending)
+
+    async def release(self, request: RunRequested, begun: Begin) -> bool:
+        """Hand the attempt back (shutdown): ``released``, to be run again when its request comes back."""
+        assert begun.run_id is not None
+        async with self._sessions.begin() as session:
+            row = await AttemptRepository(session).record(
+                request.execution_id, request.attempt, begun.run_id, {"status": "released", "lease_expires_at": None}
+            )
+        return row is not None
+
+    async def _record(self, request: RunRequested, begun: Begin, ending: Ending) -> Finished:
+        assert begun.run_id is not None
+        for try_number in range(1, FINISH_TRIES + 1):
             try:
-                recorded = await self._record(
-                    request,
-                    run_id=begun.run_id,
-                    outcome=outcome,
-                    finished_at=finished_at,
-                    next_at=next_at,
-                    messages=messages,
-                )
+                recorded = await self._record_once(request, begun.run_id, ending)
             except (OperationalError, DBAPIError, OSError) as exc:
-                if attempt == FINISH_TRIES:
+                if try_number == FINISH_TRIES:
                     raise
-                log.warning("finish_attempt_failed", try_number=attempt, error=repr(exc))
-                await asyncio.sleep(FINISH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                log.warning("finish_attempt_failed", try_number=try_number, error=repr(exc))
+                await asyncio.sleep(FINISH_BACKOFF_SECONDS * 2 ** (try_number - 1))
                 continue
-            return Finished(recorded=recorded, will_retry=retry, next_attempt_at=next_at, delay_seconds=delay)
+            return Finished(
+                recorded=recorded,
+                will_retry=ending.will_retry,
+                next_attempt_at=ending.next_attempt_at,
+                delay_seconds=ending.delay_seconds,
+                dead_letter=ending.dead_letter,
+            )
         raise AssertionError("unreachable")
 
-    async def _record(
-        self,
-        request: RunRequested,
-        *,
-        run_id: uuid.UUID,
-        outcome: RunOutcome,
-        finished_at: datetime,
-        next_at: datetime | None,
-        messages: list[tuple[CloudEvent, str, str | None]],
-    ) -> bool:
+    async def _record_once(self, request: RunRequested, run_id: uuid.UUID, ending: Ending) -> bool:
         async with self._sessions.begin() as session:
             repo = AttemptRepository(session)
-            updated = await repo.finish(
-                execution_id=request.execution_id,
-                attempt=request.attempt,
-                run_id=run_id,
-                status=outcome.status,
-                finished_at=finished_at,
-                exit_code=outcome.exit_code,
-                error=outcome.error,
-                will_retry=next_at is not None,
-                next_attempt_at=next_at,
-            )
-            if updated:
-                await enqueue(session, outbox, messages)
+            if await repo.record(request.execution_id, request.attempt, run_id, ending.values) is not None:
+                await enqueue_ending(session, ending)
                 return True
-            # Not ours any more, or ours already (a commit whose acknowledgement was lost, then retried).
+            # Not ours any more (reaped, cancelled), or ours already (a commit whose answer was lost).
             row = await repo.get(request.execution_id, request.attempt)
-            return row is not None and row.run_id == run_id and row.status == outcome.status
-
-    @staticmethod
-    async def _enqueue(session: AsyncSession, event: CloudEvent) -> None:
-        await enqueue(session, outbox, event, exchange=EVENTS)
+            return row is not None and row.run_id == run_id and row.status == ending.status
 
     async def attempts_of(
         self, execution_id: uuid.UUID, *, account_id: uuid.UUID | None, after_attempt: int, limit: int

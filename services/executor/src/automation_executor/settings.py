@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from automation_core.settings import ServiceSettings
@@ -46,3 +48,32 @@ class ExecutorSettings(ServiceSettings):
     """RLIMIT_CPU (per process) of the child process and its commands; unset means no limit."""
     executor_max_file_size_bytes: int | None = Field(default=None, ge=KIB)
     """RLIMIT_FSIZE of the child process and its commands; unset means no limit."""
+
+    executor_lease_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    """Lease of a running attempt; the heartbeat renews it every third of it. Expired: the attempt is lost."""
+    executor_reaper_interval_seconds: float | None = Field(default=None, gt=0, le=3600)
+    """How often each replica looks for expired leases (default: a third of the lease)."""
+    executor_max_lost: int = Field(default=3, ge=1, le=100)
+    """Lost attempts after which a run is poison: it fails for good and is dead-lettered."""
+    executor_throttle_delay_seconds: int = Field(default=1, ge=1, le=60)
+    """Delay before a run over its job's ``max_concurrency`` is offered again (rounded to the retry ladder)."""
+    executor_cancellation_retention_seconds: float = Field(default=7 * 86400, ge=60)
+    """How long a cancellation is remembered for runs that have not arrived yet."""
+    executor_launcher: Literal["forkserver", "spawn"] = "forkserver"
+    """How children start: forked from a pre-imported fork server (falls back to spawning), or spawned."""
+    executor_forkserver_preload: list[str] = Field(default_factory=lambda: ["httpx"])
+    """Modules the fork server imports besides the child's own (JSON list in the environment)."""
+    executor_secrets_dir: str | None = None
+    """Directory of secrets, one file per secret NAME (as Kubernetes mounts a Secret); unset: none."""
+    executor_secret_sources: str = Field(default="dir,env", pattern=r"^\s*(dir|env)\s*(,\s*(dir|env)\s*)?$")
+    """Where secrets are looked up, in order: ``dir``, ``env`` (``AUTOMATION_SECRET_<NAME>``), comma-separated."""
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Interval of lease renewals: a third of the lease."""
+        return self.executor_lease_seconds / 3
+
+    @property
+    def reaper_interval_seconds(self) -> float:
+        """Interval of the expired-lease scan."""
+        return self.executor_reaper_interval_seconds or self.executor_lease_seconds / 3

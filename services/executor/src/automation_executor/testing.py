@@ -3,7 +3,8 @@
 Used by the executor's integration tests and usable by anyone testing against an executor:
 :func:`run_request_data` builds a valid ``run.requested`` payload, :class:`ExecutorHarness` runs the app
 (lifespan included) against a real database and broker, publishes requests to ``automation.commands``
-and records every ``execution.*`` event from ``automation.events``.
+and cancellations to ``automation.control``, and records every ``execution.*`` event from
+``automation.events``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fastapi import FastAPI
 from automation_contracts import CloudEvent, build_event
 from automation_executor.app import create_app
 from automation_executor.settings import ExecutorSettings
-from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, RUN_REQUESTED
+from automation_messaging.topology import COMMANDS, CONTROL, DEAD_QUEUE, EVENTS, RUN_REQUESTED
 
 TERMINAL_TYPES = frozenset({"execution.succeeded", "execution.failed", "execution.timed_out", "execution.cancelled"})
 
@@ -42,8 +43,25 @@ def run_request_data(
     max_seconds: float = 0.01,
     trigger: str = "manual",
     scheduled_for: datetime | None = None,
+    priority: int = 5,
+    max_concurrency: int | None = None,
+    limits: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """A valid ``run.requested`` payload for a run (manual unless told) of a job with ``steps``."""
+    job: dict[str, Any] = {
+        "name": "test-job",
+        "enabled": True,
+        "timeout_seconds": timeout_seconds,
+        "retries": retries,
+        "retry_backoff": {"base_seconds": base_seconds, "max_seconds": max_seconds},
+        "priority": priority,
+        "parameters": {"type": "object"},
+        "steps": [dict(step) for step in steps],
+    }
+    if max_concurrency is not None:
+        job["max_concurrency"] = max_concurrency
+    if limits is not None:
+        job["limits"] = dict(limits)
     return {
         "execution_id": str(execution_id or uuid.uuid4()),
         "job_id": str(job_id or uuid.uuid4()),
@@ -54,16 +72,7 @@ def run_request_data(
         "requested_at": datetime.now(UTC).isoformat(),
         "attempt": attempt,
         "parameters": dict(parameters or {}),
-        "job": {
-            "name": "test-job",
-            "enabled": True,
-            "timeout_seconds": timeout_seconds,
-            "retries": retries,
-            "retry_backoff": {"base_seconds": base_seconds, "max_seconds": max_seconds},
-            "priority": 5,
-            "parameters": {"type": "object"},
-            "steps": [dict(step) for step in steps],
-        },
+        "job": job,
     }
 
 
@@ -142,6 +151,30 @@ class ExecutorHarness:
         exchange = await self.channel.get_exchange(COMMANDS)
         message = aio_pika.Message(body, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         await exchange.publish(message, routing_key=RUN_REQUESTED, mandatory=True)
+
+    async def cancel(self, execution_id: str | uuid.UUID, reason: str = "cancelled by a test") -> CloudEvent:
+        """Broadcast ``execution.cancel`` on ``automation.control`` (as job-api does)."""
+        data = {"execution_id": str(execution_id), "reason": reason, "requested_at": datetime.now(UTC).isoformat()}
+        event = build_event("execution.cancel", source="/tests/executor", data=data, subject=str(execution_id))
+        exchange = await self.channel.get_exchange(CONTROL)
+        message = aio_pika.Message(
+            event.to_json_bytes(),
+            content_type="application/cloudevents+json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event.id,
+        )
+        await exchange.publish(message, routing_key="execution.cancel")
+        return event
+
+    async def attempts(self, execution_id: str | uuid.UUID) -> list[dict[str, Any]]:
+        """The execution's attempts as ``GET /api/v1/attempts`` returns them (admin)."""
+        assert self.client is not None, "start() first"
+        response = await self.client.get(
+            "/api/v1/attempts", params={"execution_id": str(execution_id)}, headers=self.admin_headers
+        )
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
 
     def of(self, execution_id: str | uuid.UUID, event_type: str | None = None) -> list[CloudEvent]:
         """Events recorded for one execution (optionally of one type), in arrival order."""

@@ -1,4 +1,4 @@
-"""Attempt use cases against the real database: claiming, lost runs, recording outcomes exactly once."""
+"""Attempt use cases against the real database: claiming, lost attempts, recording outcomes exactly once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import RunRequested
@@ -59,17 +59,17 @@ async def _outbox_for(sessions: async_sessionmaker[AsyncSession], execution_id: 
 async def test_begin_then_duplicates_are_recognised(sessions: async_sessionmaker[AsyncSession]) -> None:
     service = _service(sessions, "worker-a")
     request = _request()
-    begun = await service.begin(request, redelivered=False)
+    begun = await service.begin(request)
     assert begun.action == "run"
-    assert begun.lost_count == 0
-    again = await _service(sessions, "worker-b").begin(request, redelivered=False)
+    assert begun.run_number == 0
+    again = await _service(sessions, "worker-b").begin(request)
     assert again.action == "in_progress"
     assert again.previous_worker == "worker-a"
     finished = await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0, outputs={"s": 1}))
     assert finished.recorded
     assert not finished.will_retry
-    for redelivered in (False, True):
-        late = await _service(sessions, "worker-b").begin(request, redelivered=redelivered)
+    for _ in range(2):
+        late = await _service(sessions, "worker-b").begin(request)
         assert late.action == "duplicate"
         assert late.status == "succeeded"
     messages = await _outbox_for(sessions, request.execution_id)
@@ -80,62 +80,78 @@ async def test_begin_then_duplicates_are_recognised(sessions: async_sessionmaker
     assert messages[1]["event"]["data"]["result"] == {"s": 1}
 
 
-async def test_a_redelivered_running_attempt_is_lost_and_run_again(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def _expire_lease(sessions: async_sessionmaker[AsyncSession], execution_id: uuid.UUID) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            text(
+                "UPDATE executor.attempts SET lease_expires_at = now() - interval '1 second' WHERE execution_id = :id"
+            ),
+            {"id": execution_id},
+        )
+
+
+async def test_a_redelivered_attempt_whose_lease_expired_is_lost_and_retried(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     request = _request(retries=1, base_seconds=10, max_seconds=60)
-    crashed = await _service(sessions, "worker-crashed").begin(request, redelivered=False)
+    crashed = await _service(sessions, "worker-crashed").begin(request)
     survivor = _service(sessions, "worker-b")
-    rerun = await survivor.begin(request, redelivered=True)
-    assert rerun.action == "run"
-    assert rerun.lost_count == 1
-    assert rerun.previous_worker == "worker-crashed"
-    assert rerun.run_id != crashed.run_id
+    assert (await survivor.begin(request)).action == "in_progress", "a live lease belongs to its holder"
+    await _expire_lease(sessions, request.execution_id)
+    seen = await survivor.begin(request)
+    assert seen.action == "reaped"
+    assert seen.status == "lost"
+    assert seen.previous_worker == "worker-crashed"
+    assert seen.ending is not None
+    assert seen.ending.will_retry
+    assert seen.ending.delay_seconds == 10  # uniform(0, 10) at its top, on the ladder
     late = await _service(sessions, "worker-crashed").finish(request, crashed, RunOutcome(status="succeeded"))
     assert not late.recorded, "the lost run must not record an outcome"
-    failed = RunOutcome(status="failed", exit_code=3, error="exit code 3")
-    finished = await survivor.finish(request, rerun, failed)
-    assert finished.recorded
-    assert finished.will_retry
-    assert finished.delay_seconds == 10  # uniform(0, 10) at its top, on the ladder
-    again = await survivor.finish(request, rerun, failed)  # a retried commit of the same outcome
-    assert again.recorded
+    assert (await survivor.begin(request)).action == "duplicate"
     messages = await _outbox_for(sessions, request.execution_id)
     kinds = [(m["exchange"], m["routing_key"], m["event"]["type"]) for m in messages]
     assert kinds == [
         ("automation.events", "execution.started", "execution.started"),
-        ("automation.events", "execution.started", "execution.started"),
         ("automation.events", "execution.failed", "execution.failed"),
         ("automation.retry", "route-10", "run.requested"),
     ]
-    failure = messages[2]["event"]["data"]
+    failure = messages[1]["event"]["data"]
     assert failure["will_retry"] is True
-    assert failure["exit_code"] == 3
-    retry = messages[3]["event"]["data"]
+    assert failure["error"] == "executor lost"
+    retry = messages[2]["event"]["data"]
     assert retry["attempt"] == 2
     assert retry["execution_id"] == str(request.execution_id)
     assert retry["requested_at"] == failure["next_attempt_at"]
-    assert messages[0]["event"]["id"] != messages[1]["event"]["id"]
+    [lost] = await survivor.attempts_of(request.execution_id, account_id=None, after_attempt=0, limit=10)
+    assert (lost.status, lost.worker_id, lost.lost_count, lost.will_retry) == ("lost", "worker-crashed", 1, True)
+    assert lost.lost_at is not None
+    assert lost.request is None
 
 
 async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionmaker[AsyncSession]) -> None:
     service = _service(sessions, "worker-a", jitter=0.0)
     last = _request(attempt=3, retries=2)
-    begun = await service.begin(last, redelivered=False)
+    begun = await service.begin(last)
     finished = await service.finish(last, begun, RunOutcome(status="timed_out", error="timed out after 1s"))
     assert finished.recorded
     assert not finished.will_retry
     permanent = _request(retries=5)
-    begun = await service.begin(permanent, redelivered=False)
+    begun = await service.begin(permanent)
     finished = await service.finish(permanent, begun, RunOutcome(status="failed", error="bad", permanent=True))
     assert not finished.will_retry
     retried = _request(retries=5, base_seconds=0.01, max_seconds=0.01)
-    begun = await service.begin(retried, redelivered=False)
+    begun = await service.begin(retried)
     finished = await service.finish(retried, begun, RunOutcome(status="failed", error="bad"))
     assert finished.delay_seconds == 1  # below the ladder's first step: one second
     assert finished.next_attempt_at is not None
     assert begun.started_at is not None
     assert finished.next_attempt_at - begun.started_at >= timedelta(seconds=1)
     rows = await _outbox_for(sessions, last.execution_id)
-    assert [m["event"]["type"] for m in rows] == ["execution.started", "execution.timed_out"]
+    assert [(m["exchange"], m["event"]["type"]) for m in rows] == [
+        ("automation.events", "execution.started"),
+        ("automation.events", "execution.timed_out"),
+        ("automation.dlx", "run.requested"),  # the final failure goes to automation.dead too
+    ]
     history = await service.attempts_of(last.execution_id, account_id=None, after_attempt=0, limit=10)
     assert [(a.attempt, a.status, a.will_retry) for a in history] == [(3, "timed_out", False)]
     assert await service.attempts_of(last.execution_id, account_id=uuid.uuid4(), after_attempt=0, limit=10) == []

@@ -1,4 +1,4 @@
-"""Graceful shutdown and recovery: finish what fits in the grace period, hand back the rest, rerun it as lost."""
+"""Graceful shutdown: finish what fits in the grace period, hand back the rest, rerun it as the same attempt."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _running(marker: str) -> bool:
     return False
 
 
-async def test_shutdown_drains_then_a_new_replica_reruns_the_lost_attempt(
+async def test_shutdown_drains_then_a_new_replica_reruns_the_handed_back_attempt(
     database_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     settings = ExecutorSettings(
@@ -82,15 +82,16 @@ async def test_shutdown_drains_then_a_new_replica_reruns_the_lost_attempt(
         assert len(harness.of(long["execution_id"], "execution.succeeded")) == 1
         seqs = sorted(e.data["seq"] for e in harness.of(long["execution_id"], "execution.log"))
         assert len(seqs) == len(set(seqs))
-        assert "was lost; running it again" in harness.log_text(long["execution_id"])
+        assert "was handed back by" in harness.log_text(long["execution_id"])
         assert harness.client is not None
         page = await harness.client.get(
             "/api/v1/attempts", params={"execution_id": long["execution_id"]}, headers=harness.admin_headers
         )
         [attempt] = page.json()["items"]
         assert attempt["status"] == "succeeded"
-        assert attempt["lost_count"] == 1
-        assert attempt["lost_at"] is not None
+        assert attempt["lost_count"] == 0, "a handed-back attempt is not lost"
+        assert attempt["run_count"] == 2
+        assert attempt["lost_at"] is None
         assert attempt["worker_id"] == started[1].data["worker"]
         assert uuid.UUID(attempt["execution_id"]) == uuid.UUID(long["execution_id"])
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from automation_contracts import CloudEvent, RunRequested, build_event
 from automation_executor.consumers import RunRequestHandler
+from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.logstream import LogSink
 from automation_executor.pool import WorkerPool
@@ -27,11 +28,14 @@ class FakeAttempts:
     """Attempt use cases in memory: decides by a scripted action."""
 
     action: str = "run"
-    begun: list[tuple[uuid.UUID, int, bool]] = field(default_factory=list)
+    lease_seconds: float = 30.0
+    begun: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     finished: list[tuple[RunRequested, RunOutcome]] = field(default_factory=list)
+    cancelled: list[tuple[RunRequested, str]] = field(default_factory=list)
+    released: list[RunRequested] = field(default_factory=list)
 
-    async def begin(self, request: RunRequested, *, redelivered: bool) -> Begin:
-        self.begun.append((request.execution_id, request.attempt, redelivered))
+    async def begin(self, request: RunRequested) -> Begin:
+        self.begun.append((request.execution_id, request.attempt))
         if self.action != "run":
             return Begin(self.action, status="succeeded")  # type: ignore[arg-type]
         return Begin("run", run_id=uuid.uuid4(), started_at=datetime.now(UTC))
@@ -39,6 +43,14 @@ class FakeAttempts:
     async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
         self.finished.append((request, outcome))
         return Finished(recorded=True)
+
+    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished:
+        self.cancelled.append((request, reason))
+        return Finished(recorded=True)
+
+    async def release(self, request: RunRequested, begun: Begin) -> bool:
+        self.released.append(request)
+        return True
 
 
 @dataclass
@@ -63,7 +75,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.events: list[CloudEvent] = []
 
-    async def publish(self, event: CloudEvent, *, exchange: str) -> None:
+    async def publish(
+        self, event: CloudEvent, *, exchange: str, routing_key: str | None = None, priority: int | None = None
+    ) -> None:
         self.events.append(event)
 
 
@@ -88,7 +102,12 @@ def _handler(
     publisher = FakePublisher()
     settings = ExecutorSettings(env="development", executor_log_batch_seconds=0.01)
     handler = RunRequestHandler(
-        settings=settings, service=attempts, runner=runner, pool=pool or WorkerPool("w", 4), publisher=publisher
+        settings=settings,
+        service=attempts,
+        runner=runner,
+        pool=pool or WorkerPool("w", 4),
+        publisher=publisher,
+        retry_routes={seconds: f"delay-{seconds}" for seconds in LADDER_SECONDS},
     )
     return handler, publisher
 
@@ -98,7 +117,7 @@ async def test_a_new_attempt_runs_and_is_recorded_before_the_handler_returns() -
     handler, publisher = _handler(attempts, runner)
     assert await handler.handle(_event(), _delivery(redelivered=True)) is None
     assert runner.runs == 1
-    assert attempts.begun[0][2] is True
+    assert attempts.begun == [(attempts.begun[0][0], 1)]
     [(_, outcome)] = attempts.finished
     assert outcome.status == "succeeded"
     texts = [entry["text"] for e in publisher.events for entry in e.data["entries"]]

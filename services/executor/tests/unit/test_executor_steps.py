@@ -63,8 +63,7 @@ def test_shell_string_and_options() -> None:
         ({"command": ["echo", "${{ nope.x }}"]}, "steps.0.config.command.1", "unknown namespace"),
         ({"command": ["x"], "cwd": "/etc"}, "steps.0.config.cwd", "inside the execution's working directory"),
         ({"command": ["x"], "cwd": "a/../../b"}, "steps.0.config.cwd", "no '..'"),
-        ({"command": ["x"], "sandbox": "bubblewrap"}, "steps.0.config", "cannot sandbox"),
-        ({"command": ["x"], "network": False}, "steps.0.config", "cannot sandbox"),
+        ({"command": ["x"], "network": False}, "steps.0.config.network", 'needs "sandbox": "bubblewrap"'),
     ],
 )
 def test_shell_errors_name_the_field(config: dict[str, Any], field: str, message: str) -> None:
@@ -109,8 +108,8 @@ def test_http_errors_name_the_field(config: dict[str, Any], field: str, message:
 
 
 def test_unknown_types_and_step_order() -> None:
-    with pytest.raises(StepConfigError, match="'python' is not supported") as caught:
-        parse_steps([_shell(command=["x"]), {"name": "p", "type": "python", "config": {}}])
+    with pytest.raises(StepConfigError, match="'teleport' is not supported") as caught:
+        parse_steps([_shell(command=["x"]), {"name": "p", "type": "teleport", "config": {}}])
     assert caught.value.field == "steps.1"
     steps = parse_steps(
         [

@@ -20,10 +20,12 @@ class AttemptOut(BaseModel):
     status: str
     worker_id: str
     lost_count: int
+    run_count: int
     requested_at: datetime
     started_at: datetime
     finished_at: datetime | None
     lost_at: datetime | None
+    lease_expires_at: datetime | None
     exit_code: int | None
     error: str | None
     will_retry: bool | None
@@ -45,3 +47,6 @@ class WorkerOut(BaseModel):
     running: int
     utilization: float
     draining: bool
+    launcher: str
+    sandbox_available: bool
+    sandbox_problem: str | None

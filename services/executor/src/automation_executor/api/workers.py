@@ -1,4 +1,4 @@
-"""``GET /api/v1/workers/self``: this replica's id, concurrency and load."""
+"""``GET /api/v1/workers/self``: this replica's id, concurrency, load and capabilities."""
 
 from __future__ import annotations
 
@@ -20,4 +20,7 @@ async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> 
         running=pool.running,
         utilization=pool.running / pool.concurrency,
         draining=pool.draining,
+        launcher=state.launcher,
+        sandbox_available=state.sandbox.available,
+        sandbox_problem=state.sandbox.problem,
     )

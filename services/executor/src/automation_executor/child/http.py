@@ -12,8 +12,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from automation_executor.child.emitter import Emitter
-from automation_executor.domain.protocol import ChildSpec, StepMessage
+from automation_executor.child.env import StepEnv
+from automation_executor.domain.protocol import StepMessage
 from automation_executor.domain.steps import HttpConfig, ParsedStep
 from automation_executor.domain.templates import TemplateContext, render_json, render_text, render_url
 
@@ -43,10 +43,11 @@ def decode_body(raw: bytes, content_type: str, *, truncated: bool) -> Any:
         return text
 
 
-async def run_http(step: ParsedStep, ctx: TemplateContext, emitter: Emitter, spec: ChildSpec) -> StepMessage:
+async def run_http(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
     """Send the request and judge its status."""
     import httpx
 
+    emitter, spec = env.emitter, env.spec
     config = step.config
     assert isinstance(config, HttpConfig)
     url = render_url(config.url, ctx)

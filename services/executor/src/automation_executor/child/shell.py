@@ -1,7 +1,8 @@
 """The ``shell`` step: one command, its output relayed line by line.
 
 The command runs with an argv list (no shell), or as ``/bin/sh -c <script>`` when the step says
-``"shell": true`` (templates then ``shlex``-quoted). Its environment is minimal (``PATH``, ``HOME`` and
+``"shell": true`` (templates then ``shlex``-quoted); with ``"sandbox": "bubblewrap"`` it runs inside
+bubblewrap (:func:`automation_executor.sandbox.wrap_argv`). Its environment is minimal (``PATH``, ``HOME`` and
 ``TMPDIR`` pointing at the execution's working directory, ``LANG``) plus the step's ``env``: nothing of
 the executor's own environment (database URL, keys) reaches it.
 """
@@ -10,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from pathlib import Path
 
 from automation_executor.child.emitter import Emitter
+from automation_executor.child.env import StepEnv
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.protocol import ChildSpec, LogStream, StepMessage
+from automation_executor.domain.redact import Redactor
 from automation_executor.domain.steps import ParsedStep, ShellConfig
 from automation_executor.domain.templates import TemplateContext, render_shell, render_text
 from automation_executor.processes import Spawned, spawn, stop
+from automation_executor.sandbox import wrap_argv
 
 READ_CHUNK = 64 * 1024
 DRAIN_AFTER_EXIT_SECONDS = 1.0
@@ -27,21 +30,31 @@ DRAIN_AFTER_EXIT_SECONDS = 1.0
 
 
 class Tail:
-    """The last ``size`` bytes written to a stream."""
+    """The last ``size`` bytes written to a stream, with secret values redacted.
 
-    def __init__(self, size: int) -> None:
+    It keeps room for the longest secret before the cut, so a secret crossing the start of the tail is
+    still recognised and redacted rather than left half visible.
+    """
+
+    def __init__(self, size: int, redactor: Redactor | None = None) -> None:
         self._size = size
+        self._redactor = redactor if redactor is not None else Redactor()
         self._data = bytearray()
 
     def add(self, chunk: bytes) -> None:
         if self._size <= 0:
             return
         self._data += chunk
-        if len(self._data) > self._size:
-            del self._data[: len(self._data) - self._size]
+        keep = self._size + 4 * self._redactor.longest
+        if len(self._data) > keep:
+            del self._data[: len(self._data) - keep]
 
     def text(self) -> str:
-        return bytes(self._data).decode("utf-8", errors="replace")
+        text = self._redactor.text(bytes(self._data).decode("utf-8", errors="replace"))
+        encoded = text.encode("utf-8")
+        if len(encoded) <= self._size:
+            return text
+        return encoded[len(encoded) - self._size :].decode("utf-8", errors="ignore")
 
 
 def command_environment(spec: ChildSpec, workdir: str) -> dict[str, str]:
@@ -68,7 +81,7 @@ async def _relay(
 ) -> None:
     if reader is None:
         return
-    splitter = LineSplitter(emitter.max_line_bytes)
+    splitter = LineSplitter(emitter.split_bytes)  # redacted, then cut to the line cap, by the emitter
     try:
         while chunk := await reader.read(READ_CHUNK):
             if tail is not None:
@@ -92,16 +105,20 @@ def _describe_exit(returncode: int) -> tuple[int, str]:
     return 128 + number, f"killed by {name} (exit code {128 + number})"
 
 
-async def run_shell(step: ParsedStep, ctx: TemplateContext, emitter: Emitter, spec: ChildSpec) -> StepMessage:
+async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
     """Run one shell step to completion."""
     config = step.config
     assert isinstance(config, ShellConfig)
-    workdir = os.getcwd()
+    emitter, spec = env.emitter, env.spec
+    workdir = env.workdir
     argv = build_argv(config, ctx)
-    env = command_environment(spec, workdir) | {k: render_text(v, ctx) for k, v in config.env.items()}
+    environment = command_environment(spec, workdir) | {k: render_text(v, ctx) for k, v in config.env.items()}
     cwd = str(Path(workdir, config.cwd)) if config.cwd else workdir
+    if config.sandbox == "bubblewrap":
+        argv = wrap_argv(argv, workdir=workdir, network=config.network, cwd=cwd)
+        cwd = workdir
     try:
-        spawned = await spawn(argv, cwd=cwd, env=env)
+        spawned = await spawn(argv, cwd=cwd, env=environment)
     except FileNotFoundError as exc:
         missing = argv[0] if exc.filename in {None, argv[0]} else str(exc.filename)
         return StepMessage(name=step.name, status="failed", exit_code=127, error=f"not found: {missing}")
@@ -109,7 +126,7 @@ async def run_shell(step: ParsedStep, ctx: TemplateContext, emitter: Emitter, sp
         return StepMessage(name=step.name, status="failed", exit_code=126, error=f"cannot execute: {exc}")
     except OSError as exc:
         return StepMessage(name=step.name, status="failed", error=f"cannot start the command: {exc}")
-    tail = Tail(spec.stdout_tail_bytes)
+    tail = Tail(spec.stdout_tail_bytes, emitter.redactor)
     relays = [
         asyncio.create_task(_relay(spawned.process.stdout, "stdout", step.name, emitter, tail)),
         asyncio.create_task(_relay(spawned.process.stderr, "stderr", step.name, emitter, None)),

@@ -1,13 +1,10 @@
-"""How an attempt ended, and the attempt statuses recorded in the ``attempts`` table."""
+"""How one run of an execution's steps ended (the attempt statuses are in :mod:`.attempts`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AttemptStatus = Literal["running", "succeeded", "failed", "timed_out", "lost"]
-FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out"})
-"""An attempt in one of these states has its outcome recorded; a delivery of it again is a duplicate."""
 Outcome = Literal["succeeded", "failed", "timed_out"]
 
 

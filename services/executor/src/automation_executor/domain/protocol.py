@@ -1,9 +1,21 @@
 """The protocol between the executor and its child process.
 
-The executor writes one :class:`ChildSpec` as JSON on the child's stdin and closes it. The child writes
-JSON lines on stdout, each one of: :class:`LogMessage` (a line of output or a note of the child's own),
+The executor writes one :class:`ChildSpec` as a JSON line on the child's stdin and keeps stdin open.
+The child writes JSON lines on stdout, each one of: :class:`LogMessage` (a line of output or a note of
+the child's own), :class:`RequestMessage` (the child asks the executor for a platform service),
 :class:`StepMessage` (a step finished) and, last, :class:`ResultMessage` (how the run ended). Anything
 the child writes on stderr is not protocol: the executor relays it as ``system`` log lines.
+
+**The bridge.** The child has no broker connection, no credentials and a minimal environment. What only
+the executor can do, it asks for with a :class:`RequestMessage` (``id`` chosen by the child, ``op`` one
+of :data:`BridgeOp`, ``args`` the op's model below); the executor answers with one :class:`ReplyMessage`
+line on the child's stdin carrying the same ``id``:
+
+- ``secret`` (:class:`SecretArgs`): the value of a secret (the executor redacts it from then on);
+- ``emit`` (:class:`EmitArgs`): publish an event to ``automation.events``; the reply is the event's id,
+  type, source and subject;
+- ``browser`` (:class:`BrowserArgs`): a ``browser.task`` to browser-pool; the reply is the
+  ``browser.result`` data.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 StepStatus = Literal["succeeded", "failed", "timed_out"]
 LogStream = Literal["stdout", "stderr", "system"]  # as in the execution.log contract
+BridgeOp = Literal["secret", "emit", "browser"]
+Phase = Literal["check", "steps"]
 
 
 class _Message(BaseModel):
@@ -44,7 +58,9 @@ class ChildSpec(_Message):
 
     execution_id: str
     attempt: int
+    job_id: str = ""
     steps: list[StepInput]
+    check: StepInput | None = None
     parameters: dict[str, Any]
     event: dict[str, Any] | None = None
     limits: Limits = Limits()
@@ -65,10 +81,62 @@ class LogMessage(_Message):
     text: str
 
 
+class RequestMessage(_Message):
+    """The child asks the executor for a platform service (see the module doc)."""
+
+    type: Literal["request"] = "request"
+    id: int
+    op: BridgeOp
+    step: str | None = None
+    args: dict[str, Any]
+
+
+class ReplyMessage(_Message):
+    """The executor's answer to one :class:`RequestMessage` (on the child's stdin)."""
+
+    type: Literal["reply"] = "reply"
+    id: int
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+class SecretArgs(_Message):
+    """``secret``: the value of the secret ``name``."""
+
+    name: str
+
+
+class EmitArgs(_Message):
+    """``emit``: an event for ``automation.events``.
+
+    ``key`` names the emission within the attempt (``<step>:<n>``); the event id is derived from the
+    execution, the attempt and the key, so a rerun of a lost attempt emits the same ids again.
+    """
+
+    type: str
+    source: str | None = None
+    subject: str | None = None
+    data: Any = None
+    key: str
+
+
+class BrowserArgs(_Message):
+    """``browser``: the actions of a ``browser.task`` (checked by the executor against the contract)."""
+
+    actions: list[dict[str, Any]]
+    timeout_seconds: float = 30.0
+    viewport: dict[str, Any] | None = None
+
+
 class StepMessage(_Message):
-    """A step ended; ``output`` is kept by the step's name for later templates and the result."""
+    """A step ended; ``output`` is kept by the step's name for later templates and the result.
+
+    ``phase`` tells the job's check step (run first) from its steps.
+    """
 
     type: Literal["step"] = "step"
+    phase: Phase = "steps"
     name: str
     status: StepStatus
     output: Any = None
@@ -77,7 +145,10 @@ class StepMessage(_Message):
 
 
 class ResultMessage(_Message):
-    """The run ended: the outputs of every step that produced one, and the failing step's error if any."""
+    """The run ended: the outputs of every step that produced one, and the failing step's error if any.
+
+    With a check step, ``check_output`` is its output and ``performed`` whether the steps ran.
+    """
 
     type: Literal["result"] = "result"
     status: StepStatus
@@ -85,12 +156,15 @@ class ResultMessage(_Message):
     exit_code: int | None = None
     error: str | None = None
     failed_step: str | None = None
+    check_output: Any = None
+    performed: bool | None = None
 
 
-ChildMessage = Annotated[LogMessage | StepMessage | ResultMessage, Field(discriminator="type")]
-CHILD_MESSAGE: TypeAdapter[LogMessage | StepMessage | ResultMessage] = TypeAdapter(ChildMessage)
+AnyChildMessage = LogMessage | RequestMessage | StepMessage | ResultMessage
+ChildMessage = Annotated[AnyChildMessage, Field(discriminator="type")]
+CHILD_MESSAGE: TypeAdapter[AnyChildMessage] = TypeAdapter(ChildMessage)
 
 
-def parse_child_line(line: bytes) -> LogMessage | StepMessage | ResultMessage:
+def parse_child_line(line: bytes) -> AnyChildMessage:
     """One protocol line (raises pydantic's ValidationError when it is not one)."""
     return CHILD_MESSAGE.validate_json(line)

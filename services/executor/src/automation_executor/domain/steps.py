@@ -2,25 +2,88 @@
 
 A job's steps arrive as ``{"name", "type", "config", "timeout_seconds"}``; :func:`parse_steps` turns
 them into :class:`ParsedStep` objects with a typed config, or raises :class:`StepConfigError` naming the
-field at fault (``steps.1.config.command``). It also checks every template: its syntax, its namespace,
-and that ``steps.<name>`` refers to an earlier step. Kinds run by this executor: ``shell`` and ``http``.
+field at fault (``steps.1.config.command``). It also checks every template in every string of a config:
+its syntax, its namespace, that ``steps.<name>`` refers to an earlier step, that ``check.payload`` is
+only used when the job has a check step (and not in the check itself), and that ``secrets.*`` is not
+used where the config is published (``event.emit``). :func:`parse_check` does the same for the job's
+optional check step, which runs first and reads no step.
+
+Kinds: ``shell``, ``http``, ``python``, ``event.emit``, ``browser`` (models in
+:mod:`~automation_executor.domain.configs`), ``ssh.exec``, ``sftp.upload``, ``sftp.download``,
+``winrm.exec``, ``winrm.copy`` (:mod:`~automation_executor.domain.remote_configs`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from automation_executor.domain.templates import TemplateError, check_shell_script, iter_strings, references
+from automation_executor.domain.configs import (
+    BrowserConfig,
+    EventEmitConfig,
+    HttpConfig,
+    PythonConfig,
+    ShellConfig,
+    StepConfigBase,
+)
+from automation_executor.domain.remote_configs import (
+    SftpDownloadConfig,
+    SftpUploadConfig,
+    SshExecConfig,
+    WinrmCopyConfig,
+    WinrmExecConfig,
+)
+from automation_executor.domain.templates import TemplateError, check_shell_script, references
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DEFAULT_HTTP_TIMEOUT_SECONDS = 30.0
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+__all__ = [
+    "CONFIG_MODELS",
+    "BrowserConfig",
+    "EventEmitConfig",
+    "HttpConfig",
+    "ParsedStep",
+    "PythonConfig",
+    "SftpDownloadConfig",
+    "SftpUploadConfig",
+    "ShellConfig",
+    "SshExecConfig",
+    "StepConfigError",
+    "StepKind",
+    "WinrmCopyConfig",
+    "WinrmExecConfig",
+    "parse_check",
+    "parse_job",
+    "parse_step",
+    "parse_steps",
+]
+
+StepKind = Literal[
+    "shell",
+    "http",
+    "python",
+    "event.emit",
+    "browser",
+    "ssh.exec",
+    "sftp.upload",
+    "sftp.download",
+    "winrm.exec",
+    "winrm.copy",
+]
+CONFIG_MODELS: Mapping[str, type[StepConfigBase]] = {
+    "shell": ShellConfig,
+    "http": HttpConfig,
+    "python": PythonConfig,
+    "event.emit": EventEmitConfig,
+    "browser": BrowserConfig,
+    "ssh.exec": SshExecConfig,
+    "sftp.upload": SftpUploadConfig,
+    "sftp.download": SftpDownloadConfig,
+    "winrm.exec": WinrmExecConfig,
+    "winrm.copy": WinrmCopyConfig,
+}
+CHECK_PREFIX = "check"
 
 
 class StepConfigError(ValueError):
@@ -32,115 +95,44 @@ class StepConfigError(ValueError):
         self.field = field
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class ShellConfig(_Config):
-    """``shell``: an argv list, or a string run by ``/bin/sh -c`` only with ``"shell": true``."""
-
-    command: (
-        Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Annotated[str, Field(min_length=1)]
-    )
-    shell: bool = False
-    cwd: Annotated[str, Field(min_length=1)] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    expected_exit_codes: Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1)] = [0]
-    sandbox: Literal["none", "bubblewrap"] = "none"
-    network: bool = True
-
-    @model_validator(mode="after")
-    def _command_matches_shell(self) -> Self:
-        if isinstance(self.command, str) and not self.shell:
-            raise ValueError('a string command needs "shell": true; give an argv list otherwise')
-        if isinstance(self.command, list) and self.shell:
-            raise ValueError('"shell": true takes the command as one string')
-        if self.sandbox != "none" or not self.network:
-            raise ValueError(
-                "this executor cannot sandbox commands (bubblewrap) or take their network away;"
-                ' run the step with "sandbox": "none" and "network": true'
-            )
-        return self
-
-    @field_validator("cwd")
-    @classmethod
-    def _inside_workdir(cls, cwd: str | None) -> str | None:
-        if cwd is not None and (cwd.startswith(("/", "~")) or ".." in PurePosixPath(cwd).parts):
-            raise ValueError("must be a path inside the execution's working directory (relative, no '..')")
-        return cwd
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        return env
-
-
-class HttpConfig(_Config):
-    """``http``: one request; the response's status, headers and body become the step output."""
-
-    method: str = "GET"
-    url: Annotated[str, Field(min_length=1)]
-    headers: dict[str, str] = Field(default_factory=dict)
-    json_body: Any = Field(default=None, alias="json")
-    body: str | None = None
-    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
-    expected_status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)] | None = None
-    max_body_bytes: Annotated[int, Field(ge=1, le=64 * 1024 * 1024)] | None = None
-    follow_redirects: bool = False
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, method: str) -> str:
-        upper = method.upper()
-        if upper not in HTTP_METHODS:
-            raise ValueError(f"method must be one of {', '.join(sorted(HTTP_METHODS))}")
-        return upper
-
-    @model_validator(mode="after")
-    def _one_body(self) -> Self:
-        if self.json_body is not None and self.body is not None:
-            raise ValueError('give "json" or "body", not both')
-        return self
-
-    @property
-    def timeout(self) -> float:
-        """The request timeout in seconds (default 30)."""
-        return self.timeout_seconds if self.timeout_seconds is not None else DEFAULT_HTTP_TIMEOUT_SECONDS
-
-    def status_expected(self, status: int) -> bool:
-        """Whether ``status`` counts as success (default: any 2xx)."""
-        if self.expected_status is None:
-            return 200 <= status < 300
-        return status in self.expected_status
-
-
-StepKind = Literal["shell", "http"]
-CONFIG_MODELS: Mapping[str, type[_Config]] = {"shell": ShellConfig, "http": HttpConfig}
-
-
 @dataclass(frozen=True, slots=True)
 class ParsedStep:
-    """A step whose config was checked."""
+    """A step whose config was checked; ``secrets`` are the secret names it needs before it runs."""
 
     index: int
     name: str
     kind: StepKind
-    config: ShellConfig | HttpConfig
+    config: StepConfigBase
     timeout_seconds: int | None = None
+    secrets: frozenset[str] = frozenset()
 
 
-def parse_step(index: int, step: Mapping[str, Any], earlier: Iterable[str] = ()) -> ParsedStep:
-    """Check one step (``earlier``: names of the steps before it)."""
-    prefix = f"steps.{index}"
-    name = str(step.get("name", ""))
-    kind = step.get("type")
-    model = CONFIG_MODELS.get(str(kind))
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    earlier: frozenset[str]
+    has_check: bool
+    in_check: bool
+
+
+def parse_step(
+    index: int,
+    step: Mapping[str, Any],
+    earlier: Iterable[str] = (),
+    *,
+    has_check: bool = False,
+    prefix: str | None = None,
+) -> ParsedStep:
+    """Check one step (``earlier``: names of the steps before it; ``has_check``: the job has a check step)."""
+    in_check = prefix == CHECK_PREFIX
+    prefix = prefix or f"steps.{index}"
+    name = str(step.get("name") or (CHECK_PREFIX if in_check else ""))
+    kind = str(step.get("type"))
+    model = CONFIG_MODELS.get(kind)
     if model is None:
         supported = ", ".join(CONFIG_MODELS)
-        raise StepConfigError(f"step type {kind!r} is not supported by this executor (supported: {supported})", prefix)
+        raise StepConfigError(
+            f"step type {step.get('type')!r} is not supported by this executor (supported: {supported})", prefix
+        )
     raw = step.get("config")
     if not isinstance(raw, Mapping):
         raise StepConfigError("must be an object", f"{prefix}.config")
@@ -151,49 +143,88 @@ def parse_step(index: int, step: Mapping[str, Any], earlier: Iterable[str] = ())
         loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("list[", "str", "function-")))
         field = f"{prefix}.config" + (f".{loc}" if loc else "")
         raise StepConfigError(str(first["msg"]).removeprefix("Value error, "), field) from exc
-    assert isinstance(config, ShellConfig | HttpConfig)
-    _check_templates(prefix, config, set(earlier))
+    for path, message in config.problems():
+        raise StepConfigError(message, f"{prefix}.config.{path}")
+    scope = _Scope(earlier=frozenset(earlier), has_check=has_check, in_check=in_check)
+    secrets = _check_templates(prefix, dict(raw), config, scope) | set(config.secret_fields())
     timeout = step.get("timeout_seconds")
     return ParsedStep(
         index=index,
         name=name,
-        kind="shell" if isinstance(config, ShellConfig) else "http",
+        kind=kind,  # type: ignore[arg-type]  # a key of CONFIG_MODELS
         config=config,
         timeout_seconds=timeout if isinstance(timeout, int) else None,
+        secrets=frozenset(secrets),
     )
 
 
-def parse_steps(steps: Sequence[Mapping[str, Any]]) -> list[ParsedStep]:
+def parse_steps(steps: Sequence[Mapping[str, Any]], *, has_check: bool = False) -> list[ParsedStep]:
     """Check every step of a job, in order."""
     parsed: list[ParsedStep] = []
     for index, step in enumerate(steps):
-        parsed.append(parse_step(index, step, [p.name for p in parsed]))
+        parsed.append(parse_step(index, step, [p.name for p in parsed], has_check=has_check))
     return parsed
 
 
-def _check_templates(prefix: str, config: ShellConfig | HttpConfig, earlier: set[str]) -> None:
-    for field, text in _templated_fields(config):
+def parse_check(step: Mapping[str, Any]) -> ParsedStep:
+    """Check a job's check step (field paths start with ``check``; it reads no step and no check payload)."""
+    return parse_step(0, step, (), has_check=True, prefix=CHECK_PREFIX)
+
+
+def parse_job(
+    steps: Sequence[Mapping[str, Any]], check: Mapping[str, Any] | None
+) -> tuple[ParsedStep | None, list[ParsedStep]]:
+    """The check step (or None) and the steps of a job, all checked."""
+    parsed_check = parse_check(check) if check is not None else None
+    return parsed_check, parse_steps(steps, has_check=check is not None)
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(dotted path, text)`` of every string inside a JSON value (object keys are not values)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}")
+
+
+def _check_templates(prefix: str, raw: dict[str, Any], config: StepConfigBase, scope: _Scope) -> set[str]:
+    """Check every template of the config; the secret names they use."""
+    secrets: set[str] = set()
+    for path, text in _strings(raw, f"{prefix}.config"):
         try:
-            later = [parts[1] for parts in references(text) if parts[0] == "steps" and parts[1] not in earlier]
-            if field == "command" and isinstance(config, ShellConfig) and config.shell:
+            parts_list = references(text)
+            if path == f"{prefix}.config.command" and isinstance(config, ShellConfig) and config.shell:
+                check_shell_script(text)
+            if path == f"{prefix}.config.command" and isinstance(config, SshExecConfig):
                 check_shell_script(text)
         except TemplateError as exc:
-            raise StepConfigError(str(exc), f"{prefix}.config.{field}") from exc
-        if later:
-            raise StepConfigError(f"step {later[0]!r} is not an earlier step of this job", f"{prefix}.config.{field}")
+            raise StepConfigError(str(exc), path) from exc
+        for parts in parts_list:
+            problem = _reference_problem(parts, config, scope)
+            if problem is not None:
+                raise StepConfigError(problem, path)
+            if parts[0] == "secrets":
+                secrets.add(parts[1])
+    return secrets
 
 
-def _templated_fields(config: ShellConfig | HttpConfig) -> Iterable[tuple[str, str]]:
-    """(field path, text) of every string where templates are substituted."""
-    if isinstance(config, ShellConfig):
-        if isinstance(config.command, str):
-            yield "command", config.command
-        else:
-            yield from ((f"command.{i}", arg) for i, arg in enumerate(config.command))
-        yield from ((f"env.{k}", v) for k, v in config.env.items())
-        return
-    yield "url", config.url
-    yield from ((f"headers.{k}", v) for k, v in config.headers.items())
-    if config.body is not None:
-        yield "body", config.body
-    yield from (("json", text) for text in iter_strings(config.json_body))
+def _reference_problem(parts: list[str], config: StepConfigBase, scope: _Scope) -> str | None:
+    root = parts[0]
+    written = "${{ " + ".".join(parts) + " }}"
+    if root == "steps":
+        if scope.in_check:
+            return f"{written}: the check step runs before every step and cannot read their output"
+        if parts[1] not in scope.earlier:
+            return f"step {parts[1]!r} is not an earlier step of this job"
+    elif root == "check":
+        if scope.in_check:
+            return f"{written}: the check step cannot read its own payload"
+        if not scope.has_check:
+            return f"{written}: this job has no check step"
+    elif root == "secrets" and not config.SECRETS_ALLOWED:
+        return f"{written}: secrets cannot be used here, this config is published as an event"
+    return None

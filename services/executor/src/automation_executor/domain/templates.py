@@ -1,16 +1,24 @@
-"""Template substitution: ``${{ parameters.x }}``, ``${{ steps.<name>.output.<path> }}``, ``${{ event.<path> }}``.
+"""Template substitution: ``${{ parameters.x }}``, ``${{ steps.<name>.output.<path> }}``, ``${{ event.<path> }}``,
+``${{ secrets.NAME }}`` and ``${{ check.payload.<path> }}``.
 
 Values are only ever inserted as data, never as code:
 
 - :func:`render_text` (argv elements, header values, environment values, raw bodies): the value becomes
   literal text inside the one string it was written in; an argv element stays one argument.
 - :func:`render_url`: a value inside a URL is percent-encoded, so it cannot add path segments, a query or
-  a host; a URL that is exactly one template takes the value as the whole URL.
+  a host; a template at the very start of the URL (or a URL that is exactly one template) is its base and
+  takes the value as it is.
 - :func:`render_json`: every string of a JSON document is rendered as text; a string that is exactly one
   template takes the value with its JSON type (number, object, ...).
 - :func:`render_shell` (only for ``"shell": true`` steps): each value is ``shlex.quote``-d into one shell
   word, and templates are refused where quoting would not protect them (inside quotes, comments,
   backquotes, arithmetic, after ``\\`` or ``$``, or in a script with a here-document).
+- :func:`render_powershell` (``winrm.exec`` scripts): values never enter the script text at all; each
+  template becomes a PowerShell variable (``${automation_value_0}``) assigned, in a preamble, from the
+  base64 of the value's UTF-8 bytes. The variable's content is data wherever it is used.
+
+Secrets are looked up in :attr:`TemplateContext.secrets`, which the child fills (from the executor)
+before a step runs; the check step's ``perform_payload`` is :attr:`TemplateContext.check_payload`.
 
 Substitution is one pass: a value that itself contains ``${{ ... }}`` stays literal. Non-string values
 are rendered as JSON text (``true``, ``3``, ``{"a": 1}``). A reference to something that does not exist
@@ -19,6 +27,7 @@ is a :class:`TemplateError`, never an empty string.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -29,7 +38,10 @@ from urllib.parse import quote
 
 TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
 EXPRESSION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)+)\s*$")
-NAMESPACES = ("parameters", "steps", "event")
+SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+"""A secret's name, as job-api accepts it (``DB_PASSWORD``)."""
+NAMESPACES = ("parameters", "steps", "event", "secrets", "check")
+POWERSHELL_VARIABLE = "automation_value_"
 _WORD_BREAKS = frozenset(" \t\n;&|()<>")
 
 
@@ -39,11 +51,17 @@ class TemplateError(ValueError):
 
 @dataclass
 class TemplateContext:
-    """What templates can read: the run's parameters, earlier steps' outputs, the triggering event."""
+    """What templates can read: parameters, earlier steps' outputs, the triggering event, secrets, the check.
+
+    ``secrets`` holds the values resolved so far (the child asks the executor for each one a step needs
+    before the step runs); ``check_payload`` is None when the job has no check step.
+    """
 
     parameters: Mapping[str, Any]
     steps: dict[str, Any] = field(default_factory=dict)
     event: Mapping[str, Any] | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    check_payload: Mapping[str, Any] | None = None
 
     def lookup(self, expression: str) -> Any:
         """The value an expression names; :class:`TemplateError` when there is none."""
@@ -55,6 +73,14 @@ class TemplateContext:
             if self.event is None:
                 raise TemplateError(f"${{{{ {expression} }}}}: this run was not triggered by an event")
             return _walk(self.event, rest, expression)
+        if root == "secrets":
+            if rest[0] not in self.secrets:
+                raise TemplateError(f"${{{{ {expression.strip()} }}}}: secret {rest[0]!r} was not resolved")
+            return self.secrets[rest[0]]
+        if root == "check":
+            if self.check_payload is None:
+                raise TemplateError(f"${{{{ {expression.strip()} }}}}: this job has no check step")
+            return _walk(self.check_payload, rest[1:], expression)
         name = rest[0]
         if name not in self.steps:
             raise TemplateError(f"${{{{ {expression} }}}}: step {name!r} has no output (yet)")
@@ -73,12 +99,23 @@ def parse_expression(expression: str) -> list[str]:
         )
     if parts[0] == "steps" and (len(parts) < 3 or parts[2] != "output"):
         raise TemplateError(f"${{{{ {match.group(1)} }}}}: step references read steps.<name>.output[.<path>]")
+    if parts[0] == "secrets" and (len(parts) != 2 or not SECRET_NAME.match(parts[1])):
+        raise TemplateError(
+            f"${{{{ {match.group(1)} }}}}: write secrets.NAME with NAME in capitals, digits and _ (e.g. DB_PASSWORD)"
+        )
+    if parts[0] == "check" and parts[1] != "payload":
+        raise TemplateError(f"${{{{ {match.group(1)} }}}}: the check step's result is read as check.payload[.<path>]")
     return parts
 
 
 def references(text: str) -> list[list[str]]:
     """The parsed expressions of every template in ``text`` (raises on a malformed one)."""
     return [parse_expression(m.group(1)) for m in TEMPLATE.finditer(text)]
+
+
+def secret_names(text: str) -> set[str]:
+    """The secret names ``text`` refers to with ``${{ secrets.NAME }}`` (raises on a malformed template)."""
+    return {parts[1] for parts in references(text) if parts[0] == "secrets"}
 
 
 def iter_strings(value: Any) -> Iterator[str]:
@@ -122,11 +159,18 @@ def render_text(template: str, ctx: TemplateContext) -> str:
 
 
 def render_url(template: str, ctx: TemplateContext) -> str:
-    """Insert values into a URL percent-encoded; a URL that is one template is the value itself."""
-    whole = TEMPLATE.fullmatch(template.strip())
-    if whole is not None:
-        return to_text(ctx.lookup(whole.group(1)))
-    return _substitute(template, ctx, lambda v: quote(to_text(v), safe=""))
+    """Insert values into a URL percent-encoded.
+
+    A template at the very start of the URL is its base and is taken as it is (``${{ parameters.base
+    }}/login``: scheme, host and perhaps a path); so is a URL that is one template. Every template after
+    the start is percent-encoded: it cannot add path segments, a query or a host.
+    """
+    stripped = template.strip()
+    leading = TEMPLATE.match(stripped)
+    if leading is None:
+        return _substitute(stripped, ctx, lambda v: quote(to_text(v), safe=""))
+    rest = stripped[leading.end() :]
+    return to_text(ctx.lookup(leading.group(1))) + _substitute(rest, ctx, lambda v: quote(to_text(v), safe=""))
 
 
 def render_json(value: Any, ctx: TemplateContext) -> Any:
@@ -147,6 +191,32 @@ def render_shell(script: str, ctx: TemplateContext) -> str:
     """Insert values into a ``shell: true`` script as single-quoted words (see :func:`check_shell_script`)."""
     check_shell_script(script)
     return _substitute(script, ctx, lambda v: shlex.quote(to_text(v)))
+
+
+def render_powershell(script: str, ctx: TemplateContext) -> str:
+    """A PowerShell script with each template replaced by a variable holding the value.
+
+    The values are assigned in a preamble from base64 (``[Convert]::FromBase64String('...')``), so no
+    value ever becomes PowerShell code or breaks a quote, wherever the template stands. Inside a
+    double-quoted string the variable expands to the value; inside single quotes it stays literal
+    (``${automation_value_0}``), as any variable would.
+    """
+    values: list[str] = []
+
+    def variable(match: re.Match[str]) -> str:
+        values.append(to_text(ctx.lookup(match.group(1))))
+        return "${" + f"{POWERSHELL_VARIABLE}{len(values) - 1}" + "}"
+
+    body = TEMPLATE.sub(variable, script)
+    preamble = "".join(
+        "${"
+        + f"{POWERSHELL_VARIABLE}{index}"
+        + "} = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('"
+        + base64.b64encode(value.encode("utf-8")).decode("ascii")
+        + "'))\n"
+        for index, value in enumerate(values)
+    )
+    return preamble + body
 
 
 def check_shell_script(script: str) -> None:

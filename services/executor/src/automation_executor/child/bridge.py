@@ -1,0 +1,110 @@
+"""The child's side of the bridge: ask the executor for a platform service and wait for its reply.
+
+Requests go out on the protocol stream (:class:`~automation_executor.domain.protocol.RequestMessage`);
+replies come back on the child's stdin, one JSON line each, matched by ``id``. A secret the executor
+sends back is added to the emitter's redactor before the caller sees it. When the executor closes the
+child's stdin, every waiting request fails.
+
+Handler threads of ``python`` steps call :meth:`BridgeClient.submit`, which hands the request to the
+event loop and returns a :class:`concurrent.futures.Future`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+from typing import Any
+
+from pydantic import ValidationError
+
+from automation_executor.child.emitter import Emitter
+from automation_executor.domain.protocol import BridgeOp, ReplyMessage, RequestMessage
+
+
+class BridgeFailure(Exception):
+    """The executor refused or could not serve a request; the message says why."""
+
+
+class BridgeClient:
+    """Requests to the executor from one child process."""
+
+    def __init__(self, emitter: Emitter, replies: asyncio.StreamReader) -> None:
+        self._emitter = emitter
+        self._replies = replies
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[ReplyMessage]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Start reading replies (in the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._reader = asyncio.create_task(self._read(), name="bridge-replies")
+
+    async def close(self) -> None:
+        """Stop reading; waiting requests fail."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._fail_all("the child is ending")
+
+    def _fail_all(self, reason: str) -> None:
+        self._closed = reason
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BridgeFailure(reason))
+        self._pending.clear()
+
+    async def _read(self) -> None:
+        try:
+            while line := await self._replies.readline():
+                try:
+                    reply = ReplyMessage.model_validate_json(line)
+                except ValidationError:
+                    self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
+                    continue
+                future = self._pending.pop(reply.id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (ValueError, ConnectionError) as exc:
+            self._fail_all(f"the executor's replies broke off: {exc}")
+            return
+        self._fail_all("the executor closed the bridge")
+
+    async def request(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> Any:
+        """Send one request and wait for its result; :class:`BridgeFailure` when it is refused."""
+        if self._closed is not None:
+            raise BridgeFailure(self._closed)
+        request_id = next(self._ids)
+        future: asyncio.Future[ReplyMessage] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
+            reply = await future
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.ok:
+            raise BridgeFailure(reply.error or f"{op} refused")
+        return reply.result
+
+    async def secret(self, name: str, *, step: str | None) -> str:
+        """The value of secret ``name`` (redacted from the log from now on)."""
+        value = await self.request("secret", {"name": name}, step=step)
+        if not isinstance(value, str):
+            raise BridgeFailure(f"secret {name!r}: the executor answered with no text")
+        self._emitter.redactor.add(value)
+        return value
+
+    def submit(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> concurrent.futures.Future[Any]:
+        """:meth:`request` from another thread; the future holds the result or the BridgeFailure."""
+        assert self._loop is not None, "start() first"
+        return asyncio.run_coroutine_threadsafe(self.request(op, args, step=step), self._loop)
+
+    def submit_secret(self, name: str, *, step: str | None) -> concurrent.futures.Future[str]:
+        """:meth:`secret` from another thread."""
+        assert self._loop is not None, "start() first"
+        return asyncio.run_coroutine_threadsafe(self.secret(name, step=step), self._loop)

@@ -1,0 +1,44 @@
+"""What every step runner gets besides its step and templates: the spec, the emitter, the bridge, the workdir."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automation_executor.child.bridge import BridgeClient
+from automation_executor.child.emitter import Emitter
+from automation_executor.domain.configs import check_relative_path
+from automation_executor.domain.protocol import ChildSpec
+
+
+class PathOutsideWorkdir(ValueError):
+    """A local path (after templates and symlinks) that leaves the execution's working directory."""
+
+
+@dataclass
+class StepEnv:
+    """The execution-wide services a step runner uses."""
+
+    spec: ChildSpec
+    emitter: Emitter
+    bridge: BridgeClient
+    workdir: str
+    _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
+
+    def emit_key(self, step: str) -> str:
+        """A key naming the next event a step emits (``<step>:<n>``); the executor derives the event id."""
+        counter = self._emits.setdefault(step, itertools.count())
+        return f"{step}:{next(counter)}"
+
+    def local_path(self, relative: str) -> Path:
+        """``relative`` inside the working directory, symlinks resolved; :class:`PathOutsideWorkdir` otherwise."""
+        try:
+            check_relative_path(relative)
+        except ValueError as exc:
+            raise PathOutsideWorkdir(f"local_path {relative!r}: {exc}") from exc
+        root = Path(self.workdir).resolve()
+        path = (root / relative).resolve()
+        if path != root and root not in path.parents:
+            raise PathOutsideWorkdir(f"local_path {relative!r} leads outside the working directory")
+        return path

@@ -1,0 +1,274 @@
+"""The ``python`` step: call a declared handler ``package.module:function`` with a context and ``args``.
+
+**Manifests.** Only declared handlers run. A handler is declared when
+
+- the ``automation-handlers`` entry-point group of an installed distribution has an entry whose value is
+  the handler (``[project.entry-points."automation-handlers"] ping = "pkg.mod:ping"``), or
+- the handler's module, or a package above it, has a list attribute ``automation_handlers`` naming it
+  (``automation_handlers = ["pkg.mod:ping"]`` in ``pkg/__init__.py``).
+
+Anything else (``os:system``, ``subprocess:run``, a module the job planted in its working directory:
+the child runs ``python -P``, so the working directory is never on ``sys.path``) is refused before the
+handler's module is imported.
+
+**Calling.** ``args`` are rendered (a string that is exactly one template keeps the value's JSON type)
+and passed as keyword arguments after the context (:mod:`automation_executor.handlers`). The handler
+runs in a daemon thread: a plain function directly, an ``async def`` on an event loop of its own. Its
+``print()`` and log records become lines of the execution log. Its return value, which must be JSON,
+is the step output; an exception fails the step, with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import importlib
+import importlib.metadata
+import inspect
+import json
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from automation_executor.child.bridge import BridgeClient
+from automation_executor.child.emitter import Emitter
+from automation_executor.child.env import StepEnv
+from automation_executor.domain.protocol import LogStream, StepMessage
+from automation_executor.domain.steps import ParsedStep, PythonConfig
+from automation_executor.domain.templates import TemplateContext, render_json
+from automation_executor.handlers import AsyncContext, Context
+
+ENTRY_POINT_GROUP = "automation-handlers"
+MANIFEST_ATTRIBUTE = "automation_handlers"
+CANCEL_WAIT_SECONDS = 1.0
+
+EntryPoints = Callable[[], Iterable[importlib.metadata.EntryPoint]]
+
+
+class HandlerRefused(Exception):
+    """The handler is not declared, cannot be imported, or is not a function."""
+
+
+def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def is_declared(handler: str, entry_points: EntryPoints = _entry_points) -> bool:
+    """Whether a manifest declares ``handler`` (imports only the packages above it and its module)."""
+    if any(ep.value.replace(" ", "") == handler for ep in entry_points()):
+        return True
+    module_name = handler.split(":", 1)[0]
+    parts = module_name.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise HandlerRefused(f"cannot import {name}: {type(exc).__name__}: {exc}") from exc
+        declared = getattr(module, MANIFEST_ATTRIBUTE, None)
+        if isinstance(declared, list | tuple) and handler in declared:
+            return True
+    return False
+
+
+def load_handler(handler: str, entry_points: EntryPoints = _entry_points) -> Callable[..., Any]:
+    """The declared handler's function; :class:`HandlerRefused` otherwise."""
+    if not is_declared(handler, entry_points):
+        raise HandlerRefused(
+            f"handler {handler!r} is not declared: list it in the {MANIFEST_ATTRIBUTE} of its module or package,"
+            f" or in the {ENTRY_POINT_GROUP!r} entry points of its distribution"
+        )
+    module_name, function_name = handler.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerRefused(f"cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise HandlerRefused(f"handler {handler!r}: {module_name} has no function {function_name}")
+    return function  # type: ignore[no-any-return]
+
+
+class _LogHandler(logging.Handler):
+    def __init__(self, emitter: Emitter, step: str) -> None:
+        super().__init__(logging.DEBUG)
+        self._emitter = emitter
+        self._step = step
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream: LogStream = "stderr" if record.levelno >= logging.WARNING else "stdout"
+        text = self.format(record)
+        for line in text.splitlines() or [""]:
+            self._emitter.log(stream, self._step, line)
+
+
+class _LineWriter:
+    """A text stream whose lines go to the execution log (``print()`` in a handler)."""
+
+    def __init__(self, emitter: Emitter, stream: LogStream, step: str) -> None:
+        self._emitter = emitter
+        self._stream: LogStream = stream
+        self._step = step
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+        for line in lines:
+            self._emitter.log(self._stream, self._step, line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial:
+            self._emitter.log(self._stream, self._step, partial)
+
+
+def step_logger(emitter: Emitter, step: str) -> logging.Logger:
+    """A logger for one step whose records become log lines (not registered globally)."""
+    logger = logging.Logger(f"automation.handler.{step}", logging.INFO)
+    handler = _LogHandler(emitter, step)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+class _Platform:
+    """:class:`automation_executor.handlers.Platform` over the child's bridge."""
+
+    def __init__(self, bridge: BridgeClient, step: str) -> None:
+        self._bridge = bridge
+        self._step = step
+
+    def request(self, op: str, args: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        if op not in {"emit", "browser"}:
+            raise ValueError(f"unknown request {op!r}")
+        return self._bridge.submit(op, args, step=self._step)  # type: ignore[arg-type]  # checked above
+
+    def secret(self, name: str) -> concurrent.futures.Future[str]:
+        return self._bridge.submit_secret(name, step=self._step)
+
+
+@dataclass
+class _Call:
+    """One handler call in its thread; ``loop``/``task`` let an async handler be cancelled."""
+
+    function: Callable[..., Any]
+    args: dict[str, Any]
+    context_kwargs: dict[str, Any]
+    done: asyncio.Future[Any]
+    main_loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop | None = None
+    task: asyncio.Task[Any] | None = None
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        def settle() -> None:
+            if self.done.done():
+                return
+            if error is not None:
+                self.done.set_exception(error)
+            else:
+                self.done.set_result(value)
+
+        with contextlib.suppress(RuntimeError):  # the child's loop is gone: nobody waits any more
+            self.main_loop.call_soon_threadsafe(settle)
+
+    def run(self) -> None:
+        try:
+            if inspect.iscoroutinefunction(self.function):
+                value = asyncio.run(self._run_async())
+            else:
+                context = Context(**self.context_kwargs)
+                try:
+                    value = self.function(context, **self.args)
+                finally:
+                    context.close()
+        except BaseException as exc:  # noqa: BLE001 - everything the handler raises fails the step
+            self._settle(None, exc)
+            return
+        self._settle(value, None)
+
+    async def _run_async(self) -> Any:
+        self.loop = asyncio.get_running_loop()
+        context = AsyncContext(**self.context_kwargs)
+        try:
+            self.task = asyncio.ensure_future(self.function(context, **self.args))
+            return await self.task
+        finally:
+            await context.aclose()
+
+    def cancel(self) -> None:
+        """Cancel an async handler (a plain function cannot be stopped: its thread is abandoned)."""
+        if self.loop is not None and self.task is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.task.cancel)
+
+
+def _json_output(value: Any) -> Any:
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    """Import (if declared) and call the handler; its JSON return value is the output."""
+    config = step.config
+    assert isinstance(config, PythonConfig)
+    args = render_json(config.args, ctx)
+    try:
+        function = load_handler(config.handler)
+    except HandlerRefused as exc:
+        return StepMessage(name=step.name, status="failed", error=str(exc))
+    loop = asyncio.get_running_loop()
+    call = _Call(
+        function=function,
+        args=args,
+        context_kwargs={
+            "platform": _Platform(env.bridge, step.name),
+            "parameters": env.spec.parameters,
+            "logger": step_logger(env.emitter, step.name),
+            "execution_id": env.spec.execution_id,
+            "job_id": env.spec.job_id,
+            "attempt": env.spec.attempt,
+            "step": step.name,
+            "workdir": Path(env.workdir),
+        },
+        done=loop.create_future(),
+        main_loop=loop,
+    )
+    stdout, stderr = _LineWriter(env.emitter, "stdout", step.name), _LineWriter(env.emitter, "stderr", step.name)
+    saved: tuple[TextIO, TextIO] = (sys.stdout, sys.stderr)
+    sys.stdout, sys.stderr = stdout, stderr  # a minimal text stream: write() and flush()
+    thread = threading.Thread(target=call.run, name=f"handler-{step.name}", daemon=True)
+    thread.start()
+    try:
+        value = await call.done
+    except asyncio.CancelledError:
+        call.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(call.done), CANCEL_WAIT_SECONDS)
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the handler's own failure
+        for line in "".join(traceback.format_exception(exc)).splitlines():
+            env.emitter.log("stderr", step.name, line)
+        return StepMessage(
+            name=step.name, status="failed", error=f"{config.handler} raised {type(exc).__name__}: {exc}"
+        )
+    finally:
+        stdout.flush()
+        stderr.flush()
+        sys.stdout, sys.stderr = saved
+    try:
+        output = _json_output(value)
+    except (TypeError, ValueError) as exc:
+        return StepMessage(
+            name=step.name, status="failed", error=f"{config.handler} returned a value that is not JSON: {exc}"
+        )
+    return StepMessage(name=step.name, status="succeeded", output=output)

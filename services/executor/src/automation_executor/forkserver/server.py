@@ -1,0 +1,178 @@
+"""The fork server process: preload, then fork one child per request until the executor goes away.
+
+Messages are JSON over a ``SOCK_SEQPACKET`` Unix socket (one message per packet). Requests:
+``{"op": "fork", "id", "cwd", "env"}`` with three file descriptors (the child's stdin, stdout, stderr).
+Replies: ``{"op": "ready", "pid"}`` once after preloading, ``{"op": "started", "id", "pid"}`` or
+``{"op": "failed", "id", "error"}`` per request, and ``{"op": "exited", "pid", "returncode"}`` when a
+child ends (``returncode`` as in :mod:`subprocess`: negative for a signal). This module imports only the
+standard library at the top, so the process is light until it preloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+CHILD_ENTRY = "automation_executor.child.main"
+MAX_MESSAGE = 1 << 20
+EXIT_CHILD_CRASHED = 70
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    """One reply packet (blocking)."""
+    sock.sendall(json.dumps(message).encode())
+
+
+def preload(modules: Sequence[str]) -> None:
+    """Import the child's entry point (required) and the other modules (best effort)."""
+    importlib.import_module(CHILD_ENTRY)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - an optional module missing only costs its import later
+            print(f"forkserver: cannot preload {name}: {exc!r}", file=sys.stderr, flush=True)
+
+
+def run_child(request: dict[str, Any], fds: Sequence[int]) -> NoReturn:
+    """In the forked child: become the execution's process (never returns)."""
+    code = EXIT_CHILD_CRASHED
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # TMPDIR is the execution's own now
+        entry = importlib.import_module(CHILD_ENTRY)
+        code = int(entry.main())
+    except BaseException:  # noqa: BLE001 - whatever happens, the child must end here, never return to the loop
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+    os._exit(code)
+
+
+def _parse_request(data: bytes, fds: Sequence[int]) -> dict[str, Any] | None:
+    try:
+        request = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or request.get("op") != "fork" or len(fds) != 3:
+        return None
+    return request
+
+
+class Zygote:
+    """The serving loop: fork on request, reap children, stop with the executor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.children: set[int] = set()
+        self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def serve(self) -> int:
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        selector = selectors.DefaultSelector()
+        selector.register(self.sock, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        send(self.sock, {"op": "ready", "pid": os.getpid()})
+        try:
+            while not self.stopping:
+                for key, _ in selector.select():
+                    if key.fileobj is self.sock:
+                        self._on_request()
+                    else:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                    self._reap()
+        finally:
+            self._kill_all()
+        return 0
+
+    def _on_term(self, *_: object) -> None:
+        self.stopping = True
+
+    def _on_request(self) -> None:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 3)
+        except ConnectionResetError:
+            data, fds = b"", []
+        if not data:  # the executor is gone
+            self.stopping = True
+            return
+        request = _parse_request(data, fds)
+        if request is None:
+            send(self.sock, {"op": "failed", "id": None, "error": f"not a fork request: {data[:200]!r}"})
+            for fd in fds:
+                os.close(fd)
+            return
+        ident = request.get("id")
+        try:
+            pid = os.fork()
+            if pid == 0:
+                run_child(request, fds)
+            self.children.add(pid)
+            send(self.sock, {"op": "started", "id": ident, "pid": pid})
+        except Exception as exc:  # noqa: BLE001 - a bad request fails alone; the server goes on
+            send(self.sock, {"op": "failed", "id": ident, "error": repr(exc)})
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            with contextlib.suppress(OSError):
+                send(self.sock, {"op": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+    def _kill_all(self) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``<socket fd> [module ...]``: preload, report ready, serve until the executor goes away."""
+    if not argv:
+        print("usage: python -m automation_executor.forkserver <socket fd> [module ...]", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(argv[0]))
+    try:
+        preload(argv[1:])
+    except Exception as exc:  # noqa: BLE001 - reported to the executor, which falls back to spawning
+        send(sock, {"op": "failed", "id": None, "error": f"cannot preload the child: {exc!r}"})
+        return 1
+    return Zygote(sock).serve()

@@ -1,0 +1,163 @@
+"""Starting an execution's child process: through this replica's fork server, else by spawning.
+
+:func:`start_child` is what the runner calls. When the process-wide fork server is running (the app's
+lifespan opens it with :func:`fork_server`) and the child to start is the executor child module, the
+child is forked from the pre-imported server (a few milliseconds); otherwise, or if the server fails,
+it is spawned as ``python -P -m automation_executor.child`` (a few hundred milliseconds). Either way it
+runs in a new session and process group with the environment and working directory given.
+
+The pid of the child is written into the :class:`ChildHandle` found in :data:`CURRENT_CHILD` (the
+handler puts its slot's handle there before starting the run task), so a cancellation can signal the
+child's process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Literal
+
+from automation_core.logging import get_logger
+from automation_executor.forkserver.client import ForkServer, ForkServerUnavailable
+from automation_executor.metrics import CHILD_LAUNCH
+from automation_executor.processes import Spawned, spawn
+
+log = get_logger(__name__)
+CHILD_MODULE = "automation_executor.child"
+Launcher = Literal["forkserver", "spawn"]
+
+
+@dataclass
+class ChildHandle:
+    """The child process of one run, once started (``pid`` is its process group id too)."""
+
+    pid: int | None = None
+    launcher: Launcher | None = None
+
+
+CURRENT_CHILD: ContextVar[ChildHandle | None] = ContextVar("automation_executor_current_child", default=None)
+
+
+RESTART_BACKOFF_SECONDS = 30.0
+"""After the fork server died, how long before another start is tried (children are spawned meanwhile)."""
+
+
+class _Registry:
+    """The process-wide fork server, shared by every app in the process (reference counted)."""
+
+    def __init__(self) -> None:
+        self.server: ForkServer | None = None
+        self.users = 0
+        self.preload: list[str] = []
+        self.env: dict[str, str] | None = None
+        self.next_restart = 0.0
+        self.restarting: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+
+_registry = _Registry()
+
+
+def active_fork_server() -> ForkServer | None:
+    """The running fork server of this process, if any."""
+    server = _registry.server
+    return server if server is not None and server.alive else None
+
+
+@contextlib.asynccontextmanager
+async def fork_server(
+    *, enabled: bool, preload: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> AsyncIterator[ForkServer | None]:
+    """Run the process's fork server for the block (None when disabled or when it cannot start)."""
+    if not enabled:
+        yield None
+        return
+    async with _registry.lock:
+        _registry.preload, _registry.env = list(preload), dict(env) if env is not None else None
+        if active_fork_server() is None:
+            await _start_server()
+        _registry.users += 1
+    try:
+        yield active_fork_server()
+    finally:
+        async with _registry.lock:
+            _registry.users -= 1
+            if _registry.users == 0:
+                restarting, _registry.restarting = _registry.restarting, None
+                if restarting is not None:
+                    restarting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await restarting
+                server, _registry.server = _registry.server, None
+                if server is not None:
+                    await server.close()
+
+
+async def _start_server() -> None:
+    """Start a fork server into the registry (the caller holds its lock); on failure, children are spawned."""
+    server = ForkServer(preload=_registry.preload, env=_registry.env)
+    problem: str | None = None
+    try:
+        await server.start()
+    except ForkServerUnavailable as exc:
+        problem = str(exc)
+    if problem is not None:
+        log.error("fork_server_unavailable_spawning_children", error=problem)
+        return
+    old, _registry.server = _registry.server, server
+    if old is not None:
+        await old.close()
+
+
+def _restart_later() -> None:
+    """After the fork server died: start another in the background, at most every 30 s."""
+    if _registry.users == 0 or _registry.restarting is not None or time.monotonic() < _registry.next_restart:
+        return
+    _registry.next_restart = time.monotonic() + RESTART_BACKOFF_SECONDS
+
+    async def restart() -> None:
+        try:
+            async with _registry.lock:
+                if _registry.users > 0 and active_fork_server() is None:
+                    await _start_server()
+        finally:
+            _registry.restarting = None
+
+    _registry.restarting = asyncio.create_task(restart(), name="fork-server-restart")
+
+
+def _is_child_module(argv: Sequence[str]) -> bool:
+    return len(argv) >= 2 and list(argv[-2:]) == ["-m", CHILD_MODULE]
+
+
+async def start_child(argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> Spawned:
+    """Start a child (argv ``[python, -P, -m, automation_executor.child]``) with stdin, stdout and stderr piped."""
+    started = time.perf_counter()
+    server = active_fork_server() if _is_child_module(argv) else None
+    if server is None and _registry.server is not None:
+        _restart_later()
+    spawned: Spawned | None = None
+    launcher: Launcher = "spawn"
+    if server is not None:
+        try:
+            spawned = await server.launch(cwd=cwd, env=env)
+            launcher = "forkserver"
+        except ForkServerUnavailable as exc:
+            log.warning("fork_server_failed_spawning_child", error=str(exc))
+    if spawned is None:
+        spawned = await spawn(argv, cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE, new_session=True)
+    CHILD_LAUNCH.labels(launcher).observe(time.perf_counter() - started)
+    handle = CURRENT_CHILD.get()
+    if handle is not None:
+        handle.pid, handle.launcher = spawned.pid, launcher
+    return spawned

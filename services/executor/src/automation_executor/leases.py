@@ -1,0 +1,230 @@
+"""Leases of running attempts: the heartbeat that renews them, the reaper that finds expired ones.
+
+- :class:`LeaseKeeper` (one task per replica) renews, every third of the lease, the leases of every
+  attempt this replica runs, in one statement that also reports remembered cancellations (so a run
+  whose replica missed the ``execution.cancel`` broadcast is still stopped). A run whose lease was
+  taken over is stopped at once; when renewals keep failing (database unreachable) past the lease,
+  this replica fences itself: it stops those runs, since another replica may record them lost.
+- :class:`Reaper` (every replica) records attempts whose lease expired as ``lost`` with the retry or
+  final failure that follows (``FOR UPDATE SKIP LOCKED``: replicas share the work; compare-and-set: an
+  attempt is recorded once), and forgets old cancellations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from automation_contracts import CancelExecution, RunRequested
+from automation_core.logging import get_logger
+from automation_db import utcnow
+from automation_executor import metrics
+from automation_executor.db.repository import AttemptRepository
+from automation_executor.followups import Ending, Rand
+from automation_executor.pool import WorkerPool
+from automation_executor.retry import RetryRoutes
+from automation_executor.service import reap_row
+
+log = get_logger(__name__)
+REAP_BATCH = 100
+
+
+def count_ending(ending: Ending, *, stage: str = "running") -> None:
+    """Metrics of an attempt recorded by the reaper (or the handler, for an expired lease it found)."""
+    metrics.EXECUTIONS.labels(ending.status).inc()
+    if ending.status == "lost":
+        metrics.LOST_ATTEMPTS.inc()
+    if ending.status == "cancelled":
+        metrics.CANCELLATIONS.labels(stage).inc()
+    if ending.will_retry:
+        metrics.RETRIES.inc()
+    if ending.dead_letter is not None:
+        metrics.DEAD_LETTERS.labels(ending.dead_letter).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """An attempt recorded because its lease expired."""
+
+    execution_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    ending: Ending
+
+
+class LeaseService:
+    """Lease renewals, expired-lease recording and remembered cancellations (one transaction each)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        retry_routes: RetryRoutes,
+        lease_seconds: float = 30.0,
+        max_lost: int = 3,
+        clock: Callable[[], datetime] = utcnow,
+        rand: Rand = random.uniform,
+    ) -> None:
+        self._sessions = sessions
+        self._routes = retry_routes
+        self.lease_seconds = lease_seconds
+        self.max_lost = max_lost
+        self._clock = clock
+        self._rand = rand
+
+    async def renew(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+        """Renew the leases of these runs; run id → cancellation reason (or None) for each still held."""
+        async with self._sessions.begin() as session:
+            return await AttemptRepository(session).renew(run_ids, self.lease_seconds)
+
+    async def reap_expired(self, limit: int = REAP_BATCH) -> list[Reaped]:
+        """Record up to ``limit`` attempts whose lease expired, with what follows each."""
+        now = self._clock()
+        reaped: list[Reaped] = []
+        async with self._sessions.begin() as session:
+            repo = AttemptRepository(session)
+            for row in await repo.expired(limit):
+                if row.request is None:  # cannot happen for rows with a lease; never loop on one
+                    await repo.update_row(row.id, {"lease_expires_at": None})
+                    continue
+                request = RunRequested.model_validate(row.request)
+                ending = await reap_row(
+                    repo,
+                    session,
+                    row,
+                    request,
+                    cancel_reason=await repo.cancellation(row.execution_id),
+                    now=now,
+                    max_lost=self.max_lost,
+                    routes=self._routes,
+                    rand=self._rand,
+                )
+                reaped.append(Reaped(row.execution_id, row.attempt, row.worker_id, ending))
+        return reaped
+
+    async def remember_cancellation(self, cancel: CancelExecution) -> bool:
+        """Remember an ``execution.cancel``; whether it was new."""
+        async with self._sessions.begin() as session:
+            return await AttemptRepository(session).remember_cancellation(
+                cancel.execution_id, cancel.reason, cancel.requested_at
+            )
+
+    async def forget_cancellations(self, older_than: timedelta) -> int:
+        """Forget cancellations requested more than ``older_than`` ago; how many."""
+        async with self._sessions.begin() as session:
+            return await AttemptRepository(session).forget_cancellations(self._clock() - older_than)
+
+
+class Periodic:
+    """Runs ``tick`` every ``interval`` seconds in a task until stopped; a failing tick is logged."""
+
+    def __init__(self, name: str, tick: Callable[[], Awaitable[object]], interval: float) -> None:
+        self._name = name
+        self._tick = tick
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._tick()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive database outages
+                log.warning(f"{self._name}_failed", error=repr(exc))
+
+
+class LeaseKeeper:
+    """This replica's heartbeat: renews its runs' leases, stops runs it no longer holds or that were cancelled."""
+
+    def __init__(
+        self,
+        leases: LeaseService,
+        pool: WorkerPool,
+        *,
+        kill_grace: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._leases = leases
+        self._pool = pool
+        self._kill_grace = kill_grace
+        self._monotonic = monotonic
+
+    async def renew_once(self) -> None:
+        """One heartbeat."""
+        slots = [slot for slot in self._pool.leased() if slot.stop_kind is None]
+        if not slots:
+            return
+        started = self._monotonic()
+        try:
+            held = await self._leases.renew([slot.run_id for slot in slots if slot.run_id is not None])
+        except Exception as exc:  # noqa: BLE001 - the database may be away; fence once the leases run out
+            metrics.LEASE_RENEWAL_FAILURES.inc()
+            log.warning("lease_renewal_failed", runs=len(slots), error=repr(exc))
+            for slot in slots:
+                if self._monotonic() > slot.lease_deadline:
+                    slot.request_stop("lease_lost", "the lease could not be renewed in time", 0)
+            return
+        for slot in slots:
+            if slot.run_id not in held:
+                if slot.running:
+                    metrics.LEASE_RENEWAL_FAILURES.inc()
+                    log.warning("lease_taken_over_run_stopped", execution_id=str(slot.execution_id))
+                    slot.request_stop("lease_lost", "the attempt is no longer held by this run", 0)
+                continue
+            slot.lease_deadline = started + self._leases.lease_seconds
+            reason = held[slot.run_id]
+            if reason is not None and slot.request_stop("cancel", reason, self._kill_grace):
+                log.info("cancellation_found_by_heartbeat", execution_id=str(slot.execution_id))
+
+
+class Reaper:
+    """Records expired leases (any replica) and forgets old cancellations."""
+
+    def __init__(self, leases: LeaseService, *, retention: timedelta, forget_every: int = 100) -> None:
+        self._leases = leases
+        self._retention = retention
+        self._forget_every = forget_every
+        self._ticks = 0
+
+    async def reap_once(self) -> int:
+        """One pass; how many attempts were recorded."""
+        self._ticks += 1
+        if self._ticks % self._forget_every == 1:
+            forgotten = await self._leases.forget_cancellations(self._retention)
+            if forgotten:
+                log.info("cancellations_forgotten", count=forgotten)
+        total = 0
+        while True:
+            reaped = await self._leases.reap_expired()
+            for item in reaped:
+                count_ending(item.ending)
+                log.warning(
+                    "attempt_lease_expired",
+                    execution_id=str(item.execution_id),
+                    attempt=item.attempt,
+                    worker=item.worker_id,
+                    recorded=item.ending.status,
+                    will_retry=item.ending.will_retry,
+                    dead_letter=item.ending.dead_letter,
+                )
+            total += len(reaped)
+            if len(reaped) < REAP_BATCH:
+                return total

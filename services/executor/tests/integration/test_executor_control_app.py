@@ -1,0 +1,204 @@
+"""The control plane end to end in one replica: cancellation, dead letters, per-job concurrency, limits, sandbox."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from automation_contracts import validate_event
+from automation_db import create_engine, session_factory
+from automation_executor.db.tables import Cancellation
+from automation_executor.settings import ExecutorSettings
+from automation_executor.testing import ExecutorHarness, run_request_data
+from automation_messaging import REASON_HEADER
+from automation_testing import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def harness(database_url: str, amqp_url: str) -> AsyncIterator[ExecutorHarness]:
+    settings = ExecutorSettings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        env="development",
+        jwt_secret="x" * 32,
+        admin_token="t" * 32,
+        executor_kill_grace_seconds=2,
+        shutdown_grace_seconds=5,
+    )
+    async with ExecutorHarness(settings) as h:
+        yield h
+
+
+def _live_processes(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if marker.encode() in cmdline and stat[stat.rindex(")") + 2] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _shell(name: str, script: str, *extra: str, **config: Any) -> dict[str, Any]:
+    return {"name": name, "type": "shell", "config": {"command": ["sh", "-c", script, *extra], **config}}
+
+
+async def test_the_worker_reports_its_launcher_and_sandbox(harness: ExecutorHarness) -> None:
+    assert harness.client is not None
+    body = (await harness.client.get("/api/v1/workers/self", headers=harness.admin_headers)).json()
+    assert body["launcher"] == "forkserver"
+    assert body["sandbox_available"] is True
+    assert body["sandbox_problem"] is None
+
+
+async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(harness: ExecutorHarness) -> None:
+    marker = f"cancel-{uuid.uuid4().hex}"
+    script = 'trap "echo got TERM; exit 0" TERM; sleep 30 & wait'
+    data = run_request_data([_shell("wait", script, marker)], retries=3)
+    await harness.request_run(data)
+
+    async def running() -> bool:
+        return bool(_live_processes(marker))
+
+    await wait_until(running, interval=0.02, what="the step to run")
+    await harness.cancel(data["execution_id"], reason="operator: wrong parameters")
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
+    assert outcome.type == "execution.cancelled"
+    validate_event(outcome)
+    assert outcome.data["reason"] == "operator: wrong parameters"
+
+    async def gone() -> bool:
+        return not _live_processes(marker)
+
+    await wait_until(gone, timeout=5, what="the step's processes to be gone")
+    assert "got TERM" in harness.log_text(data["execution_id"]), "SIGTERM comes before SIGKILL"
+    [attempt] = await harness.attempts(data["execution_id"])
+    assert (attempt["status"], attempt["error"], attempt["will_retry"]) == (
+        "cancelled",
+        "operator: wrong parameters",
+        False,
+    )
+    assert harness.of(data["execution_id"], "execution.failed") == []
+
+
+async def _remembered(database_url: str, execution_id: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        sessions = session_factory(engine)
+
+        async def found() -> bool:
+            async with sessions() as session:
+                stmt = select(Cancellation).where(Cancellation.execution_id == uuid.UUID(execution_id))
+                return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+        await wait_until(found, what="the cancellation to be remembered")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_run_cancelled_before_it_arrives_is_dropped(
+    harness: ExecutorHarness, database_url: str, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran"
+    data = run_request_data([_shell("touch", f"touch {ran}")])
+    await harness.cancel(data["execution_id"], reason="never mind")
+    await _remembered(database_url, data["execution_id"])
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"])
+    assert outcome.type == "execution.cancelled"
+    assert outcome.data["reason"] == "never mind"
+    assert harness.of(data["execution_id"], "execution.started") == []
+    assert not ran.exists()
+
+
+async def test_the_last_failure_goes_to_automation_dead_with_its_reason(harness: ExecutorHarness) -> None:
+    data = run_request_data([_shell("boom", "exit 3")], priority=8)
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"])
+    assert outcome.type == "execution.failed"
+    assert outcome.data["will_retry"] is False
+    letters: list[Any] = []
+
+    async def dead() -> bool:
+        letters.extend(await harness.dead_letters())
+        return any(data["execution_id"].encode() in m.body for m in letters)
+
+    await wait_until(dead, what="the run request in automation.dead")
+    [letter] = [m for m in letters if data["execution_id"].encode() in m.body]
+    headers = letter.headers
+    assert str(headers[REASON_HEADER]).startswith("failed after 1 attempt: step boom: exit code 3")
+    assert headers["x-original-exchange"] == "automation.commands"
+    assert headers["x-original-routing-key"] == "run.requested"
+    assert headers["x-original-queue"] == "executor.runs"
+    assert headers["x-dead-lettered-by"] == "executor"
+    assert letter.routing_key == "run.requested"
+    assert letter.message_id is not None
+
+
+async def test_max_concurrency_one_runs_a_jobs_executions_one_after_the_other(harness: ExecutorHarness) -> None:
+    job_id = uuid.uuid4()
+    runs = [run_request_data([_shell("slow", "sleep 0.7")], job_id=job_id, max_concurrency=1) for _ in range(3)]
+    throttled_before = REGISTRY.get_sample_value("automation_executor_throttled_total") or 0.0
+    for data in runs:
+        await harness.request_run(data)
+    spans: list[tuple[datetime, datetime]] = []
+    for data in runs:
+        outcome = await harness.wait_outcome(data["execution_id"], timeout=30)
+        assert outcome.type == "execution.succeeded", outcome.data
+        spans.append(
+            (datetime.fromisoformat(outcome.data["started_at"]), datetime.fromisoformat(outcome.data["finished_at"]))
+        )
+    spans.sort()
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end, f"two runs of the job overlapped: {spans}"
+    assert (REGISTRY.get_sample_value("automation_executor_throttled_total") or 0.0) > throttled_before
+    for data in runs:
+        [attempt] = await harness.attempts(data["execution_id"])
+        assert attempt["attempt"] == 1, "being put back is not an attempt"
+
+
+async def test_a_job_can_lower_the_executors_resource_limits(harness: ExecutorHarness) -> None:
+    data = run_request_data(
+        [_shell("limits", "ulimit -n; ulimit -f")], limits={"open_files": 64, "file_size_bytes": 1024 * 1024}
+    )
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"])
+    assert outcome.type == "execution.succeeded", outcome.data
+    assert outcome.data["result"]["limits"]["stdout_tail"] == "64\n2048\n"  # ulimit -f counts 512-byte blocks
+
+
+async def test_sandboxed_steps_see_a_read_only_system_a_private_tmp_and_no_network(
+    harness: ExecutorHarness, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-file"
+    secret.write_bytes(b"host")
+    probe = (
+        f"touch /usr/sandbox-probe 2>/dev/null && echo system-writable; echo data > out && cat out;"
+        f" ls {secret} 2>/dev/null || echo tmp-private; grep -c : /proc/net/dev"
+    )
+    offline = _shell("offline", probe, sandbox="bubblewrap", network=False)
+    online = _shell("online", "grep -c : /proc/net/dev", sandbox="bubblewrap", network=True)
+    data = run_request_data([offline, online])
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"])
+    assert outcome.type == "execution.succeeded", outcome.data
+    lines = outcome.data["result"]["offline"]["stdout_tail"].split()
+    assert lines == ["data", "tmp-private", "1"], "writable workdir only, own /tmp, loopback only"
+    host_interfaces = Path("/proc/net/dev").read_text().count(":")  # noqa: ASYNC240 - a small /proc file
+    assert outcome.data["result"]["online"]["stdout_tail"].strip() == str(host_interfaces)

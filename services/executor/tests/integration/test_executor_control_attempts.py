@@ -1,0 +1,249 @@
+"""Leases, lost and poison attempts, hand-backs, cancellations and per-job concurrency against the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from automation_contracts import CancelExecution, RunRequested
+from automation_db import create_engine, migrate, session_factory
+from automation_executor.db import MIGRATIONS_DIR
+from automation_executor.db.tables import Attempt, outbox
+from automation_executor.domain.backoff import LADDER_SECONDS
+from automation_executor.domain.outcome import RunOutcome
+from automation_executor.leases import LeaseService
+from automation_executor.service import AttemptService
+from automation_executor.testing import run_request_data
+from automation_messaging import REASON_HEADER
+from automation_messaging.outbox import PRIORITY_KEY
+
+pytestmark = pytest.mark.integration
+ROUTES = {s: f"route-{s}" for s in LADDER_SECONDS}
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sessions(database_url: str) -> AsyncIterator[Sessions]:
+    await migrate(database_url, MIGRATIONS_DIR)
+    engine = create_engine(database_url, pool_size=8)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def _service(sessions: Sessions, worker: str, *, max_lost: int = 3) -> AttemptService:
+    return AttemptService(sessions, worker_id=worker, retry_routes=ROUTES, max_lost=max_lost, rand=lambda lo, hi: hi)
+
+
+def _leases(sessions: Sessions, *, max_lost: int = 3) -> LeaseService:
+    return LeaseService(sessions, retry_routes=ROUTES, max_lost=max_lost, rand=lambda lo, hi: hi)
+
+
+def _request(**kwargs: Any) -> RunRequested:
+    max_concurrency = kwargs.pop("max_concurrency", None)
+    data = run_request_data([{"name": "s", "type": "shell", "config": {"command": ["true"]}}], **kwargs)
+    data["job"]["priority"] = 6
+    data["job"]["max_concurrency"] = max_concurrency
+    return RunRequested.model_validate(json.loads(json.dumps(data)))
+
+
+async def _expire(sessions: Sessions, execution_id: uuid.UUID) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            text(
+                "UPDATE executor.attempts SET lease_expires_at = now() - interval '1 second'"
+                " WHERE execution_id = :id AND status = 'running'"
+            ),
+            {"id": execution_id},
+        )
+
+
+async def _rows(sessions: Sessions, execution_id: uuid.UUID) -> list[Attempt]:
+    async with sessions() as session:
+        stmt = select(Attempt).where(Attempt.execution_id == execution_id).order_by(Attempt.attempt)
+        return list((await session.execute(stmt)).scalars())
+
+
+async def _outbox(sessions: Sessions, execution_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with sessions() as session:
+        rows = (await session.execute(select(outbox).order_by(outbox.c.id))).mappings().all()
+    found = []
+    for row in rows:
+        body = json.loads(row["body"])
+        if body["data"].get("execution_id") == str(execution_id):
+            found.append({"exchange": row["exchange"], "key": row["routing_key"], "headers": row["headers"], **body})
+    return found
+
+
+async def test_a_running_attempt_holds_a_lease_its_heartbeat_renews(sessions: Sessions) -> None:
+    request = _request()
+    begun = await _service(sessions, "w-a").begin(request)
+    assert begun.run_id is not None
+    [row] = await _rows(sessions, request.execution_id)
+    assert row.lease_expires_at is not None
+    assert timedelta(seconds=25) < row.lease_expires_at - datetime.now(UTC) <= timedelta(seconds=31)
+    assert row.request is not None
+    leases = _leases(sessions)
+    assert await leases.renew([begun.run_id, uuid.uuid4()]) == {begun.run_id: None}
+    cancel = CancelExecution(execution_id=request.execution_id, reason="stop", requested_at=datetime.now(UTC))
+    assert await leases.remember_cancellation(cancel)
+    assert not await leases.remember_cancellation(cancel), "remembered once, whoever receives it"
+    assert await leases.renew([begun.run_id]) == {begun.run_id: "stop"}
+    finished = await _service(sessions, "w-a").finish_cancelled(request, begun, "stop")
+    assert finished.recorded
+    assert await leases.renew([begun.run_id]) == {}, "a finished attempt holds no lease"
+    [row] = await _rows(sessions, request.execution_id)
+    assert (row.status, row.error, row.lease_expires_at, row.request) == ("cancelled", "stop", None, None)
+    late = await _service(sessions, "w-a").finish(request, begun, RunOutcome(status="succeeded"))
+    assert not late.recorded
+    types = [m["type"] for m in await _outbox(sessions, request.execution_id)]
+    assert types == ["execution.started", "execution.cancelled"]
+
+
+async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: Sessions) -> None:
+    request = _request(retries=2, base_seconds=5, max_seconds=5)
+    await _service(sessions, "w-gone").begin(request)
+    await _expire(sessions, request.execution_id)
+    reaped = await asyncio.gather(*(_leases(sessions).reap_expired() for _ in range(4)))
+    mine = [r for batch in reaped for r in batch if r.execution_id == request.execution_id]
+    assert len(mine) == 1
+    assert mine[0].worker_id == "w-gone"
+    assert mine[0].ending.status == "lost"
+    redelivered = await _service(sessions, "w-b").begin(request)
+    assert redelivered.action == "duplicate", "the redelivery of a lost attempt records nothing"
+    messages = await _outbox(sessions, request.execution_id)
+    assert [(m["exchange"], m["type"]) for m in messages] == [
+        ("automation.events", "execution.started"),
+        ("automation.events", "execution.failed"),
+        ("automation.retry", "run.requested"),
+    ]
+    failed, retry = messages[1], messages[2]
+    assert failed["data"]["error"] == "executor lost"
+    assert failed["data"]["will_retry"] is True
+    assert retry["key"] == "route-5"
+    assert retry["headers"][PRIORITY_KEY] == 6
+    assert retry["data"]["attempt"] == 2
+    nxt = RunRequested.model_validate(retry["data"])
+    assert (await _service(sessions, "w-b").begin(nxt)).action == "run"
+    rows = await _rows(sessions, request.execution_id)
+    assert [(r.attempt, r.status, r.worker_id, r.lost_count) for r in rows] == [
+        (1, "lost", "w-gone", 1),
+        (2, "running", "w-b", 0),
+    ]
+
+
+async def test_a_run_that_keeps_killing_its_executor_becomes_poison(sessions: Sessions) -> None:
+    request = _request(retries=10)
+    for attempt in (1, 2, 3):
+        current = request.model_copy(update={"attempt": attempt})
+        assert (await _service(sessions, f"w-{attempt}").begin(current)).action == "run"
+        await _expire(sessions, request.execution_id)
+        seen = await _service(sessions, "w-next").begin(current)  # its redelivery finds the lease expired
+        assert seen.action == "reaped"
+        assert seen.ending is not None
+        assert seen.ending.will_retry is (attempt < 3)
+    assert seen.ending is not None
+    assert seen.ending.dead_letter == "poison"
+    rows = await _rows(sessions, request.execution_id)
+    assert [(r.status, r.lost_count, r.will_retry) for r in rows] == [
+        ("lost", 1, True),
+        ("lost", 2, True),
+        ("lost", 3, False),
+    ]
+    messages = await _outbox(sessions, request.execution_id)
+    final, letter = messages[-2], messages[-1]
+    assert final["type"] == "execution.failed"
+    assert final["data"]["error"] == "poison: killed its executor 3 times"
+    assert final["data"]["will_retry"] is False
+    assert (letter["exchange"], letter["key"]) == ("automation.dlx", "run.requested")
+    assert letter["headers"][REASON_HEADER] == "poison: killed its executor 3 times"
+    assert letter["headers"]["x-original-queue"] == "executor.runs"
+    assert letter["data"]["attempt"] == 4
+
+
+async def test_a_handed_back_attempt_runs_again_as_itself(sessions: Sessions) -> None:
+    request = _request()
+    first = await _service(sessions, "w-stopping").begin(request)
+    assert await _service(sessions, "w-stopping").release(request, first)
+    await _leases(sessions).reap_expired()
+    [row] = await _rows(sessions, request.execution_id)
+    assert (row.status, row.lease_expires_at) == ("released", None), "handed back: no lease, never reaped"
+    again = await _service(sessions, "w-new").begin(request)
+    assert again.action == "run"
+    assert again.run_number == 1
+    assert again.previous_worker == "w-stopping"
+    late = await _service(sessions, "w-stopping").finish(request, first, RunOutcome(status="succeeded"))
+    assert not late.recorded
+    assert (await _service(sessions, "w-new").finish(request, again, RunOutcome(status="succeeded"))).recorded
+    [row] = await _rows(sessions, request.execution_id)
+    assert (row.status, row.worker_id, row.run_count, row.lost_count) == ("succeeded", "w-new", 2, 0)
+    started = [m for m in await _outbox(sessions, request.execution_id) if m["type"] == "execution.started"]
+    assert len({m["id"] for m in started}) == 2
+
+
+async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(sessions: Sessions) -> None:
+    leases = _leases(sessions)
+
+    async def cancel(request: RunRequested) -> None:
+        reason = f"cancel {request.execution_id}"
+        await leases.remember_cancellation(
+            CancelExecution(execution_id=request.execution_id, reason=reason, requested_at=datetime.now(UTC))
+        )
+
+    queued = _request()
+    await cancel(queued)
+    dropped = await _service(sessions, "w").begin(queued)
+    assert (dropped.action, dropped.reason) == ("cancelled", f"cancel {queued.execution_id}")
+    assert (await _service(sessions, "w").begin(queued)).action == "duplicate"
+    [event] = await _outbox(sessions, queued.execution_id)
+    assert event["type"] == "execution.cancelled"
+    assert event["data"]["reason"] == f"cancel {queued.execution_id}"
+
+    orphan = _request(retries=3)
+    await _service(sessions, "w-gone").begin(orphan)
+    await cancel(orphan)
+    await _expire(sessions, orphan.execution_id)
+    await leases.reap_expired()
+    [row] = await _rows(sessions, orphan.execution_id)
+    assert row.status == "cancelled", "a cancelled run whose executor vanished is not retried"
+    assert [m["type"] for m in await _outbox(sessions, orphan.execution_id)][-1] == "execution.cancelled"
+
+    handed_back = _request()
+    begun = await _service(sessions, "w-stopping").begin(handed_back)
+    await _service(sessions, "w-stopping").release(handed_back, begun)
+    await cancel(handed_back)
+    assert (await _service(sessions, "w").begin(handed_back)).action == "cancelled"
+    [row] = await _rows(sessions, handed_back.execution_id)
+    assert row.status == "cancelled"
+
+    retried = _request(attempt=2, retries=3)
+    await cancel(retried)
+    assert (await _service(sessions, "w").begin(retried)).action == "cancelled"
+
+    assert await leases.forget_cancellations(timedelta(days=1)) == 0
+    assert await leases.forget_cancellations(timedelta(seconds=-60)) >= 4
+
+
+async def test_max_concurrency_holds_across_replicas(sessions: Sessions) -> None:
+    job_id = uuid.uuid4()
+    requests = [_request(job_id=job_id, max_concurrency=2) for _ in range(6)]
+    begun = await asyncio.gather(*(_service(sessions, f"w-{i}").begin(r) for i, r in enumerate(requests)))
+    actions = sorted(b.action for b in begun)
+    assert actions == ["run", "run", "throttled", "throttled", "throttled", "throttled"]
+    throttled = [r for r, b in zip(requests, begun, strict=True) if b.action == "throttled"]
+    assert await _rows(sessions, throttled[0].execution_id) == [], "a throttled request is not an attempt"
+    running = [(r, b) for r, b in zip(requests, begun, strict=True) if b.action == "run"]
+    await _expire(sessions, running[0][0].execution_id)
+    assert (await _service(sessions, "w-x").begin(throttled[0])).action == "run", "an expired lease frees its slot"
+    assert (await _service(sessions, "w-y").begin(throttled[1])).action == "throttled"
+    request, first = running[1]
+    await _service(sessions, "w-1").finish(request, first, RunOutcome(status="succeeded"))
+    assert (await _service(sessions, "w-y").begin(throttled[1])).action == "run"

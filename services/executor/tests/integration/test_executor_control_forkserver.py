@@ -1,0 +1,148 @@
+"""The fork server with real processes: what a forked child is, and what happens when the server dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automation_contracts import LogStream, RunRequested
+from automation_executor.app import fork_server_environment
+from automation_executor.domain.outcome import RunOutcome
+from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_fork_server, fork_server
+from automation_executor.runner import ChildRunner
+from automation_executor.settings import ExecutorSettings
+from automation_executor.testing import run_request_data
+from automation_testing import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None:
+        self.lines.append(text)
+
+
+async def _run(tmp_path: Path, script: str, *extra: str, handle: ChildHandle | None = None) -> RunOutcome:
+    data = run_request_data([{"name": "probe", "type": "shell", "config": {"command": ["sh", "-c", script, *extra]}}])
+    request = RunRequested.model_validate(json.loads(json.dumps(data)))
+    runner = ChildRunner(ExecutorSettings(env="development", executor_workdir_root=str(tmp_path)))
+    token = CURRENT_CHILD.set(handle)
+    try:
+        return await runner.run(request, Sink())
+    finally:
+        CURRENT_CHILD.reset(token)
+
+
+def _status(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {field} for {pid}")
+
+
+async def test_a_forked_child_has_its_own_group_workdir_and_environment(tmp_path: Path) -> None:
+    os.environ["AUTOMATION_FORKSERVER_TEST_SECRET"] = "must-not-leak"
+    try:
+        async with fork_server(enabled=True, preload=["httpx"], env=fork_server_environment()) as server:
+            assert server is not None
+            handle = ChildHandle()
+            script = (
+                'echo "pgid=$(ps -o pgid= -p $PPID | tr -d " ") sid=$(ps -o sid= -p $PPID | tr -d " ")";'
+                ' echo "cwd=$(readlink /proc/$PPID/cwd)";'
+                ' echo "parent=$(ps -o ppid= -p $PPID | tr -d " ")";'
+                ' tr "\\0" "\\n" < /proc/$PPID/environ | sed "s/^/child:/";'
+                " env | sort"
+            )
+            outcome = await _run(tmp_path, script, handle=handle)
+    finally:
+        del os.environ["AUTOMATION_FORKSERVER_TEST_SECRET"]
+    assert outcome.status == "succeeded", outcome
+    assert handle.launcher == "forkserver"
+    assert handle.pid is not None
+    lines = outcome.outputs["probe"]["stdout_tail"].splitlines()
+    assert lines[0] == f"pgid={handle.pid} sid={handle.pid}", "a session and process group of its own"
+    workdir = lines[1].removeprefix("cwd=")
+    assert Path(workdir).parent == tmp_path
+    assert not os.path.exists(workdir), "the working directory is removed afterwards"  # noqa: ASYNC240
+    assert lines[2] == f"parent={server.server_pid}", "forked by the fork server"
+    child = [line.removeprefix("child:") for line in lines[3:] if line.startswith("child:")]
+    assert child, "the forked child's environment block (inherited from the fork server) is readable"
+    assert not any(line.startswith("AUTOMATION_") for line in child), "none of the executor's settings"
+    command = dict(line.split("=", 1) for line in lines[3:] if "=" in line and not line.startswith("child:"))
+    assert command["HOME"] == command["TMPDIR"] == workdir
+    assert command["AUTOMATION_EXECUTION_ID"]
+    assert "must-not-leak" not in "\n".join(lines)
+    assert active_fork_server() is None, "stopped with the last user"
+
+
+async def test_limits_apply_to_forked_children(tmp_path: Path) -> None:
+    async with fork_server(enabled=True, env=fork_server_environment()):
+        data = run_request_data([{"name": "n", "type": "shell", "config": {"command": ["sh", "-c", "ulimit -n"]}}])
+        request = RunRequested.model_validate(json.loads(json.dumps(data)))
+        settings = ExecutorSettings(env="development", executor_max_open_files=77, executor_workdir_root=str(tmp_path))
+        outcome = await ChildRunner(settings).run(request, Sink())
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["n"]["stdout_tail"] == "77\n"
+
+
+async def test_when_the_fork_server_dies_its_children_die_and_new_ones_are_spawned(tmp_path: Path) -> None:
+    marker = f"zygote-{uuid.uuid4().hex}"
+    async with fork_server(enabled=True, env=fork_server_environment()) as server:
+        assert server is not None
+        assert server.server_pid is not None
+        handle = ChildHandle()
+        running = asyncio.create_task(_run(tmp_path, "sleep 30", marker, handle=handle))
+
+        def step_running() -> bool:
+            for entry in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                        if marker.encode() in cmdline.read():
+                            return True
+                except OSError:
+                    continue
+            return False
+
+        async def started() -> bool:
+            return handle.pid is not None and step_running()
+
+        await wait_until(started, what="the forked child's step")
+        os.kill(server.server_pid, signal.SIGKILL)
+        outcome = await asyncio.wait_for(running, 10)
+        assert outcome.status == "failed"
+        assert outcome.error is not None
+        assert "SIGKILL" in outcome.error
+        assert active_fork_server() is None
+        spawned = ChildHandle()
+        after: dict[str, Any] = {"outcome": await _run(tmp_path, "echo still here", handle=spawned)}
+        assert after["outcome"].status == "succeeded"
+        assert spawned.launcher == "spawn", "without a fork server, children are spawned"
+
+        async def restarted() -> bool:
+            return active_fork_server() is not None
+
+        await wait_until(restarted, timeout=30, what="a new fork server")
+        forked = ChildHandle()
+        assert (await _run(tmp_path, "true", handle=forked)).status == "succeeded"
+        assert forked.launcher == "forkserver"
+    assert active_fork_server() is None
+
+
+async def test_a_disabled_fork_server_spawns(tmp_path: Path) -> None:
+    async with fork_server(enabled=False) as server:
+        assert server is None
+        handle = ChildHandle()
+        outcome = await _run(tmp_path, "true", handle=handle)
+    assert outcome.status == "succeeded"
+    assert handle.launcher == "spawn"
