@@ -17,16 +17,29 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from automation_contracts import CloudEvent
+from automation_contracts import PLATFORM_EVENT_PREFIXES, CloudEvent
 from automation_core.logging import get_logger
 from automation_core.metrics import BROKER_CONNECTED, MESSAGES_PUBLISHED
 from automation_core.settings import ServiceSettings
 from automation_core.tracing import extract_context, get_tracer, inject_headers
-from automation_messaging.topology import COMMANDS, declare_topology
+from automation_messaging.topology import COMMANDS, EVENTS, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
+
+
+def routing_key_label(exchange: str, routing_key: str) -> str:
+    """The metrics label of a routing key: the platform's own keys by name, anything else as a class.
+
+    Event types on ``automation.events`` come from other services and users; labelling them by name
+    would let anyone create series at will, so only the platform's own types keep their name.
+    """
+    if not exchange:
+        return "reply"
+    if exchange == EVENTS and routing_key.split(".", 1)[0] not in PLATFORM_EVENT_PREFIXES:
+        return "external"
+    return routing_key
 
 
 class Publisher:
@@ -123,7 +136,7 @@ class Publisher:
             # Commands must reach a queue: mandatory (with on_return_raises on the channel) makes an
             # unroutable command an error for the caller instead of a silent loss.
             await target.publish(message, routing_key=routing_key, mandatory=exchange == COMMANDS)
-        MESSAGES_PUBLISHED.labels(self._service, exchange or "default", routing_key if exchange else "reply").inc()
+        MESSAGES_PUBLISHED.labels(self._service, exchange or "default", routing_key_label(exchange, routing_key)).inc()
 
 
 class Broker:

@@ -10,3 +10,12 @@ def test_quorum_work_queues_dead_letter_with_a_delivery_limit() -> None:
 
 def test_classic_queues_have_no_delivery_limit() -> None:
     assert "x-delivery-limit" not in work_queue_arguments("classic", 5)
+
+
+def test_external_event_types_do_not_become_metric_labels() -> None:
+    from automation_messaging.broker import routing_key_label
+
+    assert routing_key_label("automation.events", "execution.succeeded") == "execution.succeeded"
+    assert routing_key_label("automation.events", "user.controlled.abc123") == "external"
+    assert routing_key_label("automation.commands", "run.requested") == "run.requested"
+    assert routing_key_label("", "amq.rabbitmq.reply-to.xyz") == "reply"
