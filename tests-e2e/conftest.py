@@ -1,7 +1,9 @@
 """End-to-end fixtures: the five services as real processes against a fresh database and vhost.
 
 Everything a test does goes through the public HTTP APIs and AMQP. Service logs are written to a
-temporary folder and the tail of each is printed when the suite fails to start.
+temporary folder and the tail of each is printed when the suite fails to start. Every service exports
+its spans to an in-memory OTLP receiver (:func:`otlp_receiver`); :func:`service_env` is where such
+additions to the services' environment go.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
 from e2e_support import Account, Platform
+from otlp_receiver import OtlpReceiver
 
 from automation_suite import SERVICES, Suite, SuiteConfig
 from automation_testing import fresh_database, fresh_vhost, require_infra
@@ -39,8 +42,31 @@ def _tails(log_dir: Path) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """Every span the services export during the session (they get its endpoint through :func:`service_env`)."""
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def service_env(otlp_receiver: OtlpReceiver) -> dict[str, str]:
+    """Environment added to every service process besides the platform's own settings.
+
+    Tracing: spans go to the in-memory receiver, and the batch processor sends them every 200 ms
+    (the standard ``OTEL_BSP_SCHEDULE_DELAY``) so a test sees them quickly.
+    """
+    return {"AUTOMATION_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+
+
+def _with_extra(env: dict[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    clash = sorted(set(env) & set(extra))
+    assert not clash, f"service_env must not override the platform's own settings: {clash}"
+    return {**env, **extra}
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+async def platform(tmp_path_factory: pytest.TempPathFactory, service_env: dict[str, str]) -> AsyncIterator[Platform]:
     base_db = os.environ.get("AUTOMATION_DATABASE_URL", DEFAULT_DATABASE_URL)
     base_amqp = os.environ.get("AUTOMATION_AMQP_URL", DEFAULT_AMQP_URL)
     require_infra(base_db, base_amqp)
@@ -60,6 +86,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
             "AUTOMATION_BROWSER_POOL_SIZE": "1",
             "AUTOMATION_SHUTDOWN_GRACE_SECONDS": "5",
         }
+        env = _with_extra(env, service_env)
         config = SuiteConfig(
             env=env, ports={name: free_port() for name in SERVICES}, log_dir=log_dir, echo=False, stop_grace_seconds=10
         )

@@ -118,28 +118,33 @@ async def test_every_service_refuses_missing_or_wrong_credentials_and_accepts_th
 async def test_poisoned_run_request_is_dead_lettered_and_the_executor_keeps_working(
     platform: Platform, account: Account
 ) -> None:
+    poison = f"this is not a cloudevent {secrets.token_hex(4)}".encode()
     connection = await aio_pika.connect_robust(platform.amqp_url)
     try:
         channel = await connection.channel()
         commands = await channel.get_exchange("automation.commands")
-        await commands.publish(aio_pika.Message(b"this is not a cloudevent"), routing_key="run.requested")
-        dead = await channel.get_queue("automation.dead", ensure=False)
-
-        async def poisoned() -> aio_pika.abc.AbstractIncomingMessage | None:
-            message = await dead.get(no_ack=False, fail=False)
-            if message is None:
-                return None
-            if message.body == b"this is not a cloudevent":
-                await message.ack()
-                return message
-            await message.nack(requeue=True)
-            return None
-
-        message = await wait_until(poisoned, timeout=20, what="the poisoned message in automation.dead")
-        assert str(message.headers["x-dead-letter-reason"]).startswith("invalid message")
-        assert message.headers["x-original-queue"] == "executor.runs"
+        await commands.publish(aio_pika.Message(poison), routing_key="run.requested")
     finally:
         await connection.close()
+
+    admin = {"Authorization": f"Bearer {platform.admin_token}"}
+    async with httpx.AsyncClient(base_url=platform.url("job-api"), timeout=10) as client:
+
+        async def poisoned() -> dict[str, Any] | None:
+            listed = await client.get("/api/v1/dead-letters", params={"original_queue": "executor.runs"}, headers=admin)
+            assert listed.status_code == 200, listed.text
+            for item in listed.json()["items"]:
+                detail = (await client.get(f"/api/v1/dead-letters/{item['id']}", headers=admin)).json()
+                if detail["body_text"] == poison.decode():
+                    return dict(detail)
+            return None
+
+        letter = await wait_until(
+            poisoned, timeout=20, interval=0.3, what="the poisoned message among the dead letters"
+        )
+        assert letter["reason"].startswith("invalid message")
+        assert letter["dead_lettered_by"] == "executor"
+        assert letter["headers"]["x-original-queue"] == "executor.runs"
 
     marker = f"alive-{secrets.token_hex(4)}"
     async with httpx.AsyncClient(base_url=platform.url("job-api"), timeout=10) as client:

@@ -1,20 +1,36 @@
-"""Dashboards and alert rules name only metrics the services export (known_metrics.txt), and the
-dashboards are provisionable: schema version 39+, a unique uid, the Prometheus datasource by uid."""
+"""Dashboards and alert rules name only metrics the services export, and the dashboards are
+provisionable: schema version 39+, a unique uid, the Prometheus datasource by uid.
+
+What the services export is read from the Prometheus registry after importing libs/core's metrics and
+every ``services/*/src/automation_*/metrics.py`` (the only place a service defines metrics), so no
+hand-kept list can drift. The end-to-end suite (tests-e2e/test_e2e_observability.py) repeats the check
+against the ``/metrics`` of the five running services, which is the final word. Besides those, a query
+may name only what Prometheus synthesizes itself for every target (:data:`PROMETHEUS_SYNTHESIZED`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY, generate_latest
 
 DATASOURCE_UID = "prometheus"
 DASHBOARDS = ("overview", "scheduler", "executor", "browser-pool", "events")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+RULES = Path("deploy") / "prometheus" / "rules" / "automation.rules.yml"
+#: Series Prometheus adds for every scrape target; the only names a query may use that no service exports.
+PROMETHEUS_SYNTHESIZED = frozenset({"up"})
+_TYPE_LINE = re.compile(r"^#\s+TYPE\s+([A-Za-z_:][\w:]*)\s+(\w+)")
+_SAMPLE_LINE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{|\s)")
 
 # PromQL words that are not metric names: aggregations, keywords and binary operators.
 _KEYWORDS = {
@@ -45,20 +61,45 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def load_known_metrics(path: Path) -> set[str]:
-    """Names in known_metrics.txt, histograms expanded to their _bucket/_sum/_count series."""
-    known: set[str] = set()
-    for line in path.read_text().splitlines():
-        fields = line.split("#", 1)[0].split()
-        if not fields:
+def exposed_metric_names(exposition: str) -> set[str]:
+    """Series names a Prometheus text exposition offers: every sample's name, and from each ``# TYPE``
+    line the names its type implies (histograms ``_bucket``/``_sum``/``_count``, counters ``_total``),
+    so a metric that has no sample yet (no label set observed) still counts as exposed."""
+    names: set[str] = set()
+    for line in exposition.splitlines():
+        typed = _TYPE_LINE.match(line)
+        if typed:
+            name, kind = typed.groups()
+            names.add(name)
+            if kind == "histogram":
+                names.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
+            elif kind == "summary":
+                names.update(name + suffix for suffix in ("_sum", "_count"))
+            elif kind == "counter" and not name.endswith("_total"):
+                names.add(name + "_total")
             continue
-        name, *kind = fields
-        if kind == ["histogram"]:
-            known.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
-        else:
-            assert not kind, f"known_metrics.txt: unexpected {line!r}"
-            known.add(name)
-    return known
+        sample = _SAMPLE_LINE.match(line)
+        if sample and not line.startswith("#"):
+            names.add(sample.group(1))
+    return names
+
+
+def service_metric_modules(repo_root: Path) -> list[str]:
+    """``automation_<service>.metrics`` of every service that has a metrics module."""
+    return sorted(f"{path.parent.name}.metrics" for path in repo_root.glob("services/*/src/automation_*/metrics.py"))
+
+
+def registry_metric_names(repo_root: Path) -> set[str]:
+    """Every series name of the process registry once libs/core's and each service's metrics are imported."""
+    for module in ("automation_core.metrics", *service_metric_modules(repo_root)):
+        importlib.import_module(module)
+    return exposed_metric_names(generate_latest(REGISTRY).decode())
+
+
+def rule_expressions(repo_root: Path) -> list[str]:
+    """The PromQL of every recording and alerting rule."""
+    groups = yaml.safe_load((repo_root / RULES).read_text())["groups"]
+    return [rule["expr"] for group in groups for rule in group["rules"]]
 
 
 def walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -84,8 +125,8 @@ def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def known_metrics() -> set[str]:
-    return load_known_metrics(Path(__file__).with_name("known_metrics.txt"))
+def known_metrics(repo_root: Path) -> set[str]:
+    return registry_metric_names(repo_root) | PROMETHEUS_SYNTHESIZED
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +152,48 @@ def test_metric_name_extraction() -> None:
     assert metric_names("max(automation_jobs) > 0 unless bool 1e3") == {"automation_jobs"}
 
 
-def test_known_metrics_expand_histograms(known_metrics: set[str]) -> None:
-    assert "automation_scheduler_fire_lateness_seconds_bucket" in known_metrics
-    assert "automation_scheduler_fire_lateness_seconds" not in known_metrics
-    assert "automation_outbox_pending_messages" in known_metrics
+def test_exposed_names_expand_types_without_samples() -> None:
+    exposition = "\n".join(
+        [
+            "# HELP a_seconds Time.",
+            "# TYPE a_seconds histogram",
+            "# HELP b_total Things.",
+            "# TYPE b_total counter",
+            "# TYPE c counter",
+            "# TYPE d gauge",
+            'd{x="1"} 2.0',
+            "e 1",
+        ]
+    )
+    assert exposed_metric_names(exposition) == {
+        "a_seconds",
+        "a_seconds_bucket",
+        "a_seconds_sum",
+        "a_seconds_count",
+        "b_total",
+        "c",
+        "c_total",
+        "d",
+        "e",
+    }
+
+
+def test_every_service_metrics_module_is_registered(repo_root: Path, known_metrics: set[str]) -> None:
+    assert len(service_metric_modules(repo_root)) == 5
+    for name in (
+        "automation_scheduler_fire_lateness_seconds_bucket",
+        "automation_outbox_pending_messages",
+        "automation_messages_received_total",
+        "automation_executor_executions_total",
+        "automation_browser_pool_capacity_contexts",
+        "automation_events_ingested_total",
+        "automation_jobs",
+    ):
+        assert name in known_metrics
 
 
 def test_alert_rules_use_known_metrics(repo_root: Path, known_metrics: set[str]) -> None:
-    groups = yaml.safe_load((repo_root / "deploy/prometheus/rules/automation.rules.yml").read_text())["groups"]
-    exprs = [rule["expr"] for group in groups for rule in group["rules"]]
+    exprs = rule_expressions(repo_root)
     assert len(exprs) >= 7
     for expr in exprs:
         unknown = metric_names(expr) - known_metrics
@@ -135,6 +209,11 @@ def test_dashboards_use_known_metrics(dashboards: dict[str, dict[str, Any]], kno
             assert names, f"{name}: no metric in {expr!r}"
             unknown = names - known_metrics
             assert not unknown, f"{name}: unknown metrics {sorted(unknown)} in {expr!r}"
+
+
+def test_dashboards_are_built_by_the_generator(run: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    result = run(sys.executable, "deploy/grafana/build_dashboards.py", "--check")
+    assert result.returncode == 0, result.stderr
 
 
 def test_dashboards_are_provisionable(dashboards: dict[str, dict[str, Any]]) -> None:
