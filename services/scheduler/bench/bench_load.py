@@ -16,8 +16,8 @@ with ``generate_series`` in chunks, overriding only the job id, account, name, s
 first fire time. Every other column, including any a later migration adds, is copied from the template,
 so the rows stay what the consumer would have written. The first fire time of each clone is its first
 slot at or after ``first_fire`` and at least a lead after its insert (computed in SQL, then checked
-against ``automation_schedule`` on a sample). The consumer applies one job per transaction, the clone 50,000 rows per statement; the
-consumer's speed is not what this benchmark measures.
+against ``automation_schedule`` on a sample). The consumer applies one job per transaction, the clone
+50,000 rows per statement; the consumer's speed is not what this benchmark measures.
 """
 
 from __future__ import annotations
