@@ -46,6 +46,10 @@ lint: ## ruff lint and format check
 typecheck: ## mypy --strict over libs and services
 	$(UV) run --frozen mypy libs/*/src services/*/src
 
+.PHONY: dashboards
+dashboards: install-python ## Regenerate the Grafana dashboards JSON from deploy/grafana/*.py
+	$(UV) run --frozen python deploy/grafana/build_dashboards.py
+
 .PHONY: test test-unit test-integration test-e2e test-deploy
 test: install ## Everything: unit, integration (real PostgreSQL + RabbitMQ), deployment checks and end-to-end
 	$(PYTEST) libs services deploy/tests tests-e2e
@@ -62,6 +66,14 @@ test-deploy: install ## Compose, Dockerfile, Kubernetes and Prometheus checks
 test-e2e: install ## Start the five services as processes and drive them through HTTP and AMQP
 	$(PYTEST) tests-e2e
 
-.PHONY: bench
-bench: install-python ## Benchmarks (figures printed, nothing asserted)
+.PHONY: bench bench-schedule bench-scheduler bench-executor
+bench: bench-schedule bench-scheduler bench-executor ## All benchmarks (figures printed side by side with peers, nothing asserted)
+
+bench-schedule: install-python ## Fire-time maths: microseconds per next_after
 	$(UV) run --frozen python libs/schedule/bench_next_after.py
+
+bench-scheduler: install ## Scheduler: fires/s, lateness, RSS, DB size at 10k/100k/1M schedules vs APScheduler and Celery beat
+	$(UV) run --frozen --group bench python services/scheduler/bench/bench_scheduler.py $(BENCH_ARGS)
+
+bench-executor: install ## Executor: runs/s, start latency, RSS vs Celery (prefork and threads)
+	$(UV) run --frozen --group bench python services/executor/bench/bench_executor.py $(BENCH_ARGS)
