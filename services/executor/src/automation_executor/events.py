@@ -39,6 +39,16 @@ def _event_id(request: RunRequested, kind: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{request.execution_id}:{request.attempt}:{kind}"))
 
 
+def _ids(request: RunRequested) -> dict[str, Any]:
+    """The fields that name the run in every execution event."""
+    return {
+        "execution_id": request.execution_id,
+        "job_id": request.job_id,
+        "account_id": request.account_id,
+        "attempt": request.attempt,
+    }
+
+
 def _subject(request: RunRequested) -> str:
     return str(request.execution_id)
 
@@ -46,10 +56,7 @@ def _subject(request: RunRequested) -> str:
 def started_event(request: RunRequested, *, started_at: datetime, worker: str, run_number: int) -> CloudEvent:
     """``execution.started`` (``run_number`` counts the runs of this attempt: 0, then 1 after a lost run, ...)."""
     data = ExecutionStarted(
-        execution_id=request.execution_id,
-        job_id=request.job_id,
-        account_id=request.account_id,
-        attempt=request.attempt,
+        **_ids(request),
         started_at=started_at,
         worker=worker,
         trigger=request.trigger,
@@ -68,10 +75,7 @@ def started_event(request: RunRequested, *, started_at: datetime, worker: str, r
 def log_event(request: RunRequested, *, seq: int, entries: list[LogEntry], truncated: bool) -> CloudEvent:
     """One ``execution.log`` batch."""
     data = ExecutionLog(
-        execution_id=request.execution_id,
-        job_id=request.job_id,
-        account_id=request.account_id,
-        attempt=request.attempt,
+        **_ids(request),
         seq=seq,
         entries=entries,
         truncated=truncated,
@@ -91,10 +95,7 @@ def outcome_event(
     data: ExecutionSucceeded | ExecutionFailed
     if outcome.succeeded:
         data = ExecutionSucceeded(
-            execution_id=request.execution_id,
-            job_id=request.job_id,
-            account_id=request.account_id,
-            attempt=request.attempt,
+            **_ids(request),
             started_at=started_at,
             finished_at=finished_at,
             exit_code=outcome.exit_code,
@@ -102,10 +103,7 @@ def outcome_event(
         )
     else:
         data = ExecutionFailed(
-            execution_id=request.execution_id,
-            job_id=request.job_id,
-            account_id=request.account_id,
-            attempt=request.attempt,
+            **_ids(request),
             started_at=started_at,
             finished_at=finished_at,
             exit_code=outcome.exit_code,
@@ -138,10 +136,7 @@ def retry_request(request: RunRequested, *, next_attempt_at: datetime) -> CloudE
 def cancelled_event(request: RunRequested, *, finished_at: datetime, reason: str) -> CloudEvent:
     """``execution.cancelled``: the attempt was stopped, or dropped before it started, on request."""
     data = ExecutionCancelled(
-        execution_id=request.execution_id,
-        job_id=request.job_id,
-        account_id=request.account_id,
-        attempt=request.attempt,
+        **_ids(request),
         finished_at=finished_at,
         reason=reason,
     )
