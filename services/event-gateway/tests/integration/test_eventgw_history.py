@@ -88,7 +88,7 @@ async def recorded(client: httpx.AsyncClient, src: str, count: int = 1) -> list[
         items: list[dict[str, Any]] = resp.json()["items"]
         return items if len(items) >= count else None
 
-    return await wait_until(probe, timeout=5, what=f"{count} event(s) from {src} in the history")
+    return await wait_until(probe, timeout=20, what=f"{count} event(s) from {src} in the history")
 
 
 async def dead_letter(dead: AbstractQueue, marker: bytes) -> AbstractIncomingMessage:
@@ -100,7 +100,7 @@ async def dead_letter(dead: AbstractQueue, marker: bytes) -> AbstractIncomingMes
             if marker in message.body:
                 return message
 
-    return await wait_until(probe, timeout=5, what="the dead letter")
+    return await wait_until(probe, timeout=20, what="the dead letter")
 
 
 async def test_foreign_events_are_recorded(client: httpx.AsyncClient, channel: AbstractChannel) -> None:
@@ -130,7 +130,7 @@ async def test_redelivered_and_republished_events_are_kept_once(
     async def all_handled() -> bool:
         return await metric(client, ingested) == before + 3
 
-    await wait_until(all_handled, timeout=5, what="three messages handled without error")
+    await wait_until(all_handled, timeout=20, what="three messages handled without error")
     items = await recorded(client, src, count=2)
     assert sorted(item["type"] for item in items) == ["inventory.counted", "tests.marker"]
 
@@ -150,7 +150,7 @@ async def test_posted_events_are_not_recorded_twice(client: httpx.AsyncClient, c
     async def published() -> AbstractIncomingMessage | None:
         return await probe_queue.get(no_ack=True, fail=False)
 
-    await wait_until(published, timeout=5, what="the posted event on automation.events")
+    await wait_until(published, timeout=20, what="the posted event on automation.events")
     # Published after ours, so the history queue delivers it after ours: once it is recorded, ours was seen.
     await publish(channel, json.dumps(ce(src, type="tests.marker")).encode(), "tests.marker")
     items = await recorded(client, src, count=2)
@@ -195,4 +195,4 @@ async def test_consumed_events_are_counted(client: httpx.AsyncClient, channel: A
     async def counted() -> bool:
         return await metric(client, stored) == before + 1
 
-    await wait_until(counted, timeout=5, what="the stored counter")
+    await wait_until(counted, timeout=20, what="the stored counter")
