@@ -136,3 +136,31 @@ async def test_every_local_step_type_takes_the_values_as_data(tmp_path: Path, ec
         assert services.events[index].data == {"value": value}
         assert out[f"browser{index}"]["outputs"] == {"typed": [value]}
     assert not marker.exists()
+
+
+async def test_templated_javascript_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Defence in depth: a definition that did not come through job-api's check is refused by the executor."""
+    marker = tmp_path / f"ran-{uuid.uuid4().hex}"
+    services = RecordingServices(_fills)
+    steps = [
+        {"name": "first", "type": "shell", "config": {"command": ["touch", str(marker)]}},
+        {
+            "name": "page",
+            "type": "browser",
+            "config": {
+                "actions": [
+                    {"type": "goto", "url": "https://example.org"},
+                    {"type": "evaluate", "name": "n", "expression": "fetch('/x?q=' + '${{ parameters.v0 }}')"},
+                ]
+            },
+        },
+    ]
+    outcome, _ = await run_job(tmp_path, steps, services=services, parameters={"v0": "'); steal(); ('"})
+    assert outcome.status == "failed"
+    assert outcome.permanent
+    assert outcome.error is not None
+    assert outcome.error.startswith(
+        "invalid job definition: steps.1.config.actions.1.expression: templates cannot be used in JavaScript"
+    )
+    assert services.tasks == []
+    assert not marker.exists()  # refused as a whole: not even the first step ran

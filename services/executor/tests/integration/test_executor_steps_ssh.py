@@ -15,7 +15,7 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_steps_sshd import PASSWORD, USER, Sshd, running_sshd
+from executor_steps_sshd import KEY_PASSPHRASE, PASSWORD, USER, Sshd, running_sshd
 from executor_steps_support import forked_children, injection_values, run_job
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,8 @@ def _secrets(sshd: Sshd) -> dict[str, str]:
     return {
         "SSH_PASSWORD": PASSWORD,
         "SSH_KEY": sshd.client_key,
+        "SSH_KEY_ENCRYPTED": sshd.encrypted_client_key,
+        "SSH_KEY_PASSPHRASE": KEY_PASSPHRASE,
         "KNOWN_HOSTS": sshd.known_hosts,
         "WRONG_HOSTS": sshd.wrong_known_hosts,
         "BAD_PASSWORD": "nope",
@@ -84,6 +86,43 @@ async def test_exec_with_password_and_with_key(sshd: Sshd, tmp_path: Path) -> No
     assert ("stderr", "hello", "oops") in sink.lines
     assert "echo hello world; echo oops >&2" in sshd.commands
     assert PASSWORD not in sink.text()
+
+
+async def test_an_encrypted_key_opens_with_its_passphrase_secret(sshd: Sshd, tmp_path: Path) -> None:
+    key = {"password_secret": None, "private_key_secret": "SSH_KEY_ENCRYPTED"}
+    outcome, sink = await run_job(
+        tmp_path,
+        [
+            _exec("exec", sshd, "echo unlocked", **key, passphrase_secret="SSH_KEY_PASSPHRASE"),
+            {
+                "name": "up",
+                "type": "sftp.upload",
+                "config": {
+                    **_conn(sshd, **key, passphrase_secret="SSH_KEY_PASSPHRASE"),
+                    "content": "x",
+                    "remote_path": f"/enc-{uuid.uuid4().hex[:8]}.txt",
+                },
+            },
+        ],
+        secrets=_secrets(sshd),
+    )
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["exec"]["stdout_tail"] == "unlocked\n"
+    assert KEY_PASSPHRASE not in sink.text()
+    before = len(sshd.commands)
+    missing, _ = await run_job(tmp_path, [_exec("x", sshd, "echo no", **key)], secrets=_secrets(sshd))
+    assert missing.status == "failed"
+    assert missing.error is not None
+    assert "the private key is encrypted: give passphrase_secret" in missing.error
+    wrong, _ = await run_job(
+        tmp_path,
+        [_exec("x", sshd, "echo no", **key, passphrase_secret="BAD_PASSWORD")],
+        secrets=_secrets(sshd),
+    )
+    assert wrong.status == "failed"
+    assert wrong.error is not None
+    assert "cannot be opened with passphrase_secret" in wrong.error
+    assert len(sshd.commands) == before
 
 
 async def test_a_failing_remote_command_fails_the_step(sshd: Sshd, tmp_path: Path) -> None:

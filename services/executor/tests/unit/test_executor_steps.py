@@ -48,11 +48,11 @@ def test_shell_string_and_options() -> None:
 @pytest.mark.parametrize(
     ("config", "field", "message"),
     [
-        ({"command": "echo hi"}, "steps.0.config", 'needs "shell": true'),
-        ({"command": ["echo"], "shell": True}, "steps.0.config", "one string"),
+        ({"command": "echo hi"}, "steps.0.config.command", 'needs "shell": true'),
+        ({"command": ["echo"], "shell": True}, "steps.0.config.command", "one string"),
         ({"command": []}, "steps.0.config.command", "at least 1"),
         ({}, "steps.0.config.command", "required"),
-        ({"command": ["x"], "env": {"1BAD": "x"}}, "steps.0.config.env", "not an environment variable name"),
+        ({"command": ["x"], "env": {"1BAD": "x"}}, "steps.0.config.env.1BAD", "not an environment variable name"),
         (
             {"command": ["x"], "expected_exit_codes": [300]},
             "steps.0.config.expected_exit_codes.0",
@@ -60,7 +60,7 @@ def test_shell_string_and_options() -> None:
         ),
         ({"command": ["x"], "surprise": 1}, "steps.0.config.surprise", "Extra inputs"),
         ({"command": 'echo "${{ parameters.x }}"', "shell": True}, "steps.0.config.command", "double quotes"),
-        ({"command": ["echo", "${{ nope.x }}"]}, "steps.0.config.command.1", "unknown namespace"),
+        ({"command": ["echo", "${{ nope.x }}"]}, "steps.0.config.command.1", "unknown root"),
         ({"command": ["x"], "cwd": "/etc"}, "steps.0.config.cwd", "inside the execution's working directory"),
         ({"command": ["x"], "cwd": "a/../../b"}, "steps.0.config.cwd", "no '..'"),
         ({"command": ["x"], "network": False}, "steps.0.config.network", 'needs "sandbox": "bubblewrap"'),
@@ -84,7 +84,7 @@ def test_http_defaults_and_status_rules() -> None:
     assert config.max_body_bytes is None
     assert config.status_expected(204)
     assert not config.status_expected(404)
-    strict = HttpConfig.model_validate({"url": "http://x", "method": "post", "expected_status": [404]})
+    strict = HttpConfig.model_validate({"url": "http://x", "method": "POST", "expected_status": [404]})
     assert strict.method == "POST"
     assert strict.status_expected(404)
     assert not strict.status_expected(200)
@@ -93,8 +93,10 @@ def test_http_defaults_and_status_rules() -> None:
 @pytest.mark.parametrize(
     ("config", "field", "message"),
     [
-        ({"url": "http://x", "method": "BREW"}, "steps.0.config.method", "method must be one of"),
-        ({"url": "http://x", "json": {}, "body": "x"}, "steps.0.config", 'give "json" or "body"'),
+        ({"url": "http://x", "method": "BREW"}, "steps.0.config.method", "Input should be 'GET'"),
+        ({"url": "http://x", "method": "post"}, "steps.0.config.method", "Input should be 'GET'"),
+        ({"url": "http://x", "json": {}, "body": "x"}, "steps.0.config.body", 'give "json" or "body"'),
+        ({"url": "ftp://x"}, "steps.0.config.url", "url must start with http:// or https://"),
         ({"url": "http://x", "timeout_seconds": 0}, "steps.0.config.timeout_seconds", "greater than 0"),
         ({"method": "GET"}, "steps.0.config.url", "required"),
         ({"url": "http://x", "headers": {"A": "${{ steps.s.output.x }}"}}, "steps.0.config.headers.A", "earlier step"),
@@ -108,9 +110,9 @@ def test_http_errors_name_the_field(config: dict[str, Any], field: str, message:
 
 
 def test_unknown_types_and_step_order() -> None:
-    with pytest.raises(StepConfigError, match="'teleport' is not supported") as caught:
+    with pytest.raises(StepConfigError, match="unknown step type 'teleport'") as caught:
         parse_steps([_shell(command=["x"]), {"name": "p", "type": "teleport", "config": {}}])
-    assert caught.value.field == "steps.1"
+    assert caught.value.field == "steps.1.type"
     steps = parse_steps(
         [
             {"name": "fetch", "type": "http", "config": {"url": "http://x/${{ parameters.a }}"}},

@@ -81,7 +81,7 @@ def test_every_kind_parses_with_defaults() -> None:
         ("event.emit", {"type": "a.*"}, "type", "routing key"),
         ("event.emit", {"type": "x.y", "data": {"t": "${{ secrets.TOKEN }}"}}, "data.t", "published as an event"),
         ("browser", {"actions": []}, "actions", "at least 1"),
-        ("browser", {"actions": [{"type": "teleport"}]}, "actions.0", "teleport"),
+        ("browser", {"actions": [{"type": "teleport"}]}, "actions.0.type", "teleport"),
         ("browser", {"actions": [{"type": "goto"}]}, "actions.0.url", "required"),
         (
             "browser",
@@ -167,7 +167,7 @@ def test_check_step_and_check_payload_references() -> None:
         parse_steps([{"name": "u", "type": "shell", "config": {"command": ["${{ check.output }}"]}}], has_check=True)
     with pytest.raises(StepConfigError) as bad_type:
         parse_check({"type": "teleport", "config": {}})
-    assert bad_type.value.field == "check"
+    assert bad_type.value.field == "check.type"
 
 
 def test_browser_templates_are_checked_with_stand_ins() -> None:

@@ -56,7 +56,7 @@ def test_lookups_in_every_namespace() -> None:
         ("${{ parameters.missing }}", "no value at 'missing'"),
         ("${{ steps.later.output.x }}", "step 'later' has no output"),
         ("${{ steps.fetch.status }}", "steps.<name>.output"),
-        ("${{ vault.TOKEN }}", "unknown namespace 'vault'"),
+        ("${{ vault.TOKEN }}", "unknown root 'vault'"),
         ("${{ 1 + 1 }}", "not a template expression"),
         ("${{ parameters }}", "not a template expression"),
         ("${{ steps.fetch.output.body.items.5 }}", "no value at '5'"),

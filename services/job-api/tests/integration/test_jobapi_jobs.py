@@ -115,6 +115,38 @@ async def test_schedule_policies_are_stored_shown_and_carried_in_the_job_spec(
     assert carried == spec_of(job)
 
 
+async def test_limits_are_stored_shown_and_carried_in_the_job_spec(
+    client: httpx.AsyncClient, account: AccountCreds, job_events: AbstractQueue
+) -> None:
+    limits = {"address_space_bytes": 1 << 30, "cpu_seconds": 120, "open_files": 512, "file_size_bytes": 1 << 20}
+    resp = await client.post("/api/v1/jobs", json=job_body(limits=limits), headers=account.headers)
+    assert resp.status_code == 201, resp.text
+    job = resp.json()
+    assert job["limits"] == limits
+    event = await next_event(job_events, "job.created", job["id"])
+    carried = JobSpec.model_validate(event.data["job"])
+    assert carried.limits is not None
+    assert carried.limits.model_dump() == limits
+    assert carried == spec_of(job)
+    path = f"/api/v1/jobs/{job['id']}"
+    put = await client.put(path, json=job_body(name=job["name"], limits={"cpu_seconds": 5}), headers=account.headers)
+    assert put.json()["limits"] == {
+        "address_space_bytes": None,
+        "cpu_seconds": 5,
+        "open_files": None,
+        "file_size_bytes": None,
+    }
+    cleared = await client.put(path, json=job_body(name=job["name"]), headers=account.headers)
+    assert cleared.json()["limits"] is None
+    updated = await next_event(job_events, "job.updated", job["id"])
+    assert updated.data["job"]["limits"] == {
+        "address_space_bytes": None,
+        "cpu_seconds": 5,
+        "open_files": None,
+        "file_size_bytes": None,
+    }
+
+
 async def test_create_stores_version_1_and_announces_job_created(
     client: httpx.AsyncClient, account: AccountCreds, job_events: AbstractQueue, database_url: str
 ) -> None:
@@ -126,7 +158,15 @@ async def test_create_stores_version_1_and_announces_job_created(
     assert job["account_id"] == account.id
     assert job["version"] == 1
     assert job["created_at"] == job["updated_at"]
-    expected = {**body, "enabled": True, "priority": 5, "max_concurrency": None, "check": None, **POLICY_DEFAULTS}
+    expected = {
+        **body,
+        "enabled": True,
+        "priority": 5,
+        "max_concurrency": None,
+        "limits": None,
+        "check": None,
+        **POLICY_DEFAULTS,
+    }
     expected["steps"] = [{**s, "timeout_seconds": None} for s in body["steps"]]
     expected["retry_backoff"] = {"base_seconds": 1.0, "max_seconds": 30.0}
     assert definition_of(job) == expected
@@ -161,6 +201,10 @@ async def test_put_enable_disable_and_delete_bump_the_version_and_announce_it(
     job = await create_job(client, account)
     path = f"/api/v1/jobs/{job['id']}"
     changed = job_body(name=job["name"] + "-renamed", schedule="@every 5m", timezone="UTC", retries=0)
+    unattended = await client.put(path, json=changed, headers=account.headers)
+    assert (unattended.status_code, unattended.json()["field"]) == (422, "parameters.properties.count.default")
+    assert "a job with a schedule runs with its parameters' defaults" in unattended.json()["detail"]
+    changed["parameters"]["properties"]["count"]["default"] = 1
     put = await client.put(path, json=changed, headers=account.headers)
     assert put.status_code == 200, put.text
     assert (put.json()["version"], put.json()["name"], put.json()["schedule"]) == (2, changed["name"], "@every 5m")
@@ -266,6 +310,43 @@ def _bad_step(index: int, **config: Any) -> dict[str, Any]:
         (_bad(parameters={"type": "object", "properties": {"n": {"type": "numeric"}}}), "parameters.properties.n.type"),
         (_bad(retry_backoff={"base_seconds": 0, "max_seconds": 1}), "retry_backoff.base_seconds"),
         (_bad(surprise=True), "surprise"),
+        (_bad(limits={"cpu_seconds": 0}), "limits.cpu_seconds"),
+        (_bad(limits={"address_space_bytes": "1G"}), "limits.address_space_bytes"),
+        (_bad(schedule="@hourly"), "parameters.properties.count.default"),
+        (_bad_step(1, command="echo '${{ parameters.site }}'", shell=True), "steps.1.config.command"),
+        (
+            _bad(
+                steps=[
+                    {
+                        "name": "page",
+                        "type": "browser",
+                        "config": {
+                            "actions": [{"type": "evaluate", "name": "n", "expression": "'${{ parameters.site }}'"}]
+                        },
+                    }
+                ]
+            ),
+            "steps.0.config.actions.0.expression",
+        ),
+        (
+            _bad(
+                steps=[
+                    {
+                        "name": "remote",
+                        "type": "ssh.exec",
+                        "config": {
+                            "host": "h",
+                            "username": "u",
+                            "password_secret": "PW",
+                            "passphrase_secret": "PP",
+                            "known_hosts_secret": "K",
+                            "command": "id",
+                        },
+                    }
+                ]
+            ),
+            "steps.0.config.passphrase_secret",
+        ),
     ],
 )
 async def test_bad_definitions_are_problems_naming_the_field(

@@ -142,7 +142,7 @@ def test_messages_say_what_is_wrong_in_plain_words() -> None:
     with pytest.raises(InvalidInput) as caught:
         check_definition(definition)
     assert caught.value.detail == (
-        'steps.1.config.command: a string command runs only with "shell": true; give an argv list instead'
+        'steps.1.config.command: a string command needs "shell": true; give an argv list instead'
     )
 
 
@@ -172,9 +172,76 @@ def test_a_url_that_is_one_template_is_left_to_the_executor() -> None:
         (_step(0, name="has space"), ("steps", 0, "name")),
         (_with(unexpected=1), ("unexpected",)),
         (_with(max_concurrency=0), ("max_concurrency",)),
+        (_with(limits={"cpu_seconds": 0}), ("limits", "cpu_seconds")),
+        (_with(limits={"address_space_bytes": 1024}), ("limits", "address_space_bytes")),
+        (_with(limits={"open_files": 8}), ("limits", "open_files")),
+        (_with(limits={"file_size_bytes": 2**53}), ("limits", "file_size_bytes")),
+        (_with(limits={"cpu_seconds": "60"}), ("limits", "cpu_seconds")),
+        (_with(limits={"memory": 1}), ("limits", "memory")),
     ],
 )
 def test_field_types_and_ranges_are_checked_by_the_model(body: dict[str, Any], loc: tuple[str | int, ...]) -> None:
     with pytest.raises(ValidationError) as caught:
         JobDefinition.model_validate(body)
     assert caught.value.errors()[0]["loc"] == loc
+
+
+def test_job_limits_are_accepted_and_carried_in_the_spec() -> None:
+    limits = {"address_space_bytes": 512 * 1024 * 1024, "cpu_seconds": 60, "open_files": 256, "file_size_bytes": 4096}
+    definition = JobDefinition.model_validate(_with(limits=limits))
+    check_definition(definition)
+    spec = definition.to_spec()
+    assert spec.limits is not None
+    assert spec.limits.model_dump() == limits
+    partial = JobDefinition.model_validate(_with(limits={"cpu_seconds": 5})).to_spec()
+    assert partial.limits is not None
+    assert (partial.limits.cpu_seconds, partial.limits.open_files) == (5, None)
+    assert JobDefinition.model_validate(ARCHITECTURE_EXAMPLE).to_spec().limits is None
+
+
+REQUIRED_SITE: dict[str, Any] = {"type": "object", "properties": {"site": {"type": "string"}}, "required": ["site"]}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field", "words"),
+    [
+        (REQUIRED_SITE, "parameters.properties.site.default", "'site' is required and has no default"),
+        (
+            {"type": "object", "properties": {"n": {"type": "integer", "default": "3"}}},
+            "parameters.properties.n.default",
+            "'3' is not of type 'integer'",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "target": {
+                        "type": "object",
+                        "default": {},
+                        "properties": {"host": {"type": "string"}},
+                        "required": ["host"],
+                    }
+                },
+            },
+            "parameters.properties.target.properties.host.default",
+            "'target.host' is required",
+        ),
+    ],
+)
+def test_a_scheduled_job_needs_defaults_that_validate(parameters: dict[str, Any], field: str, words: str) -> None:
+    definition = JobDefinition.model_validate(_with(parameters=parameters))
+    with pytest.raises(InvalidInput) as caught:
+        check_definition(definition)
+    assert caught.value.field == field
+    assert caught.value.detail.startswith(f"{field}: a job with a schedule runs with its parameters' defaults: ")
+    assert words in caught.value.detail
+
+
+def test_jobs_run_by_hand_or_by_events_may_require_parameters_without_defaults() -> None:
+    by_hand = JobDefinition.model_validate(_with(schedule=None, parameters=REQUIRED_SITE))
+    check_definition(by_hand)
+    by_event = _with(schedule=None, parameters=REQUIRED_SITE, triggers=[{"type": "inventory.synced"}])
+    check_definition(JobDefinition.model_validate(by_event))
+    defaulted = copy.deepcopy(REQUIRED_SITE)
+    defaulted["properties"]["site"]["default"] = "fra1"
+    check_definition(JobDefinition.model_validate(_with(parameters=defaulted)))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from automation_core.errors import InvalidInput
-from automation_job_api.domain.parameters import check_parameters_schema, resolve_parameters
+from automation_job_api.domain.parameters import check_parameters_schema, check_unattended_defaults, resolve_parameters
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -67,22 +67,21 @@ def test_an_open_schema_accepts_anything() -> None:
     assert resolve_parameters({"type": "object"}, {"x": [1, {"y": None}]}) == {"x": [1, {"y": None}]}
 
 
-@pytest.mark.parametrize(
-    ("schema", "field"),
-    [
-        ({"type": "array"}, "parameters.type"),
-        ({"type": ["string", "null"]}, "parameters.type"),
-        ({"type": "object", "properties": {"a": {"minimum": "one"}}}, "parameters.properties.a.minimum"),
-        ({"type": 5}, "parameters.type"),
-    ],
-)
-def test_schemas_that_cannot_describe_parameters_are_refused(schema: dict[str, Any], field: str) -> None:
+def test_a_schema_that_cannot_describe_parameters_is_a_problem_naming_the_place() -> None:
+    """The rules are automation_contracts.parameters' (tested there); here: the 422 they become."""
     with pytest.raises(InvalidInput) as caught:
-        check_parameters_schema(schema)
-    assert caught.value.field == field
+        check_parameters_schema({"type": "object", "properties": {"a": {"minimum": "one"}}})
+    assert caught.value.field == "parameters.properties.a.minimum"
+    assert caught.value.detail.startswith("parameters.properties.a.minimum: not a valid JSON Schema: ")
 
 
 def test_valid_schemas_pass() -> None:
     check_parameters_schema(SCHEMA)
     check_parameters_schema({})
-    check_parameters_schema({"type": ["object", "null"]})
+
+
+def test_unattended_defaults_name_the_default_to_add() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check_unattended_defaults(SCHEMA)
+    assert caught.value.field == "parameters.properties.count.default"
+    check_unattended_defaults({"type": "object", "properties": {"n": {"type": "integer", "default": 1}}})

@@ -30,6 +30,9 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("sftp.upload", {**SSH, "content": "hello\n", "remote_path": "/srv/app/motd", "mode": "0644"}),
     ("sftp.upload", {**SSH, "local_path": "build/app.tar.gz", "remote_path": "/tmp/app.tar.gz"}),
     ("sftp.download", {**SSH, "remote_path": "/var/log/app.log", "local_path": "logs/app.log"}),
+    ("sftp.download", {**SSH, "passphrase_secret": "KEY_PASSPHRASE", "remote_path": "/x", "local_path": "x"}),
+    ("ssh.exec", {**SSH, "passphrase_secret": "KEY_PASSPHRASE", "command": "uptime"}),
+    ("ssh.exec", {**SSH, "host": "${{parameters.host}}", "command": "uptime"}),
     ("winrm.exec", {**WINRM, "script": "Get-Service | Select -First 1", "transport": "ntlm"}),
     ("winrm.exec", {**WINRM, "script": "hostname", "transport": "kerberos", "ca_secret": "CORP_CA"}),
     ("winrm.exec", {"endpoint": "https://w:5986/wsman", "username": "u", "transport": "kerberos", "script": "x"}),
@@ -114,6 +117,13 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("sftp.upload", {**SSH, "remote_path": "/x", "content": "a", "mode": "rwxr-xr-x"}, "mode"),
     ("sftp.upload", {**SSH, "remote_path": "/x", "local_path": "../../etc/passwd"}, "local_path"),
     ("sftp.download", {**SSH, "remote_path": "/x"}, "local_path"),
+    (
+        "ssh.exec",
+        {"host": "h", "username": "u", "password_secret": "PW", "passphrase_secret": "PP", "known_hosts_secret": "K"}
+        | {"command": "id"},
+        "passphrase_secret",
+    ),
+    ("ssh.exec", {**SSH, "command": "id", "passphrase_secret": "my passphrase"}, "passphrase_secret"),
     ("winrm.exec", {**WINRM, "script": "x", "endpoint": "http://win1:5985/wsman"}, "endpoint"),
     ("winrm.exec", {**WINRM, "script": "x", "transport": "digest"}, "transport"),
     (
@@ -132,6 +142,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("browser", {"actions": [{"type": "click", "selector": "a", "force": True}]}, "actions.0.force"),
     ("browser", {"actions": [{"type": "pdf"}], "timeout_seconds": 601}, "timeout_seconds"),
     ("browser", {"actions": [{"type": "pdf"}], "viewport": {"width": 0, "height": 10}}, "viewport.width"),
+    (
+        "browser",
+        {"actions": [{"type": "pdf"}, {"type": "evaluate", "name": "x", "expression": "f('${{ parameters.v }}')"}]},
+        "actions.1.expression",
+    ),
+    (
+        "browser",
+        {"actions": [{"type": "evaluate", "name": "x", "expression": "${{ parameters.code }}"}]},
+        "actions.0.expression",
+    ),
     ("event.emit", {"type": "execution.succeeded"}, "type"),
     ("event.emit", {"type": "job.anything"}, "type"),
     ("event.emit", {"type": "inventory.*"}, "type"),
@@ -152,6 +172,15 @@ def test_an_unknown_type_names_the_type_field_and_lists_the_known_ones() -> None
         check_step("check", "ftp", {})
     assert caught.value.field == "check.type"
     assert "ssh.exec" in caught.value.detail
+
+
+def test_templated_javascript_is_refused_and_says_how_to_pass_the_value() -> None:
+    action = {"type": "evaluate", "name": "n", "expression": "document.title + '${{ secrets.TOKEN }}'"}
+    with pytest.raises(InvalidInput) as caught:
+        check_step("steps.0", "browser", {"actions": [action]})
+    assert caught.value.field == "steps.0.config.actions.0.expression"
+    assert "templates cannot be used in JavaScript" in caught.value.detail
+    assert "fill action" in caught.value.detail
 
 
 @pytest.mark.parametrize("field", ["password_secret", "private_key_secret", "known_hosts_secret"])

@@ -9,7 +9,6 @@ import pytest
 
 from automation_core.errors import InvalidInput
 from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK, JobDefinition, validate_job
-from automation_job_api.domain.templates import TemplateError, TemplateScope, check_reference, parse_templates
 
 PARAMETERS = {
     "type": "object",
@@ -127,20 +126,32 @@ def test_job_level_limits_are_checked() -> None:
     validate_job(definition)
 
 
-def test_parse_templates_reads_every_template_of_a_string() -> None:
-    refs = parse_templates("a ${{ parameters.x }} b ${{steps.s-1.output.k_2}} c")
-    assert [r.parts for r in refs] == [("parameters", "x"), ("steps", "s-1", "output", "k_2")]
-    assert parse_templates("no templates, even with $ { { braces") == []
-    with pytest.raises(TemplateError):
-        parse_templates("${{ parameters.x }} and ${{ unclosed")
-
-
-def test_references_are_checked_against_their_scope() -> None:
-    scope = TemplateScope(frozenset({"x"}), earlier_steps=frozenset({"s"}), step_name="t", has_check=True)
-    for ok in ("${{ parameters.x.y }}", "${{ steps.s.output.z }}", "${{ event.id }}", "${{ secrets.S }}"):
-        check_reference(parse_templates(ok)[0], scope)
-    with pytest.raises(TemplateError, match="published"):
-        check_reference(parse_templates("${{ secrets.S }}")[0], TemplateScope(frozenset(), secrets_allowed=False))
+@pytest.mark.parametrize(
+    ("step", "words"),
+    [
+        ({"type": "shell", "config": {"command": "echo '${{ parameters.site }}'", "shell": True}}, "single quotes"),
+        ({"type": "shell", "config": {"command": 'echo "${{ parameters.site }}"', "shell": True}}, "double quotes"),
+        (
+            {
+                "type": "ssh.exec",
+                "config": {
+                    "host": "h",
+                    "username": "u",
+                    "password_secret": "PW",
+                    "known_hosts_secret": "K",
+                    "command": "cat <<EOF\n${{ parameters.site }}\nEOF",
+                },
+            },
+            "here-document",
+        ),
+    ],
+)
+def test_shell_script_templates_must_stand_as_words(step: dict[str, Any], words: str) -> None:
+    error = refused(job({"name": "s", **step}))
+    assert error.field == "steps.0.config.command"
+    assert words in error.detail
+    as_word = {"name": "s", "type": "shell", "config": {"command": "echo ${{ parameters.site }} | wc", "shell": True}}
+    validate_job(JobDefinition.model_validate(job(as_word)))
 
 
 def test_the_check_step_is_named_check_unless_named_otherwise() -> None:

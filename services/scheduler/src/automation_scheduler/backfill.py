@@ -4,7 +4,10 @@
 policies and anchor included; no jitter) in ``[from, to)``, records each as a ``fires`` row with
 outcome ``backfill`` and trigger ``backfill`` (a slot already backfilled is skipped: same record, same
 execution id), queues them in ``backfill_runs`` and releases the first ``max_concurrency`` through the
-outbox — all in one transaction. Each run's execution id is
+outbox — all in one transaction. Each run's parameters are the defaults of the job's ``parameters``
+schema, validated (:func:`~automation_scheduler.domain.firing.default_parameters`): a job whose defaults
+do not validate cannot be backfilled (409 naming ``parameters``), and pending runs of a job changed
+since into one whose defaults do not validate fail without running. Each run's execution id is
 ``uuid5(NAMESPACE, "<job>:<nominal time>:backfill")``.
 
 Execution events finish runs (:meth:`BackfillService.finish`, called in the execution-event
@@ -25,10 +28,11 @@ from sqlalchemy import Row, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from automation_contracts import JobSpec
+from automation_contracts import ContractError, JobSpec
 from automation_core.errors import Conflict, InvalidInput, NotFound
 from automation_core.logging import get_logger
 from automation_messaging import enqueue
+from automation_schedule import ScheduleError
 from automation_scheduler import metrics
 from automation_scheduler.db import repository as repo
 from automation_scheduler.db.tables import backfill_runs, backfills, fires, outbox, schedules
@@ -90,7 +94,10 @@ class BackfillService:
             if end > now:
                 raise InvalidInput(f"to: must not be in the future (now is {now.isoformat()})", field="to")
             spec = JobSpec.model_validate(row.spec)
-            schedule = compile_spec(job_id, row.job_version, spec, row.anchor).schedule
+            try:
+                schedule = compile_spec(job_id, row.job_version, spec, row.anchor).schedule
+            except ScheduleError as exc:
+                raise Conflict(f"{exc.field}: the job cannot be backfilled: {exc.reason}", field=exc.field) from exc
             slots = window_slots(schedule, start, end, self._max_slots)
             backfill_id = uuid.uuid4()
             created = await self._record(conn, row, backfill_id, slots)
@@ -171,14 +178,18 @@ class BackfillService:
         ).one_or_none()
         ids = [p.execution_id for p in picked]
         if job is None or job.spec is None or job.state == "deleted":
-            await self._abandon(conn, backfill_id, ids, now)
+            await self._abandon(conn, backfill_id, ids, now, "the job was deleted")
+            return 0
+        spec = JobSpec.model_validate(job.spec)
+        try:
+            parameters = default_parameters(spec.parameters)
+        except ContractError as exc:
+            await self._abandon(conn, backfill_id, ids, now, f"the job's parameter defaults do not validate: {exc}")
             return 0
         await conn.execute(update(r).where(r.c.execution_id.in_(ids)).values(state="released", released_at=now))
         await conn.execute(
             update(backfills).where(backfills.c.id == backfill_id).values(released=backfills.c.released + len(ids))
         )
-        spec = JobSpec.model_validate(job.spec)
-        parameters = default_parameters(spec.parameters)
         events = [
             run_requested(
                 execution_id=p.execution_id,
@@ -198,9 +209,9 @@ class BackfillService:
         return len(ids)
 
     async def _abandon(
-        self, conn: AsyncConnection, backfill_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
+        self, conn: AsyncConnection, backfill_id: uuid.UUID, ids: list[uuid.UUID], now: datetime, why: str
     ) -> None:
-        """The job is gone: the pending runs fail without running."""
+        """The job is gone or cannot run any more (``why``): the pending runs fail without running."""
         r = backfill_runs
         result = await conn.execute(
             update(r)
@@ -210,7 +221,7 @@ class BackfillService:
         )
         failed = len(result.all())
         await self._count(conn, backfill_id, succeeded=0, failed=failed)
-        log.warning("backfill_abandoned", backfill_id=str(backfill_id), failed=failed, first_batch=len(ids))
+        log.warning("backfill_abandoned", backfill_id=str(backfill_id), failed=failed, first_batch=len(ids), reason=why)
 
     async def _count(self, conn: AsyncConnection, backfill_id: uuid.UUID, *, succeeded: int, failed: int) -> None:
         t = backfills

@@ -14,9 +14,13 @@ pattern that can match them (``#``, ``*.created``) is bound, and the consumer's 
 wildcard first word) are matched in process (topic pattern, then ``where``); each matching job's row
 is locked (in job id order) and the event is decided for it — ``skipped`` (``max_runs`` reached, or
 ``overlap`` under ``forbid``), ``rate_limited`` (``max_per_minute``), or ``fired``: a ``run.requested``
-with trigger ``event``, the event as ``event``, default parameters and the execution id
-``uuid5(NAMESPACE, "<job>:event:<event id>")`` (plus ``execution.cancel`` of running ones under
-``replace``). The outcome row in ``event_fires`` (primary key job and event id) is the deduplication:
+with trigger ``event``, the event as ``event``, the parameters the event's data gives (with the
+schema's defaults, validated: :func:`~automation_scheduler.domain.firing.event_parameters`) and the
+execution id ``uuid5(NAMESPACE, "<job>:event:<event id>")`` (plus ``execution.cancel`` of running
+ones under ``replace``). An event whose parameters do not validate is recorded ``skipped`` with the
+reason ``invalid parameters: parameters.<name>: ...`` and sends nothing (counted as
+``automation_scheduler_event_triggers_total{outcome="invalid_parameters"}``). The outcome row in
+``event_fires`` (primary key job and event id) is the deduplication:
 a redelivered or republished event fires nothing twice.
 """
 
@@ -34,20 +38,24 @@ from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from automation_contracts import CloudEvent, JobSpec
+from automation_contracts import CloudEvent, ContractError, JobSpec
 from automation_core.logging import get_logger
 from automation_messaging import Broker, Delivery, enqueue
 from automation_messaging.topology import EVENTS, declare_service_queue
 from automation_scheduler import metrics
 from automation_scheduler.db import repository as repo
 from automation_scheduler.db.tables import event_fires, outbox, schedules, trigger_bindings, triggers
-from automation_scheduler.domain.firing import default_parameters, event_execution_id
+from automation_scheduler.domain.firing import event_execution_id, event_parameters
 from automation_scheduler.domain.triggers import Trigger, bindable, first_match, is_platform_type
 from automation_scheduler.messages import Outgoing, cancel_execution, run_requested
 from automation_scheduler.settings import SchedulerSettings
 
 log = get_logger(__name__)
 TRIGGER_EVENTS_QUEUE = "scheduler.trigger-events"
+INVALID_PARAMETERS = "invalid parameters"
+"""How the reason of an event recorded ``skipped`` because its parameters do not validate begins."""
+MAX_REASON = 500
+"""Longest reason recorded (a refused value is quoted in it, and event data can be large)."""
 BINDINGS_LOCK = "automation-scheduler:trigger-bindings"
 
 
@@ -185,6 +193,13 @@ class TriggerEventsHandler:
                 continue
             spec = JobSpec.model_validate(row.spec)
             outcome, reason = await self._decide(conn, match, spec, row, running.get(match.job_id, []))
+            parameters: dict[str, Any] = {}
+            invalid = False
+            if outcome == "fired":
+                try:
+                    parameters = event_parameters(spec.parameters, event.data)
+                except ContractError as exc:
+                    outcome, reason, invalid = "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], True
             execution_id = event_execution_id(match.job_id, event.id) if outcome == "fired" else None
             inserted = await conn.execute(
                 pg_insert(event_fires)
@@ -204,7 +219,9 @@ class TriggerEventsHandler:
             if inserted.first() is None:
                 outcomes["duplicate"] += 1
                 continue
-            outcomes[outcome] += 1
+            outcomes["invalid_parameters" if invalid else outcome] += 1
+            if invalid:
+                log.warning("event_parameters_invalid", job_id=str(match.job_id), event_id=event.id, reason=reason)
             if execution_id is None:
                 continue
             if spec.overlap_policy == "replace":
@@ -212,7 +229,7 @@ class TriggerEventsHandler:
                 cancels = [cancel_execution(eid, reason, now) for eid in running.get(match.job_id, [])]
                 events.extend(cancels)
                 outcomes["cancels"] += len(cancels)
-            events.append(self._run(event, row, spec, execution_id, now))
+            events.append(self._run(event, row, spec, execution_id, now, parameters=parameters))
             await self._count_run(conn, row, spec)
         await enqueue(conn, outbox, events)
         return outcomes
@@ -243,14 +260,22 @@ class TriggerEventsHandler:
         return "fired", None
 
     @staticmethod
-    def _run(event: CloudEvent, row: Any, spec: JobSpec, execution_id: uuid.UUID, now: datetime) -> Outgoing:
+    def _run(
+        event: CloudEvent,
+        row: Any,
+        spec: JobSpec,
+        execution_id: uuid.UUID,
+        now: datetime,
+        *,
+        parameters: dict[str, Any],
+    ) -> Outgoing:
         return run_requested(
             execution_id=execution_id,
             job_id=row.job_id,
             account_id=row.account_id,
             job_version=row.job_version,
             spec=spec,
-            parameters=default_parameters(spec.parameters),
+            parameters=parameters,
             trigger="event",
             requested_at=now,
             event=event,

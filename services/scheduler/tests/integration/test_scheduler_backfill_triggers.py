@@ -220,6 +220,75 @@ async def test_event_triggers_match_dedupe_rate_limit_and_ignore_platform_events
     await wait_until(unbound, what="the disabled job's pattern unbound")
 
 
+async def test_an_events_data_gives_the_run_its_parameters_and_an_invalid_one_is_recorded_not_sent(
+    bus: Bus, jobs: Jobs, tables: Tables
+) -> None:
+    job_id = uuid.uuid4()
+    schema = {
+        "type": "object",
+        "properties": {
+            "site": {"type": "string", "enum": ["fra1", "ams2"]},
+            "dry_run": {"type": "boolean", "default": True},
+        },
+        "required": ["site"],
+        "additionalProperties": False,
+    }
+    await bus.publish(jobs.changed(job_id, schedule=None, parameters=schema, triggers=[{"type": "paramcheck.*"}]))
+
+    async def bound() -> bool:
+        return "paramcheck.*" in await tables.bound_patterns()
+
+    await wait_until(bound, what="the trigger pattern bound")
+    invalid = sample("automation_scheduler_event_triggers_total", outcome="invalid_parameters")
+    await bus.publish(external("paramcheck.synced", "pc-1", site="nyc", items=3))
+    await bus.publish(external("paramcheck.synced", "pc-2", items=3))
+    await bus.publish(external("paramcheck.synced", "pc-3", site="ams2", items=3))
+
+    async def three_decided() -> list[Any] | None:
+        rows = await tables.event_fires(job_id)
+        return rows if len(rows) >= 3 else None
+
+    rows = await wait_until(three_decided, what="the three events decided")
+    decided = {r.event_id: (r.outcome, r.reason, r.execution_id) for r in rows}
+    assert decided["pc-1"][0] == "skipped"
+    assert decided["pc-1"][1].startswith("invalid parameters: parameters.site: 'nyc' is not one of")
+    assert decided["pc-2"][:2] == ("skipped", "invalid parameters: parameters.site: 'site' is a required property")
+    assert decided["pc-1"][2] is None
+    assert decided["pc-2"][2] is None
+    assert decided["pc-3"][0] == "fired"
+    await wait_until(runs(bus, job_id, 1), what="the run of the valid event")
+    (run,) = bus.runs_of(job_id)
+    assert run.execution_id == event_execution_id(job_id, "pc-3")
+    assert run.parameters == {"site": "ams2", "dry_run": True}  # items is no parameter: it stays in run.event
+    assert run.event is not None
+    assert run.event.data == {"site": "ams2", "items": 3}
+    assert sample("automation_scheduler_event_triggers_total", outcome="invalid_parameters") == invalid + 2
+
+
+async def test_a_scheduled_job_whose_defaults_do_not_validate_is_dead_lettered_naming_parameters(
+    bus: Bus, jobs: Jobs, tables: Tables
+) -> None:
+    await bus.dead_letters()
+    job_id = uuid.uuid4()
+    required = {"type": "object", "properties": {"site": {"type": "string"}}, "required": ["site"]}
+    await bus.publish(jobs.changed(job_id, schedule="@every 1h", parameters=required))
+    valid = uuid.uuid4()
+    await bus.publish(jobs.changed(valid, schedule="@every 1h"))
+    await wait_until(lambda: tables.schedule(valid), what="the valid job after the refused one")
+
+    async def dead() -> list[Any] | None:
+        found = await bus.dead_letters()
+        return found or None
+
+    (message,) = await wait_until(dead, what="the refused job version dead-lettered")
+    assert str(message.headers[REASON_HEADER]).startswith(
+        "data.job.parameters: scheduled runs take the defaults of the job's parameters, which do not validate:"
+        " parameters.properties.site.default: parameter 'site' is required and has no default"
+    )
+    assert await tables.schedule(job_id) is None
+    assert bus.runs_of(job_id) == []
+
+
 # --- preview ------------------------------------------------------------------------------------------
 
 

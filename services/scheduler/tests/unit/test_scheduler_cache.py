@@ -66,6 +66,21 @@ def test_compile_job_refuses_a_bad_schedule_or_none() -> None:
         job(1, schedule=None)
 
 
+def test_scheduled_parameters_are_resolved_once_per_version_and_must_validate() -> None:
+    nested = {
+        "type": "object",
+        "properties": {
+            "target": {"type": "object", "default": {"host": "db1"}, "properties": {"port": {"default": 22}}}
+        },
+    }
+    assert job(1, parameters=nested).parameters == {"target": {"host": "db1", "port": 22}}
+    required = {"type": "object", "properties": {"site": {"type": "string"}}, "required": ["site"]}
+    with pytest.raises(ScheduleError) as caught:
+        job(1, parameters=required)
+    assert caught.value.field == "parameters"
+    assert "parameters.properties.site.default: parameter 'site' is required and has no default" in caught.value.reason
+
+
 def test_an_entry_is_only_returned_for_its_version() -> None:
     cache = CompiledCache(10)
     job_id = uuid.uuid4()

@@ -9,12 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from automation_contracts import ContractError
 from automation_schedule import parse_schedule
 from automation_scheduler.domain.firing import (
     EXECUTION_NAMESPACE,
     backfill_execution_id,
     default_parameters,
     event_execution_id,
+    event_parameters,
     execution_id_for,
 )
 from automation_scheduler.domain.policies import FirePolicy, RowPlan, latest_at_or_before, plan_row
@@ -173,7 +175,42 @@ def test_default_parameters_come_from_the_schema_defaults() -> None:
     }
     assert default_parameters(schema) == {"site": "fra1", "count": 0}
     assert default_parameters({}) == {}
-    assert default_parameters({"properties": []}) == {}
+    nested = {
+        "type": "object",
+        "properties": {"t": {"type": "object", "default": {}, "properties": {"p": {"default": 22}}}},
+    }
+    assert default_parameters(nested) == {"t": {"p": 22}}
+    for bad, path in (
+        ({"properties": []}, "parameters.properties"),
+        (
+            {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+            "parameters.properties.n.default",
+        ),
+        (
+            {"type": "object", "properties": {"n": {"type": "integer", "default": "1"}}},
+            "parameters.properties.n.default",
+        ),
+    ):
+        with pytest.raises(ContractError) as caught:
+            default_parameters(bad)
+        assert caught.value.path == path
+
+
+def test_an_event_runs_with_the_declared_parameters_its_data_gives() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"site": {"type": "string"}, "dry_run": {"type": "boolean", "default": True}},
+        "required": ["site"],
+        "additionalProperties": False,
+    }
+    data = {"site": "fra1", "items": 3}  # items is not a parameter: it stays event.data.items
+    assert event_parameters(schema, data) == {"site": "fra1", "dry_run": True}
+    assert event_parameters(schema, {"site": "ams2", "dry_run": False}) == {"site": "ams2", "dry_run": False}
+    assert event_parameters({"type": "object"}, {"site": "x"}) == {}
+    for bad, path in (({"site": 5}, "parameters.site"), ({"items": 3}, "parameters.site"), ("text", "parameters.site")):
+        with pytest.raises(ContractError) as caught:
+            event_parameters(schema, bad)
+        assert caught.value.path == path
 
 
 def test_backfill_and_event_runs_have_their_own_deterministic_ids() -> None:

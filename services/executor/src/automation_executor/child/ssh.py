@@ -27,14 +27,14 @@ import asyncssh
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import PathOutsideWorkdir, StepEnv
 from automation_executor.child.shell import Tail
-from automation_executor.domain.lines import LineSplitter
-from automation_executor.domain.protocol import LogStream, StepMessage
-from automation_executor.domain.remote_configs import (
+from automation_executor.domain.configs import (
     SftpDownloadConfig,
     SftpUploadConfig,
     SshConnection,
     SshExecConfig,
 )
+from automation_executor.domain.lines import LineSplitter
+from automation_executor.domain.protocol import LogStream, StepMessage
 from automation_executor.domain.steps import ParsedStep
 from automation_executor.domain.templates import TemplateContext, render_shell, render_text
 
@@ -49,6 +49,21 @@ class SshFailure(Exception):
 
 def _target(config: SshConnection, host: str, username: str) -> str:
     return f"{username}@{host}:{config.port}"
+
+
+def _key_problem(exc: ValueError, config: SshConnection) -> str:
+    """What is wrong with the key material of the secrets, and what to do about it."""
+    text = str(exc)
+    if config.private_key_secret is not None and "Passphrase must be specified" in text:
+        return "the private key is encrypted: give passphrase_secret (the NAME of the secret holding its passphrase)"
+    if config.passphrase_secret is not None and ("Unable to decrypt" in text or "Incorrect passphrase" in text):
+        return f"the private key cannot be opened with passphrase_secret: {text}"
+    if "bcrypt" in text:
+        return (
+            f"{text}: an OpenSSH-format encrypted key needs bcrypt on the executor; convert the key to PKCS#8"
+            " (ssh-keygen -p -m PKCS8 -f <key>) or install asyncssh[bcrypt]"
+        )
+    return f"unusable key material in a secret: {text}"
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +96,7 @@ async def connect(config: SshConnection, ctx: TemplateContext) -> AsyncIterator[
             options["password"] = ctx.secrets[config.password_secret]
             options["preferred_auth"] = "keyboard-interactive,password"
     except (asyncssh.KeyImportError, ValueError) as exc:
-        raise SshFailure(f"ssh {target}: unusable key material in a secret: {exc}") from exc
+        raise SshFailure(f"ssh {target}: {_key_problem(exc, config)}") from exc
     try:
         connection = await asyncssh.connect(host, **options)
     except asyncssh.HostKeyNotVerifiable as exc:

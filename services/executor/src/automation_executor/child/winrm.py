@@ -37,9 +37,9 @@ from winrm.protocol import Protocol
 from automation_executor.child.env import PathOutsideWorkdir, StepEnv
 from automation_executor.child.shell import Tail
 from automation_executor.child.threads import run_blocking
+from automation_executor.domain.configs import WinrmConnection, WinrmCopyConfig, WinrmExecConfig
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.protocol import StepMessage
-from automation_executor.domain.remote_configs import WinrmConnection, WinrmCopyConfig, WinrmExecConfig
 from automation_executor.domain.steps import ParsedStep
 from automation_executor.domain.templates import TemplateContext, render_powershell, render_text, render_url
 

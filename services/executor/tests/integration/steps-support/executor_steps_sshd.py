@@ -17,16 +17,23 @@ import asyncssh
 
 USER = "deploy"
 PASSWORD = "correct horse battery staple"
+KEY_PASSPHRASE = "open sesame"
+"""What ``encrypted_client_key`` is encrypted with."""
 
 
 @dataclass
 class Sshd:
-    """A running server: where it listens, its keys as the step's secrets want them, what it ran."""
+    """A running server: where it listens, its keys as the step's secrets want them, what it ran.
+
+    ``client_key`` and ``encrypted_client_key`` are the same authorised key, the second encrypted with
+    :data:`KEY_PASSPHRASE`.
+    """
 
     port: int
     home: Path
     known_hosts: str
     client_key: str
+    encrypted_client_key: str
     wrong_known_hosts: str
     commands: list[str] = field(default_factory=list)
 
@@ -99,6 +106,8 @@ async def running_sshd(home: Path) -> AsyncIterator[Sshd]:
             home=home,
             known_hosts=known(host_key),
             client_key=client_key.export_private_key().decode(),
+            # PKCS#8: OpenSSH-format encryption needs bcrypt, which the executor does not install
+            encrypted_client_key=client_key.export_private_key("pkcs8-pem", passphrase=KEY_PASSPHRASE).decode(),
             wrong_known_hosts=known(other_key),
             commands=commands,
         )

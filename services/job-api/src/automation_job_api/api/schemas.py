@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automation_job_api.domain.executions import Status, TriggerName
-from automation_job_api.domain.jobs import EventTrigger
+from automation_job_api.domain.jobs import EventTrigger, JobLimits
 
 
 class _Out(BaseModel):
@@ -109,6 +109,7 @@ class JobOut(_Out):
     retry_backoff: RetryBackoffOut
     priority: int
     max_concurrency: int | None
+    limits: JobLimits | None = Field(default=None, description="Resource limits of the execution's processes.")
     parameters: dict[str, Any]
     steps: list[StepOut]
     check: StepOut | None = Field(
@@ -130,7 +131,7 @@ class JobOut(_Out):
     @model_validator(mode="before")
     @classmethod
     def _spread_policies(cls, value: Any) -> Any:
-        """A stored job keeps its scheduler policies in one column; the resource shows them as fields."""
+        """A stored job keeps its scheduler policies and limits in one column; the resource shows them as fields."""
         policies = getattr(value, "policies", None)
         if not isinstance(policies, dict):
             return value

@@ -5,8 +5,24 @@ parameters, steps) plus the optional job-level ``check`` step (check/perform: th
 only when its output says ``should_perform: true`` do the steps run, with its ``perform_payload``
 readable as ``${{ check.payload.<path> }}``). :func:`validate_job` runs every check of
 :func:`~automation_job_api.domain.jobs.check_definition` (schedule, unique step names, each step's
-config, backoff, parameters schema), then checks the check step and every template against what it
-may refer to (:mod:`automation_job_api.domain.templates`).
+config, backoff, parameters schema and defaults), then checks the check step and every template
+against what it may refer to (:mod:`automation_contracts.steps.templates`, the grammar the executor
+shares). A template could never be substituted when:
+
+- it does not parse: ``${{`` without ``}}``, or an expression that is not a dotted path of at least
+  two names (``${{ parameters }}``, ``${{ parameters.a b }}``);
+- its root is not one of ``parameters``, ``steps``, ``event``, ``secrets``, ``check``;
+- ``parameters.<name>`` names a parameter the job's ``parameters`` schema does not declare under
+  ``properties``;
+- ``steps.<name>.output[.<path>]`` names the step itself, a later step or no step (and the ``check``
+  step cannot read any step: it runs first);
+- ``secrets.<NAME>`` is not exactly a secret name (``^[A-Z][A-Z0-9_]*$``), or appears where its value
+  would be published (``event.emit`` configs);
+- ``check.payload[.<path>]`` appears in a job without a ``check`` step, or in the check step itself;
+- it stands in a ``"shell": true`` or ``ssh.exec`` command where a quoted word is not safe (inside
+  quotes, a comment, backquotes, arithmetic, after ``\\`` or ``$``, or in a script with a
+  here-document); or in a browser ``evaluate`` action's ``expression`` (JavaScript: refused by the
+  step's config check).
 
 The message contract carries ``check`` inside ``JobSpec`` once ``JobSpec`` has that field
 (:data:`CONTRACT_CARRIES_CHECK`); until then a job with a check step is stored and versioned but
@@ -21,11 +37,12 @@ from pydantic import Field
 
 from automation_contracts import JobSpec
 from automation_contracts.jobs import STEP_NAME_PATTERN
+from automation_contracts.parameters import declared_names
+from automation_contracts.steps import TemplateScope
 from automation_core.errors import InvalidInput
 from automation_job_api.domain.jobs import JobDefinition as BaseJobDefinition
 from automation_job_api.domain.jobs import StepDefinition, check_definition
-from automation_job_api.domain.steps import check_step, secrets_allowed
-from automation_job_api.domain.templates import TemplateScope, check_config_templates, declared_parameters
+from automation_job_api.domain.steps import check_step, check_step_templates
 
 CONTRACT_CARRIES_CHECK = "check" in JobSpec.model_fields
 """Whether ``JobSpec`` (and so ``job.*`` and ``run.requested``) carries the check step."""
@@ -65,9 +82,9 @@ class JobDefinition(BaseJobDefinition):
 
 def validate_job(definition: JobDefinition) -> None:
     """Raise :class:`InvalidInput` naming the field at fault when the definition cannot be run."""
-    check_definition(definition)
+    configs = check_definition(definition)
     names = [step.name for step in definition.steps]
-    parameters = declared_parameters(definition.parameters)
+    parameters = declared_names(definition.parameters)
     check = definition.check
     if check is not None:
         if check.name in names:
@@ -75,17 +92,11 @@ def validate_job(definition: JobDefinition) -> None:
                 f"check.name: {check.name!r} is already the name of a step; the check step needs its own",
                 field="check.name",
             )
-        check_step("check", check.type, check.config)
+        parsed = check_step("check", check.type, check.config)
+        scope = TemplateScope(parameters, step_name=check.name, has_check=True, in_check=True)
+        check_step_templates("check", check.config, parsed, scope)
+    for index, (step, config) in enumerate(zip(definition.steps, configs, strict=True)):
         scope = TemplateScope(
-            parameters, step_name=check.name, has_check=True, in_check=True, secrets_allowed=secrets_allowed(check.type)
+            parameters, earlier_steps=frozenset(names[:index]), step_name=step.name, has_check=check is not None
         )
-        check_config_templates("check", check.config, scope)
-    for index, step in enumerate(definition.steps):
-        scope = TemplateScope(
-            parameters,
-            earlier_steps=frozenset(names[:index]),
-            step_name=step.name,
-            has_check=check is not None,
-            secrets_allowed=secrets_allowed(step.type),
-        )
-        check_config_templates(f"steps.{index}", step.config, scope)
+        check_step_templates(f"steps.{index}", step.config, config, scope)

@@ -4,8 +4,10 @@
 of ARCHITECTURE.md's public resources). Field types and ranges are checked by the model (FastAPI
 turns those errors into problem+json naming the field); :func:`check_definition` adds what a model
 cannot say: the schedule in its time zone with its window and DST policies, the event triggers, each
-step's config for its type, unique step names and a valid parameters schema. Every failure names the
-field at fault (``steps.1.config.command``, ``triggers.0.where.1.path``, ``end_at``).
+step's config for its type, unique step names, a valid parameters schema, and — for a job with a
+schedule, whose runs nobody gives parameters to — defaults for every required parameter. Every failure
+names the field at fault (``steps.1.config.command``, ``triggers.0.where.1.path``, ``end_at``,
+``parameters.properties.site.default``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from automation_contracts import PLATFORM_EVENT_PREFIXES, JobSpec
 from automation_contracts.jobs import STEP_NAME_PATTERN, TOPIC_PATTERN, WHERE_PATH_PATTERN
+from automation_contracts.steps import StepConfig
 from automation_core.errors import InvalidInput
-from automation_job_api.domain.parameters import check_parameters_schema
+from automation_job_api.domain.parameters import check_parameters_schema, check_unattended_defaults
 from automation_job_api.domain.steps import check_step_config
 from automation_schedule import GapPolicy, OverlapPolicy, ScheduleError, validate_schedule
 
 MAX_STEPS = 50
+MAX_JSON_INTEGER = 2**53 - 1
+"""The largest integer every JSON parser keeps exact."""
 MAX_TRIGGERS = 20
 MAX_CONDITIONS = 20
 SCHEDULE_FIELDS = {
@@ -49,6 +54,34 @@ class RetryBackoff(_Strict):
 
     base_seconds: Annotated[float, Field(gt=0, le=86400, description="Delay before the first retry.")] = 2
     max_seconds: Annotated[float, Field(gt=0, le=86400, description="Upper bound of any delay.")] = 300
+
+
+class JobLimits(_Strict):
+    """Resource limits of each process of an execution (``setrlimit``); null leaves the executor's own.
+
+    The executor applies the lower of the job's and its own limit (``AUTOMATION_EXECUTOR_MAX_*``): a job
+    can tighten its sandbox, never loosen it.
+    """
+
+    address_space_bytes: (
+        Annotated[
+            int,
+            Field(ge=64 * 1024 * 1024, le=MAX_JSON_INTEGER, description="RLIMIT_AS: virtual memory (at least 64 MiB)."),
+        ]
+        | None
+    ) = None
+    cpu_seconds: (
+        Annotated[int, Field(ge=1, le=MAX_JSON_INTEGER, description="RLIMIT_CPU: CPU time of one process.")] | None
+    ) = None
+    open_files: (
+        Annotated[int, Field(ge=16, le=1024 * 1024, description="RLIMIT_NOFILE: open file descriptors.")] | None
+    ) = None
+    file_size_bytes: (
+        Annotated[
+            int, Field(ge=1024, le=MAX_JSON_INTEGER, description="RLIMIT_FSIZE: largest file a process may write.")
+        ]
+        | None
+    ) = None
 
 
 class StepDefinition(_Strict):
@@ -104,6 +137,9 @@ SCHEDULE_POLICY_FIELDS = (
     "max_runs",
     "triggers",
 )
+#: Definition fields stored in the ``jobs.policies`` JSON column and carried in JobSpec: the scheduler's
+#: policies and the execution's resource ``limits``.
+POLICY_COLUMN_FIELDS = (*SCHEDULE_POLICY_FIELDS, "limits")
 
 
 class JobDefinition(_Strict):
@@ -131,6 +167,9 @@ class JobDefinition(_Strict):
     max_concurrency: Annotated[int, Field(ge=1, le=10_000, description="Most runs at once; null: no limit.")] | None = (
         None
     )
+    limits: Annotated[
+        JobLimits | None, Field(description="Resource limits of the execution's processes; null: the executor's.")
+    ] = None
     parameters: Annotated[
         dict[str, Any], Field(description="JSON Schema (2020-12) of the run parameters; defaults apply.")
     ] = Field(default_factory=lambda: {"type": "object"})
@@ -160,11 +199,13 @@ class JobDefinition(_Strict):
         return JobSpec.model_validate(self.model_dump(mode="json"))
 
 
-def check_definition(definition: JobDefinition) -> None:
-    """Raise :class:`InvalidInput` naming the field at fault when the definition cannot be run."""
+def check_definition(definition: JobDefinition) -> list[StepConfig]:
+    """The parsed config of each step; :class:`InvalidInput` naming the field at fault when the
+    definition cannot be run."""
     check_timing(definition)
     check_triggers(definition.triggers)
     seen: set[str] = set()
+    configs: list[StepConfig] = []
     for index, step in enumerate(definition.steps):
         if step.name in seen:
             raise InvalidInput(
@@ -172,13 +213,16 @@ def check_definition(definition: JobDefinition) -> None:
                 field=f"steps.{index}.name",
             )
         seen.add(step.name)
-        check_step_config(index, step.type, step.config)
+        configs.append(check_step_config(index, step.type, step.config))
     backoff = definition.retry_backoff
     if backoff.max_seconds < backoff.base_seconds:
         raise InvalidInput(
             "retry_backoff.max_seconds: must not be below base_seconds", field="retry_backoff.max_seconds"
         )
     check_parameters_schema(definition.parameters)
+    if definition.schedule is not None:
+        check_unattended_defaults(definition.parameters)
+    return configs
 
 
 def check_timing(definition: JobDefinition) -> None:

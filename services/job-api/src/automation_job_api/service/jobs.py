@@ -18,7 +18,7 @@ from automation_db import utcnow
 from automation_job_api.db.tables import Execution, Job, JobVersion
 from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK, JobDefinition, validate_job
 from automation_job_api.domain.executions import ExecutionState
-from automation_job_api.domain.jobs import SCHEDULE_POLICY_FIELDS
+from automation_job_api.domain.jobs import POLICY_COLUMN_FIELDS
 from automation_job_api.domain.parameters import resolve_parameters
 from automation_job_api.metrics import EXECUTIONS_RECORDED
 from automation_job_api.service.events import (
@@ -36,7 +36,7 @@ log = get_logger(__name__)
 
 def _columns(definition: JobDefinition) -> dict[str, Any]:
     dumped = definition.model_dump(mode="json")
-    policies = {key: dumped[key] for key in SCHEDULE_POLICY_FIELDS}
+    policies = {key: dumped[key] for key in POLICY_COLUMN_FIELDS}
     return {"check_step": dumped["check"], "policies": policies} | {
         key: dumped[key]
         for key in (

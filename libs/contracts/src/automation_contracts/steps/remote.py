@@ -1,10 +1,11 @@
-"""Config models of the steps that reach other machines: ``ssh.exec``, ``sftp.upload``, ``sftp.download``,
+"""Configs of the steps that reach other machines: ``ssh.exec``, ``sftp.upload``, ``sftp.download``,
 ``winrm.exec`` and ``winrm.copy``.
 
 Credentials are secret NAMES (``password_secret``, ``private_key_secret``, ``passphrase_secret``,
-``known_hosts_secret``, ``ca_secret``), resolved by the executor when the step runs. SSH host-key checking
-is on unless ``insecure_skip_host_key_check: true`` is written out; WinRM speaks HTTPS only and validates
-the server certificate unless ``server_cert_validation: "ignore"`` is written out.
+``known_hosts_secret``, ``ca_secret``) that the executor resolves from its secrets directory or
+environment when the step runs. SSH host-key checking is on unless ``insecure_skip_host_key_check:
+true`` is written out; WinRM speaks HTTPS only and validates the server certificate unless
+``server_cert_validation: "ignore"`` is written out.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from automation_executor.domain.configs import (
+from automation_contracts.steps.base import (
     ExitCodes,
+    Host,
     NonEmpty,
     RelativePath,
     SecretName,
-    StepConfigBase,
+    StepConfig,
+    check_url,
+    exactly_one,
 )
 
 FILE_MODE = re.compile(r"^0?[0-7]{3}$")
@@ -34,24 +38,14 @@ def _file_mode(value: str) -> str:
     return value
 
 
-def _host(value: str) -> str:
-    if any(c.isspace() for c in value) or "/" in value:
-        raise ValueError("must be a host name or address, without scheme, path or spaces")
-    return value
+class SshConnection(StepConfig):
+    """Where and as whom to connect over SSH (asyncssh).
 
+    Log in with ``password_secret`` or ``private_key_secret``; an encrypted private key is opened with
+    ``passphrase_secret``.
+    """
 
-def _exactly_one(model: StepConfigBase, first: str, second: str, what: str) -> Iterator[tuple[str, str]]:
-    given = [name for name in (first, second) if getattr(model, name) is not None]
-    if len(given) == 2:
-        yield second, f"give {first} or {second}, not both ({what})"
-    elif not given:
-        yield first, f"give {first} or {second} ({what})"
-
-
-class SshConnection(StepConfigBase):
-    """Where and as whom to connect over SSH (asyncssh)."""
-
-    host: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_host)]
+    host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     username: NonEmpty
     password_secret: SecretName | None = None
@@ -69,9 +63,9 @@ class SshConnection(StepConfigBase):
         return self.connect_timeout_seconds
 
     def problems(self) -> Iterator[tuple[str, str]]:
-        yield from _exactly_one(self, "password_secret", "private_key_secret", "the NAME of the secret to log in with")
+        yield from exactly_one(self, "password_secret", "private_key_secret", "the NAME of the secret to log in with")
         if self.passphrase_secret is not None and self.private_key_secret is None:
-            yield "passphrase_secret", "a passphrase goes with private_key_secret"
+            yield "passphrase_secret", "a passphrase opens an encrypted private key: it goes with private_key_secret"
         if self.known_hosts_secret is None and not self.insecure_skip_host_key_check:
             yield (
                 "known_hosts_secret",
@@ -88,6 +82,9 @@ class SshExecConfig(SshConnection):
     command: NonEmpty
     expected_exit_codes: ExitCodes = [0]
 
+    def shell_scripts(self) -> tuple[str, ...]:
+        return ("command",)
+
 
 class SftpUploadConfig(SshConnection):
     """``sftp.upload``: a file of the working directory (``local_path``) or text (``content``) to ``remote_path``."""
@@ -99,7 +96,7 @@ class SftpUploadConfig(SshConnection):
 
     def problems(self) -> Iterator[tuple[str, str]]:
         yield from super().problems()
-        yield from _exactly_one(self, "local_path", "content", "what to upload")
+        yield from exactly_one(self, "local_path", "content", "what to upload")
 
 
 class SftpDownloadConfig(SshConnection):
@@ -109,7 +106,7 @@ class SftpDownloadConfig(SshConnection):
     local_path: RelativePath
 
 
-class WinrmConnection(StepConfigBase):
+class WinrmConnection(StepConfig):
     """Where and as whom to connect over WS-Management (pywinrm), always over HTTPS."""
 
     endpoint: NonEmpty
@@ -122,9 +119,7 @@ class WinrmConnection(StepConfigBase):
     @field_validator("endpoint")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not value.startswith(("https://", "${{")):
-            raise ValueError("endpoint must start with https:// (WinRM over HTTPS only)")
-        return value
+        return check_url(value, frozenset({"https"}), "endpoint")
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if self.password_secret is None and self.transport != "kerberos":
@@ -149,4 +144,4 @@ class WinrmCopyConfig(WinrmConnection):
 
     def problems(self) -> Iterator[tuple[str, str]]:
         yield from super().problems()
-        yield from _exactly_one(self, "local_path", "content", "what to copy")
+        yield from exactly_one(self, "local_path", "content", "what to copy")
