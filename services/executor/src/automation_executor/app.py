@@ -1,7 +1,8 @@
 """The executor app: HTTP API, the ``executor.runs`` and ``automation.control`` consumers, leases.
 
 The lifespan opens the runtime (migrations, database, broker, outbox relay), declares the retry delay
-queues, probes the bubblewrap sandbox, starts this replica's fork server, builds the composition
+queues, probes the bubblewrap sandbox, starts this replica's fork server, opens the small asyncpg pool
+of the hot claim and record statements (:mod:`automation_executor.db.hot`), builds the composition
 (pool, attempt and lease use cases, child runner, handlers), starts the heartbeat and the reaper, and
 consumes ``automation.control`` (an exclusive queue of its own) and ``executor.runs`` (prefetch =
 concurrency). On shutdown it stops consuming runs, lets running executions finish within
@@ -26,6 +27,7 @@ from automation_executor.api import api_router
 from automation_executor.bootstrap import compose
 from automation_executor.bridge import BrokerServices
 from automation_executor.db import MIGRATIONS_DIR
+from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.launch import Launcher, fork_server
 from automation_executor.pool import WorkerPool
@@ -112,8 +114,15 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                     env=fork_server_environment(),
                 )
             )
+            hot = await HotPath.open(
+                settings.database_url.get_secret_value(),
+                size=max(2, settings.executor_concurrency),
+                application_name=settings.service_name,
+            )
+            stack.push_async_callback(hot.close)
             replica = compose(
                 settings,
+                hot=hot,
                 sessions=runtime.sessions,
                 publisher=runtime.publisher,
                 routes=routes,

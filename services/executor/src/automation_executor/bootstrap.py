@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_executor.bridge import PlatformServices
 from automation_executor.consumers import CommandPublisher, RunRequestHandler
 from automation_executor.control import CancelHandler
+from automation_executor.db.hot import HotPath
 from automation_executor.joblimits import JobLimitsRunner, Runner
 from automation_executor.leases import LeaseKeeper, LeaseService, Periodic, Reaper
 from automation_executor.pool import WorkerPool, default_worker_id
@@ -52,10 +53,13 @@ def compose(
     sandbox: SandboxStatus,
     services: PlatformServices | None = None,
     runner: Runner | None = None,
+    hot: HotPath | None = None,
 ) -> Executor:
     """Build a replica (``runner`` defaults to child processes with each job's resource limits).
 
-    ``services`` answer the children's event and browser requests (see :mod:`automation_executor.bridge`).
+    ``services`` answer the children's event and browser requests (see :mod:`automation_executor.bridge`);
+    ``hot`` runs the common claim and outcome statements in one round trip each (see
+    :mod:`automation_executor.db.hot`).
     """
 
     def child_runner(effective: ExecutorSettings) -> Runner:
@@ -64,7 +68,7 @@ def compose(
     pool = WorkerPool(settings.executor_worker_id or default_worker_id(), settings.executor_concurrency)
     lease, max_lost = settings.executor_lease_seconds, settings.executor_max_lost
     service = AttemptService(
-        sessions, worker_id=pool.worker_id, retry_routes=routes, lease_seconds=lease, max_lost=max_lost
+        sessions, worker_id=pool.worker_id, retry_routes=routes, lease_seconds=lease, max_lost=max_lost, hot=hot
     )
     leases = LeaseService(sessions, retry_routes=routes, lease_seconds=lease, max_lost=max_lost)
     grace = settings.executor_kill_grace_seconds

@@ -6,12 +6,18 @@ outcome itself always goes through the outbox). A batch leaves every ``executor_
 (200 ms) or as soon as ``executor_log_batch_entries`` (100) lines are waiting; ``seq`` counts the
 batches of an attempt from 0. A batch that cannot be published is dropped (and logged) and leaves a gap
 in ``seq``, so consumers can tell.
+
+Lines of the executor's own (stream ``system``: "attempt 1 started", "limits: ...", "step x started")
+do not make a batch leave on their own before :data:`SYSTEM_ONLY_DELAY_SECONDS`: they go with the
+next step output, or at the end. A short run thus publishes one batch, not several, and a run with
+no output still shows its progress within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
@@ -23,6 +29,8 @@ from automation_executor.events import log_event
 from automation_messaging.topology import EVENTS
 
 log = get_logger(__name__)
+SYSTEM_ONLY_DELAY_SECONDS = 1.0
+"""How long lines of the ``system`` stream alone may wait for output to go with."""
 
 
 class EventPublisher(Protocol):
@@ -61,6 +69,8 @@ class LogStreamer:
         self._task: asyncio.Task[None] | None = None
         self.next_seq = seq_start
         self.published_batches = 0
+        self._output_waiting = False
+        self._waiting_since: float | None = None
 
     @property
     def truncated(self) -> bool:
@@ -69,8 +79,19 @@ class LogStreamer:
     def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None:
         """Queue one line (never blocks; the caps of :class:`LogBuffer` apply)."""
         self._buffer.add(stream, step, text, ts)
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+        if stream != "system":
+            self._output_waiting = True
         if len(self._buffer) >= self._batch_entries:
             self._wake.set()
+
+    def _due(self) -> bool:
+        """Whether the periodic flush publishes now (see the module docstring)."""
+        if self._output_waiting or len(self._buffer) >= self._batch_entries:
+            return True
+        since = self._waiting_since
+        return since is not None and time.monotonic() - since >= SYSTEM_ONLY_DELAY_SECONDS
 
     async def __aenter__(self) -> LogStreamer:
         self._task = asyncio.create_task(self._run(), name=f"logs-{self._request.execution_id}")
@@ -96,9 +117,11 @@ class LogStreamer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._batch_seconds)
             self._wake.clear()
-            await self._flush()
+            if self._due():
+                await self._flush()
 
     async def _flush(self) -> None:
+        self._output_waiting, self._waiting_since = False, None
         while (batch := self._buffer.take(self._batch_entries)) is not None:
             await self._publish(batch)
 

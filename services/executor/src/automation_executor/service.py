@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_contracts import RunRequested
 from automation_core.logging import get_logger
 from automation_db import utcnow
+from automation_executor.db.hot import DB_ERRORS, HotPath
 from automation_executor.db.repository import AttemptRepository, lease_until
 from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.attempts import TERMINAL_STATUSES
@@ -34,11 +35,14 @@ from automation_executor.events import started_event
 from automation_executor.followups import Ending, Rand, enqueue_ending, plan_cancelled, plan_lost, plan_outcome
 from automation_executor.retry import RetryRoutes
 from automation_messaging import enqueue
+from automation_messaging.outbox import outbox_row
 from automation_messaging.topology import EVENTS
 
 log = get_logger(__name__)
 FINISH_TRIES = 4
 FINISH_BACKOFF_SECONDS = 0.5
+RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, *DB_ERRORS)
+"""Errors after which recording an outcome is tried again (database unreachable, connection lost)."""
 BeginAction = Literal["run", "duplicate", "in_progress", "cancelled", "throttled", "reaped"]
 
 
@@ -107,7 +111,12 @@ async def reap_row(
 
 
 class AttemptService:
-    """Attempts of executions run by this replica."""
+    """Attempts of executions run by this replica.
+
+    With ``hot`` (:class:`~automation_executor.db.hot.HotPath`), the common claim and the record of a
+    run's outcome are one statement each on its pool; everything else, and everything without it,
+    goes through ORM sessions.
+    """
 
     def __init__(
         self,
@@ -119,8 +128,10 @@ class AttemptService:
         max_lost: int = 3,
         clock: Callable[[], datetime] = utcnow,
         rand: Rand = random.uniform,
+        hot: HotPath | None = None,
     ) -> None:
         self._sessions = sessions
+        self._hot = hot
         self._worker_id = worker_id
         self._routes = retry_routes
         self.lease_seconds = lease_seconds
@@ -131,13 +142,12 @@ class AttemptService:
     async def begin(self, request: RunRequested) -> Begin:
         """Claim the attempt for a run on this replica, or say why not (see :class:`Begin`)."""
         now = self._clock()
+        if request.job.max_concurrency is None:  # the common path: one statement claims a new attempt
+            run_id = uuid.uuid4()
+            if await self._claim_new(request, run_id, now):
+                return Begin("run", run_id=run_id, started_at=now)
         async with self._sessions.begin() as session:
             repo = AttemptRepository(session)
-            if request.job.max_concurrency is None:  # the common path: one statement claims a new attempt
-                run_id = uuid.uuid4()
-                if await repo.insert_unless_cancelled(self._running_row(request, run_id, now)):
-                    await self._started(session, request, now, run_number=0)
-                    return Begin("run", run_id=run_id, started_at=now)
             cancel_reason = await repo.cancellation(request.execution_id)
             found = await repo.locked(request.execution_id, request.attempt)
             if found is None:
@@ -158,6 +168,18 @@ class AttemptService:
             return await self._existing(
                 repo, session, request, row, lease_live=lease_live, cancel_reason=cancel_reason, now=now
             )
+
+    async def _claim_new(self, request: RunRequested, run_id: uuid.UUID, now: datetime) -> bool:
+        """Insert a new running attempt with its ``execution.started`` unless it exists or is cancelled."""
+        if self._hot is not None:
+            row = self._running_row(request, run_id, now) | {"request": request.model_dump_json()}
+            event = started_event(request, started_at=now, worker=self._worker_id, run_number=0)
+            return await self._hot.claim(row, [outbox_row(event, exchange=EVENTS)], self.lease_seconds)
+        async with self._sessions.begin() as session:
+            if await AttemptRepository(session).insert_unless_cancelled(self._running_row(request, run_id, now)):
+                await self._started(session, request, now, run_number=0)
+                return True
+        return False
 
     async def _existing(
         self,
@@ -283,7 +305,7 @@ class AttemptService:
         for try_number in range(1, FINISH_TRIES + 1):
             try:
                 recorded = await self._record_once(request, begun.run_id, ending)
-            except (OperationalError, DBAPIError, OSError) as exc:
+            except RETRYABLE as exc:
                 if try_number == FINISH_TRIES:
                     raise
                 log.warning("finish_attempt_failed", try_number=try_number, error=repr(exc))
@@ -299,6 +321,18 @@ class AttemptService:
         raise AssertionError("unreachable")
 
     async def _record_once(self, request: RunRequested, run_id: uuid.UUID, ending: Ending) -> bool:
+        if self._hot is not None and HotPath.handles(ending.values):
+            rows = [
+                outbox_row(
+                    m.event, exchange=m.exchange, routing_key=m.routing_key, headers=m.headers, priority=m.priority
+                )
+                for m in ending.messages
+            ]
+            if await self._hot.record(request.execution_id, request.attempt, run_id, ending.values, rows):
+                return True
+            async with self._sessions() as session:  # not ours any more, or ours already (see below)
+                row = await AttemptRepository(session).get(request.execution_id, request.attempt)
+            return row is not None and row.run_id == run_id and row.status == ending.status
         async with self._sessions.begin() as session:
             repo = AttemptRepository(session)
             if await repo.record(request.execution_id, request.attempt, run_id, ending.values) is not None:

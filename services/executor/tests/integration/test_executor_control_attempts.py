@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_contracts import CancelExecution, RunRequested
 from automation_db import create_engine, migrate, session_factory
 from automation_executor.db import MIGRATIONS_DIR
+from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
@@ -39,8 +40,28 @@ async def sessions(database_url: str) -> AsyncIterator[Sessions]:
     await engine.dispose()
 
 
-def _service(sessions: Sessions, worker: str, *, max_lost: int = 3) -> AttemptService:
-    return AttemptService(sessions, worker_id=worker, retry_routes=ROUTES, max_lost=max_lost, rand=lambda lo, hi: hi)
+class Make(Protocol):
+    def __call__(self, worker: str, *, max_lost: int = 3) -> AttemptService: ...
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def hot_path(sessions: Sessions, database_url: str) -> AsyncIterator[HotPath]:
+    hot = await HotPath.open(database_url, size=4)
+    yield hot
+    await hot.close()
+
+
+@pytest.fixture(params=["sessions", "hot"])
+def make(request: pytest.FixtureRequest, sessions: Sessions, hot_path: HotPath) -> Make:
+    """Services on ORM sessions alone, or with the one-statement claim and record (the app's way)."""
+    hot = hot_path if request.param == "hot" else None
+
+    def service(worker: str, *, max_lost: int = 3) -> AttemptService:
+        return AttemptService(
+            sessions, worker_id=worker, retry_routes=ROUTES, max_lost=max_lost, rand=lambda lo, hi: hi, hot=hot
+        )
+
+    return service
 
 
 def _leases(sessions: Sessions, *, max_lost: int = 3) -> LeaseService:
@@ -83,9 +104,9 @@ async def _outbox(sessions: Sessions, execution_id: uuid.UUID) -> list[dict[str,
     return found
 
 
-async def test_a_running_attempt_holds_a_lease_its_heartbeat_renews(sessions: Sessions) -> None:
+async def test_a_running_attempt_holds_a_lease_its_heartbeat_renews(sessions: Sessions, make: Make) -> None:
     request = _request()
-    begun = await _service(sessions, "w-a").begin(request)
+    begun = await make("w-a").begin(request)
     assert begun.run_id is not None
     [row] = await _rows(sessions, request.execution_id)
     assert row.lease_expires_at is not None
@@ -97,27 +118,27 @@ async def test_a_running_attempt_holds_a_lease_its_heartbeat_renews(sessions: Se
     assert await leases.remember_cancellation(cancel)
     assert not await leases.remember_cancellation(cancel), "remembered once, whoever receives it"
     assert await leases.renew([begun.run_id]) == {begun.run_id: "stop"}
-    finished = await _service(sessions, "w-a").finish_cancelled(request, begun, "stop")
+    finished = await make("w-a").finish_cancelled(request, begun, "stop")
     assert finished.recorded
     assert await leases.renew([begun.run_id]) == {}, "a finished attempt holds no lease"
     [row] = await _rows(sessions, request.execution_id)
     assert (row.status, row.error, row.lease_expires_at, row.request) == ("cancelled", "stop", None, None)
-    late = await _service(sessions, "w-a").finish(request, begun, RunOutcome(status="succeeded"))
+    late = await make("w-a").finish(request, begun, RunOutcome(status="succeeded"))
     assert not late.recorded
     types = [m["type"] for m in await _outbox(sessions, request.execution_id)]
     assert types == ["execution.started", "execution.cancelled"]
 
 
-async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: Sessions) -> None:
+async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: Sessions, make: Make) -> None:
     request = _request(retries=2, base_seconds=5, max_seconds=5)
-    await _service(sessions, "w-gone").begin(request)
+    await make("w-gone").begin(request)
     await _expire(sessions, request.execution_id)
     reaped = await asyncio.gather(*(_leases(sessions).reap_expired() for _ in range(4)))
     mine = [r for batch in reaped for r in batch if r.execution_id == request.execution_id]
     assert len(mine) == 1
     assert mine[0].worker_id == "w-gone"
     assert mine[0].ending.status == "lost"
-    redelivered = await _service(sessions, "w-b").begin(request)
+    redelivered = await make("w-b").begin(request)
     assert redelivered.action == "duplicate", "the redelivery of a lost attempt records nothing"
     messages = await _outbox(sessions, request.execution_id)
     assert [(m["exchange"], m["type"]) for m in messages] == [
@@ -132,7 +153,7 @@ async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: 
     assert retry["headers"][PRIORITY_KEY] == 6
     assert retry["data"]["attempt"] == 2
     nxt = RunRequested.model_validate(retry["data"])
-    assert (await _service(sessions, "w-b").begin(nxt)).action == "run"
+    assert (await make("w-b").begin(nxt)).action == "run"
     rows = await _rows(sessions, request.execution_id)
     assert [(r.attempt, r.status, r.worker_id, r.lost_count) for r in rows] == [
         (1, "lost", "w-gone", 1),
@@ -140,13 +161,13 @@ async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: 
     ]
 
 
-async def test_a_run_that_keeps_killing_its_executor_becomes_poison(sessions: Sessions) -> None:
+async def test_a_run_that_keeps_killing_its_executor_becomes_poison(sessions: Sessions, make: Make) -> None:
     request = _request(retries=10)
     for attempt in (1, 2, 3):
         current = request.model_copy(update={"attempt": attempt})
-        assert (await _service(sessions, f"w-{attempt}").begin(current)).action == "run"
+        assert (await make(f"w-{attempt}").begin(current)).action == "run"
         await _expire(sessions, request.execution_id)
-        seen = await _service(sessions, "w-next").begin(current)  # its redelivery finds the lease expired
+        seen = await make("w-next").begin(current)  # its redelivery finds the lease expired
         assert seen.action == "reaped"
         assert seen.ending is not None
         assert seen.ending.will_retry is (attempt < 3)
@@ -169,27 +190,27 @@ async def test_a_run_that_keeps_killing_its_executor_becomes_poison(sessions: Se
     assert letter["data"]["attempt"] == 4
 
 
-async def test_a_handed_back_attempt_runs_again_as_itself(sessions: Sessions) -> None:
+async def test_a_handed_back_attempt_runs_again_as_itself(sessions: Sessions, make: Make) -> None:
     request = _request()
-    first = await _service(sessions, "w-stopping").begin(request)
-    assert await _service(sessions, "w-stopping").release(request, first)
+    first = await make("w-stopping").begin(request)
+    assert await make("w-stopping").release(request, first)
     await _leases(sessions).reap_expired()
     [row] = await _rows(sessions, request.execution_id)
     assert (row.status, row.lease_expires_at) == ("released", None), "handed back: no lease, never reaped"
-    again = await _service(sessions, "w-new").begin(request)
+    again = await make("w-new").begin(request)
     assert again.action == "run"
     assert again.run_number == 1
     assert again.previous_worker == "w-stopping"
-    late = await _service(sessions, "w-stopping").finish(request, first, RunOutcome(status="succeeded"))
+    late = await make("w-stopping").finish(request, first, RunOutcome(status="succeeded"))
     assert not late.recorded
-    assert (await _service(sessions, "w-new").finish(request, again, RunOutcome(status="succeeded"))).recorded
+    assert (await make("w-new").finish(request, again, RunOutcome(status="succeeded"))).recorded
     [row] = await _rows(sessions, request.execution_id)
     assert (row.status, row.worker_id, row.run_count, row.lost_count) == ("succeeded", "w-new", 2, 0)
     started = [m for m in await _outbox(sessions, request.execution_id) if m["type"] == "execution.started"]
     assert len({m["id"] for m in started}) == 2
 
 
-async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(sessions: Sessions) -> None:
+async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(sessions: Sessions, make: Make) -> None:
     leases = _leases(sessions)
 
     async def cancel(request: RunRequested) -> None:
@@ -200,15 +221,15 @@ async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(
 
     queued = _request()
     await cancel(queued)
-    dropped = await _service(sessions, "w").begin(queued)
+    dropped = await make("w").begin(queued)
     assert (dropped.action, dropped.reason) == ("cancelled", f"cancel {queued.execution_id}")
-    assert (await _service(sessions, "w").begin(queued)).action == "duplicate"
+    assert (await make("w").begin(queued)).action == "duplicate"
     [event] = await _outbox(sessions, queued.execution_id)
     assert event["type"] == "execution.cancelled"
     assert event["data"]["reason"] == f"cancel {queued.execution_id}"
 
     orphan = _request(retries=3)
-    await _service(sessions, "w-gone").begin(orphan)
+    await make("w-gone").begin(orphan)
     await cancel(orphan)
     await _expire(sessions, orphan.execution_id)
     await leases.reap_expired()
@@ -217,33 +238,33 @@ async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(
     assert [m["type"] for m in await _outbox(sessions, orphan.execution_id)][-1] == "execution.cancelled"
 
     handed_back = _request()
-    begun = await _service(sessions, "w-stopping").begin(handed_back)
-    await _service(sessions, "w-stopping").release(handed_back, begun)
+    begun = await make("w-stopping").begin(handed_back)
+    await make("w-stopping").release(handed_back, begun)
     await cancel(handed_back)
-    assert (await _service(sessions, "w").begin(handed_back)).action == "cancelled"
+    assert (await make("w").begin(handed_back)).action == "cancelled"
     [row] = await _rows(sessions, handed_back.execution_id)
     assert row.status == "cancelled"
 
     retried = _request(attempt=2, retries=3)
     await cancel(retried)
-    assert (await _service(sessions, "w").begin(retried)).action == "cancelled"
+    assert (await make("w").begin(retried)).action == "cancelled"
 
     assert await leases.forget_cancellations(timedelta(days=1)) == 0
     assert await leases.forget_cancellations(timedelta(seconds=-60)) >= 4
 
 
-async def test_max_concurrency_holds_across_replicas(sessions: Sessions) -> None:
+async def test_max_concurrency_holds_across_replicas(sessions: Sessions, make: Make) -> None:
     job_id = uuid.uuid4()
     requests = [_request(job_id=job_id, max_concurrency=2) for _ in range(6)]
-    begun = await asyncio.gather(*(_service(sessions, f"w-{i}").begin(r) for i, r in enumerate(requests)))
+    begun = await asyncio.gather(*(make(f"w-{i}").begin(r) for i, r in enumerate(requests)))
     actions = sorted(b.action for b in begun)
     assert actions == ["run", "run", "throttled", "throttled", "throttled", "throttled"]
     throttled = [r for r, b in zip(requests, begun, strict=True) if b.action == "throttled"]
     assert await _rows(sessions, throttled[0].execution_id) == [], "a throttled request is not an attempt"
     running = [(r, b) for r, b in zip(requests, begun, strict=True) if b.action == "run"]
     await _expire(sessions, running[0][0].execution_id)
-    assert (await _service(sessions, "w-x").begin(throttled[0])).action == "run", "an expired lease frees its slot"
-    assert (await _service(sessions, "w-y").begin(throttled[1])).action == "throttled"
+    assert (await make("w-x").begin(throttled[0])).action == "run", "an expired lease frees its slot"
+    assert (await make("w-y").begin(throttled[1])).action == "throttled"
     request, first = running[1]
-    await _service(sessions, "w-1").finish(request, first, RunOutcome(status="succeeded"))
-    assert (await _service(sessions, "w-y").begin(throttled[1])).action == "run"
+    await make("w-1").finish(request, first, RunOutcome(status="succeeded"))
+    assert (await make("w-y").begin(throttled[1])).action == "run"

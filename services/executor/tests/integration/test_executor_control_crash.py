@@ -154,6 +154,13 @@ async def _wait_running(marker: str) -> None:
     await wait_until(probe, timeout=20, interval=0.02, what=f"{marker} running")
 
 
+async def _outcome(tap: Tap, execution_id: str, timeout: float = 15.0) -> CloudEvent:
+    async def terminal() -> CloudEvent | None:
+        return next((e for e in tap.of(execution_id) if e.type in TERMINAL_TYPES), None)
+
+    return await wait_until(terminal, timeout=timeout, what=f"the outcome of {execution_id}")
+
+
 def _reap(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
@@ -223,10 +230,12 @@ async def test_sigterm_drains_running_executions_and_requeues_the_rest(
 ) -> None:
     short_marker, long_marker = f"short-{uuid.uuid4().hex}", f"long-{uuid.uuid4().hex}"
     short = run_request_data(
-        [{"name": "work", "type": "shell", "config": {"command": ["sh", "-c", "sleep 1; echo done", short_marker]}}]
+        [{"name": "work", "type": "shell", "config": {"command": ["sh", "-c", "sleep 3; echo done", short_marker]}}]
     )
     long = run_request_data([_once_then(tmp_path / "first", "sleep 30", "echo second run", long_marker)])
-    victim, victim_worker = await _start_victim(database_url, amqp_url, grace=2.5)
+    # the short run outlasts the survivor's start (its SIGTERM comes while the short one still runs)
+    # and fits in the grace period; the long one does not
+    victim, victim_worker = await _start_victim(database_url, amqp_url, grace=6)
     survivor = ExecutorHarness(_settings(database_url, amqp_url))
     try:
         await tap.request_run(short)
@@ -238,7 +247,7 @@ async def test_sigterm_drains_running_executions_and_requeues_the_rest(
         # uvicorn re-raises the SIGTERM it caught once its graceful shutdown (our drain) is over
         assert await asyncio.to_thread(victim.wait, 20) in (0, -signal.SIGTERM), "the drained replica exits"
         assert not _running(long_marker), "what did not fit in the grace period was stopped"
-        short_outcome = await survivor.wait_outcome(short["execution_id"])
+        short_outcome = await _outcome(tap, short["execution_id"])  # the tap saw it all, from before the start
         assert short_outcome.type == "execution.succeeded"
         [short_attempt] = await survivor.attempts(short["execution_id"])
         assert short_attempt["worker_id"] == victim_worker, "it finished on the draining replica"

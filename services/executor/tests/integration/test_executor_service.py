@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import select, text
@@ -16,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_contracts import RunRequested
 from automation_db import create_engine, migrate, session_factory
 from automation_executor.db import MIGRATIONS_DIR
+from automation_executor.db.hot import CHANNEL, SCHEMA, HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.service import AttemptService
 from automation_executor.testing import run_request_data
+from automation_messaging.outbox import notify_channel
 
 pytestmark = pytest.mark.integration
 ROUTES = {s: f"route-{s}" for s in LADDER_SECONDS}
@@ -34,10 +38,32 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     await engine.dispose()
 
 
-def _service(sessions: async_sessionmaker[AsyncSession], worker: str, *, jitter: float = 1.0) -> AttemptService:
-    return AttemptService(
-        sessions, worker_id=worker, retry_routes=ROUTES, rand=lambda low, high: low + (high - low) * jitter
-    )
+class Make(Protocol):
+    def __call__(self, worker: str, *, jitter: float = 1.0) -> AttemptService: ...
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def hot_path(sessions: async_sessionmaker[AsyncSession], database_url: str) -> AsyncIterator[HotPath]:
+    hot = await HotPath.open(database_url, size=2)
+    yield hot
+    await hot.close()
+
+
+@pytest.fixture(params=["sessions", "hot"])
+def make(request: pytest.FixtureRequest, sessions: async_sessionmaker[AsyncSession], hot_path: HotPath) -> Make:
+    """Services on ORM sessions alone, or with the one-statement claim and record (the app's way)."""
+    hot = hot_path if request.param == "hot" else None
+
+    def service(worker: str, *, jitter: float = 1.0) -> AttemptService:
+        return AttemptService(
+            sessions,
+            worker_id=worker,
+            retry_routes=ROUTES,
+            rand=lambda low, high: low + (high - low) * jitter,
+            hot=hot,
+        )
+
+    return service
 
 
 def _request(**kwargs: Any) -> RunRequested:
@@ -56,20 +82,20 @@ async def _outbox_for(sessions: async_sessionmaker[AsyncSession], execution_id: 
     return found
 
 
-async def test_begin_then_duplicates_are_recognised(sessions: async_sessionmaker[AsyncSession]) -> None:
-    service = _service(sessions, "worker-a")
+async def test_begin_then_duplicates_are_recognised(sessions: async_sessionmaker[AsyncSession], make: Make) -> None:
+    service = make("worker-a")
     request = _request()
     begun = await service.begin(request)
     assert begun.action == "run"
     assert begun.run_number == 0
-    again = await _service(sessions, "worker-b").begin(request)
+    again = await make("worker-b").begin(request)
     assert again.action == "in_progress"
     assert again.previous_worker == "worker-a"
     finished = await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0, outputs={"s": 1}))
     assert finished.recorded
     assert not finished.will_retry
     for _ in range(2):
-        late = await _service(sessions, "worker-b").begin(request)
+        late = await make("worker-b").begin(request)
         assert late.action == "duplicate"
         assert late.status == "succeeded"
     messages = await _outbox_for(sessions, request.execution_id)
@@ -91,11 +117,11 @@ async def _expire_lease(sessions: async_sessionmaker[AsyncSession], execution_id
 
 
 async def test_a_redelivered_attempt_whose_lease_expired_is_lost_and_retried(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], make: Make
 ) -> None:
     request = _request(retries=1, base_seconds=10, max_seconds=60)
-    crashed = await _service(sessions, "worker-crashed").begin(request)
-    survivor = _service(sessions, "worker-b")
+    crashed = await make("worker-crashed").begin(request)
+    survivor = make("worker-b")
     assert (await survivor.begin(request)).action == "in_progress", "a live lease belongs to its holder"
     await _expire_lease(sessions, request.execution_id)
     seen = await survivor.begin(request)
@@ -105,7 +131,7 @@ async def test_a_redelivered_attempt_whose_lease_expired_is_lost_and_retried(
     assert seen.ending is not None
     assert seen.ending.will_retry
     assert seen.ending.delay_seconds == 10  # uniform(0, 10) at its top, on the ladder
-    late = await _service(sessions, "worker-crashed").finish(request, crashed, RunOutcome(status="succeeded"))
+    late = await make("worker-crashed").finish(request, crashed, RunOutcome(status="succeeded"))
     assert not late.recorded, "the lost run must not record an outcome"
     assert (await survivor.begin(request)).action == "duplicate"
     messages = await _outbox_for(sessions, request.execution_id)
@@ -128,8 +154,8 @@ async def test_a_redelivered_attempt_whose_lease_expired_is_lost_and_retried(
     assert lost.request is None
 
 
-async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionmaker[AsyncSession]) -> None:
-    service = _service(sessions, "worker-a", jitter=0.0)
+async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionmaker[AsyncSession], make: Make) -> None:
+    service = make("worker-a", jitter=0.0)
     last = _request(attempt=3, retries=2)
     begun = await service.begin(last)
     finished = await service.finish(last, begun, RunOutcome(status="timed_out", error="timed out after 1s"))
@@ -155,3 +181,27 @@ async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionm
     history = await service.attempts_of(last.execution_id, account_id=None, after_attempt=0, limit=10)
     assert [(a.attempt, a.status, a.will_retry) for a in history] == [(3, "timed_out", False)]
     assert await service.attempts_of(last.execution_id, account_id=uuid.uuid4(), after_attempt=0, limit=10) == []
+
+
+async def test_the_hot_statements_wake_the_outbox_relay(
+    sessions: async_sessionmaker[AsyncSession], hot_path: HotPath, database_url: str
+) -> None:
+    assert notify_channel(SCHEMA) == CHANNEL
+    listener = await asyncpg.connect(database_url)
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(CHANNEL, lambda _c, _p, channel, _payload: woken.put_nowait(channel))
+    try:
+        service = AttemptService(sessions, worker_id="worker-hot", retry_routes=ROUTES, hot=hot_path)
+        request = _request()
+        begun = await service.begin(request)
+        assert begun.action == "run"
+        assert await asyncio.wait_for(woken.get(), 5) == CHANNEL
+        assert (await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0))).recorded
+        assert await asyncio.wait_for(woken.get(), 5) == CHANNEL
+        assert not (await service.finish(request, begun, RunOutcome(status="failed"))).recorded
+        assert woken.empty(), "a compare-and-set that changed nothing enqueues nothing, so wakes nobody"
+    finally:
+        await listener.close()
+    [row] = await service.attempts_of(request.execution_id, account_id=None, after_attempt=0, limit=5)
+    assert (row.status, row.request, row.lease_expires_at) == ("succeeded", None, None)
+    assert row.updated_at > row.created_at

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from automation_contracts import CloudEvent, RunRequested, validate_event
+from automation_executor import logstream
 from automation_executor.domain.lines import LINE_CUT_MARKER, LineSplitter, cut_line
 from automation_executor.domain.logs import SYSTEM_BUDGET_BYTES, TRUNCATED_MARKER, LogBuffer
 from automation_executor.logstream import LogStreamer
@@ -135,6 +136,37 @@ async def test_streamer_publishes_as_soon_as_a_batch_is_full() -> None:
         assert exchange == "automation.events"
         assert event.type == "execution.log"
         validate_event(event)
+
+
+async def test_system_lines_alone_wait_for_output_or_a_second_then_go_in_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publisher = FakePublisher()
+    async with _streamer(publisher, batch_seconds=0.02) as logs:
+        logs.add("system", None, "attempt 1 started on w")
+        logs.add("system", "s", "step s (shell) started")
+        await asyncio.sleep(0.1)  # five intervals: the system lines alone do not leave
+        assert publisher.events == []
+        logs.add("stdout", "s", "hello")  # output takes them along at the next interval
+        for _ in range(100):
+            if publisher.events:
+                break
+            await asyncio.sleep(0.01)
+        [(batch, _)] = publisher.events
+        assert [e["text"] for e in batch.data["entries"]] == [
+            "attempt 1 started on w",
+            "step s (shell) started",
+            "hello",
+        ]
+        monkeypatch.setattr(logstream, "SYSTEM_ONLY_DELAY_SECONDS", 0.05)
+        logs.add("system", "s", "step s succeeded")
+        for _ in range(100):  # alone, they still leave once they waited long enough
+            if len(publisher.events) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert [e["text"] for e in publisher.events[1][0].data["entries"]] == ["step s succeeded"]
+        logs.add("system", None, "attempt 1 succeeded after 0.20s")
+    assert [e.data["seq"] for e, _ in publisher.events] == [0, 1, 2], "the close publishes what is left"
 
 
 async def test_streamer_flushes_small_batches_after_the_interval() -> None:

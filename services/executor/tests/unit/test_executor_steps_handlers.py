@@ -6,6 +6,8 @@ import asyncio
 import concurrent.futures
 import importlib.metadata
 import logging
+import sys
+import types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from automation_executor.child import python_step
 from automation_executor.child.python_step import HandlerRefused, is_declared, load_handler
 from automation_executor.examples import handlers as examples
+from automation_executor.forkserver.server import preload
 from automation_executor.handlers import AsyncContext, Context, UnknownSecretError
 
 
@@ -130,3 +134,26 @@ async def test_async_context_awaits_the_platform() -> None:
     assert isinstance(ctx.http, httpx.AsyncClient)
     await ctx.aclose()
     assert platform.requests[-1][1]["viewport"] == {"width": 1, "height": 2}
+
+
+def _unreadable_entry_points(**_: object) -> Iterable[importlib.metadata.EntryPoint]:
+    raise AssertionError("the entry points were read again")
+
+
+def test_a_module_manifest_is_enough_without_reading_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(python_step, "_prepared_entry_points", None)
+    monkeypatch.setattr(importlib.metadata, "entry_points", _unreadable_entry_points)
+    assert is_declared("automation_executor.examples.handlers:greet")
+
+
+def test_entry_points_prepared_in_the_fork_server_are_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(python_step, "_prepared_entry_points", None)
+    prepared: list[str] = []
+    fake = types.ModuleType("automation_fake_preloaded")
+    fake.prepare_fork = lambda: prepared.append("yes")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    preload([fake.__name__, "automation_executor.child.python_step"])  # what the fork server does at start
+    assert prepared == ["yes"]
+    monkeypatch.setattr(importlib.metadata, "entry_points", _unreadable_entry_points)
+    assert is_declared("automation_executor.examples.entry_point:ping")
+    assert not is_declared("automation_executor.examples.handlers:undeclared")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
+from fastapi import FastAPI
 from jobapi_support import AccountCreds, create_job, new_account, publish, publish_event, stored_dead_letter
 
-from automation_contracts import CloudEvent, build_event
+from automation_contracts import EVENT_MODELS, CloudEvent, build_event, parse_data
+from automation_job_api.service.executions import ExecutionService, ForeignExecution
 from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
@@ -307,3 +310,36 @@ async def test_recorded_statuses_are_counted(
 
     await wait_until(both_handled, what="both copies handled")
     assert await count(recorded) == recorded_before + 1
+
+
+async def test_events_recorded_together_apply_as_if_one_transaction_each(
+    app: FastAPI, client: httpx.AsyncClient, account: AccountCreds
+) -> None:
+    executions: ExecutionService = app.state.job_api.executions
+    job_id = str(uuid.uuid4())
+    runs = [Run(str(uuid.uuid4()), job_id, account.id) for _ in range(20)]
+    events: list[CloudEvent] = []
+    for run in runs:  # outcome first, then a log and the late start: all in flight at once
+        events += [run.succeeded(1, 9), run.log(1, 0, ("stdout", "main", "only line")), run.started(1, 2)]
+    intruder = Run(runs[0].ids["execution_id"], str(uuid.uuid4()), account.id).started(1, 3)
+    events.append(intruder)
+
+    async def record(event: CloudEvent) -> bool:
+        data: Any = parse_data(event, EVENT_MODELS[event.type])
+        return await executions.record(
+            event.type,
+            data,
+            execution_id=data.execution_id,
+            account_id=data.account_id,
+            job_id=data.job_id,
+            trigger=None,
+        )
+
+    results = await asyncio.gather(*(record(e) for e in events), return_exceptions=True)
+    assert results[:-1] == [True, False, False] * len(runs)
+    assert isinstance(results[-1], ForeignExecution), "an event of another job fails alone, and nothing of it is kept"
+    for run in runs:
+        execution = await _execution(client, account, run.ids["execution_id"])
+        assert (execution["status"], execution["attempt"], execution["job_id"]) == ("succeeded", 1, job_id)
+        assert execution["started_at"] == "2026-11-23T12:00:08Z"
+        assert (await _logs(client, account, run.ids["execution_id"])).endswith("stdout [main] only line\n")

@@ -1,13 +1,26 @@
-"""The executions read model: recording execution events, and reading executions and their logs."""
+"""The executions read model: recording execution events, and reading executions and their logs.
+
+Recording is group-committed: events handed to :meth:`ExecutionService.record` while another batch is
+being written wait for it, then go together in the next transaction (:class:`GroupCommit`). A batch
+locks the rows it touches (in id order, so concurrent replicas cannot deadlock), applies its events
+to them in memory in arrival order with the same monotonic rules as one transaction per event, and
+writes the new rows, the changed rows, the log batches and one ``pg_notify`` for the log followers.
+Under load that is one transaction for many events instead of one each; alone, an event is written
+at once as before.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,11 +29,19 @@ from automation_core.errors import Conflict, NotFound
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
-from automation_job_api.domain.executions import TERMINAL_STATUSES, ExecutionState, Phase, TriggerName, apply, observe
+from automation_job_api.domain.executions import (
+    TERMINAL_STATUSES,
+    ExecutionState,
+    Observation,
+    Phase,
+    TriggerName,
+    apply,
+    observe,
+)
 from automation_job_api.domain.logs import LogBatch, render_log
 from automation_job_api.metrics import CANCELS_REQUESTED, EXECUTIONS_RECORDED
 from automation_job_api.service.events import cancel_requested, publish_control
-from automation_job_api.service.log_follow import notify_execution
+from automation_job_api.service.log_follow import notify_execution, notify_executions
 from automation_job_api.service.paging import Page, newest_first
 
 log = get_logger(__name__)
@@ -31,30 +52,224 @@ class ForeignExecution(Exception):
     """An event names an execution recorded for another job or account: it can never be applied."""
 
 
-def _state_of(row: Execution) -> ExecutionState:
-    return ExecutionState(
-        status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it a Status
-        attempt=row.attempt,
-        phase=Phase(row.phase),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        exit_code=row.exit_code,
-        error=row.error,
-        result=row.result,
-    )
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_BATCH = 256
+"""Most events one recording transaction takes (the consumer's prefetch bounds it first)."""
+BATCH_TRIES = 3
+_LEAD = object()
 
 
-def _columns_of(state: ExecutionState) -> dict[str, Any]:
-    values = {name: getattr(state, name) for name in _STATE_FIELDS}
-    values["phase"] = int(state.phase)
-    return values
+class BatchFailed(Exception):
+    """The batch an event was part of could not be written (the leader's error is named)."""
+
+
+@dataclass(slots=True)
+class _Waiting(Generic[T]):
+    item: T
+    future: asyncio.Future[Any]
+
+
+class GroupCommit(Generic[T, R]):
+    """Applies items submitted by concurrent callers in batches, one batch at a time, without a task of its own.
+
+    The first caller leads: it yields once to the event loop (deliveries already read join in), then
+    applies its own item and up to ``max_batch - 1`` waiting ones with ``apply_batch`` (one answer per
+    item, in order; an exception as an answer is raised to that item's caller alone). Callers that
+    arrive meanwhile wait; when the batch is done, the longest-waiting one leads the next batch. If
+    the batch fails as a whole, the leader gets the error and the others :class:`BatchFailed`.
+    """
+
+    def __init__(self, apply_batch: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = MAX_BATCH) -> None:
+        self._apply = apply_batch
+        self._max = max(1, max_batch)
+        self._queue: deque[_Waiting[T]] = deque()
+        self._leading = False
+
+    async def submit(self, item: T) -> R:
+        """``item``'s answer, once the batch it went in is committed."""
+        if not self._leading:
+            self._leading = True
+            return await self._lead(item)
+        waiting: _Waiting[T] = _Waiting(item, asyncio.get_running_loop().create_future())
+        self._queue.append(waiting)
+        try:
+            answer = await waiting.future
+        except asyncio.CancelledError:
+            future = waiting.future
+            if future.done() and not future.cancelled() and future.exception() is None and future.result() is _LEAD:
+                self._hand_over()  # cancelled just as its turn came: pass the lead on
+            elif waiting in self._queue:
+                self._queue.remove(waiting)
+            raise
+        if answer is _LEAD:
+            return await self._lead(item)
+        return cast(R, answer)
+
+    async def _lead(self, item: T) -> R:
+        try:
+            await asyncio.sleep(0)
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max - 1))]
+            try:
+                answers = await self._apply([item, *(w.item for w in batch)])
+            except BaseException as exc:
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(BatchFailed(f"recording batch failed: {exc!r}"))
+                raise
+            for waiting, answer in zip(batch, answers[1:], strict=True):
+                if waiting.future.done():  # its caller was cancelled; the item was applied all the same
+                    continue
+                if isinstance(answer, BaseException):
+                    waiting.future.set_exception(answer)
+                else:
+                    waiting.future.set_result(answer)
+        finally:
+            self._hand_over()
+        own = answers[0]
+        if isinstance(own, BaseException):
+            raise own
+        return own
+
+    def _hand_over(self) -> None:
+        while self._queue:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                waiting.future.set_result(_LEAD)
+                return
+        self._leading = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One execution event to record: what it observes about which execution (and its log batch)."""
+
+    observation: Observation
+    execution_id: uuid.UUID
+    account_id: uuid.UUID
+    job_id: uuid.UUID
+    trigger: TriggerName | None = None
+    scheduled_for: datetime | None = None
+    log: ExecutionLog | None = None
+
+
+class _ConcurrentInsert(Exception):
+    """A row this batch meant to create was created by someone else first."""
+
+
+executions = cast(Table, Execution.__table__)
+_READ = [executions.c[name] for name in ("id", "account_id", "job_id", "trigger", "scheduled_for", *_STATE_FIELDS)]
+_WRITTEN = ("trigger", "scheduled_for", *_STATE_FIELDS, "updated_at")
+_UPDATE = (
+    update(executions).where(executions.c.id == bindparam("b_id")).values({name: bindparam(name) for name in _WRITTEN})
+)
+
+
+@dataclass(slots=True)
+class _Row:
+    """An execution row as a batch sees it: loaded (or created by the batch) and changed in memory."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    job_id: uuid.UUID
+    trigger: str
+    scheduled_for: datetime | None
+    state: ExecutionState
+    new: bool = False
+    dirty: bool = False
+
+    @classmethod
+    def of(cls, row: Any) -> _Row:
+        state = ExecutionState(
+            status=row.status,
+            attempt=row.attempt,
+            phase=Phase(row.phase),
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            exit_code=row.exit_code,
+            error=row.error,
+            result=row.result,
+        )
+        return cls(row.id, row.account_id, row.job_id, row.trigger, row.scheduled_for, state)
+
+    def values(self, now: datetime) -> dict[str, Any]:
+        """The columns to write (all of them for a new row)."""
+        values = {name: getattr(self.state, name) for name in _STATE_FIELDS}
+        values |= {"phase": int(self.state.phase), "trigger": self.trigger, "scheduled_for": self.scheduled_for}
+        values["updated_at"] = now
+        if self.new:
+            values |= {"id": self.id, "account_id": self.account_id, "job_id": self.job_id, "created_at": now}
+        return values
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a batch writes, and each event's answer."""
+
+    rows: dict[uuid.UUID, _Row] = field(default_factory=dict)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    notify: list[uuid.UUID] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)
+    results: list[bool | ForeignExecution] = field(default_factory=list)
+
+
+def _fold(events: Sequence[RecordedEvent], rows: dict[uuid.UUID, _Row]) -> _Plan:
+    """Apply ``events`` in order to the locked ``rows`` in memory, exactly as one transaction each would."""
+    plan = _Plan(rows=rows)
+    for event in events:
+        row = rows.get(event.execution_id)
+        if row is not None and (row.account_id != event.account_id or row.job_id != event.job_id):
+            plan.results.append(ForeignExecution(f"execution {event.execution_id} belongs to another job or account"))
+            continue
+        if event.log is not None:
+            plan.logs.append(
+                {
+                    "execution_id": event.execution_id,
+                    "attempt": event.log.attempt,
+                    "seq": event.log.seq,
+                    "entries": [entry.model_dump(mode="json") for entry in event.log.entries],
+                    "truncated": event.log.truncated,
+                }
+            )
+        if event.execution_id not in plan.notify:
+            plan.notify.append(event.execution_id)
+        if row is None:
+            state = apply(None, event.observation)
+            rows[event.execution_id] = _Row(
+                event.execution_id,
+                event.account_id,
+                event.job_id,
+                event.trigger or "schedule",
+                event.scheduled_for,
+                state,
+                new=True,
+                dirty=True,
+            )
+            plan.recorded.append(state.status)
+            plan.results.append(True)
+            continue
+        if event.trigger is not None and row.trigger != event.trigger:
+            row.trigger, row.dirty = event.trigger, True
+        if event.scheduled_for is not None and row.scheduled_for is None:
+            row.scheduled_for, row.dirty = event.scheduled_for, True
+        new = apply(row.state, event.observation)
+        changed = new.status != row.state.status
+        if new != row.state:
+            row.state, row.dirty = new, True
+        if changed:
+            plan.recorded.append(new.status)
+        plan.results.append(changed)
+    return plan
 
 
 class ExecutionService:
     """Use cases of the executions read model."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH) -> None:
         self._sessions = sessions
+        self._commits: GroupCommit[RecordedEvent, bool | ForeignExecution] = GroupCommit(
+            self.record_batch, max_batch=max_batch
+        )
 
     async def record(
         self,
@@ -71,66 +286,63 @@ class ExecutionService:
 
         ``trigger`` and ``scheduled_for`` come from ``execution.started``; a row first created by
         another event (logs may overtake the start) assumes ``schedule`` until the start names it.
+        Events recorded at the same time by concurrent callers share one transaction (see
+        :class:`GroupCommit`); each caller still gets its own answer.
 
         Raises :class:`ForeignExecution` when the execution is recorded under another job or account.
         """
-        observation = observe(event_type, data)
+        event = RecordedEvent(
+            observation=observe(event_type, data),
+            execution_id=execution_id,
+            account_id=account_id,
+            job_id=job_id,
+            trigger=trigger,
+            scheduled_for=scheduled_for,
+            log=data if isinstance(data, ExecutionLog) else None,
+        )
+        result = await self._commits.submit(event)
+        if isinstance(result, ForeignExecution):
+            raise result
+        return result
+
+    async def record_batch(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution]:
+        """Apply events in one transaction, in order; per event: whether the status changed, or why it cannot apply."""
+        for _ in range(BATCH_TRIES - 1):
+            try:
+                return await self._record_batch_once(events)
+            except _ConcurrentInsert:
+                continue  # another replica created one of these rows meanwhile: lock it and apply on top
+        return await self._record_batch_once(events)
+
+    async def _record_batch_once(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution]:
         now = utcnow()
+        ids = sorted({e.execution_id for e in events})
         async with self._sessions.begin() as session:
-            await notify_execution(session, execution_id)  # sent at commit, dropped on rollback
-            if isinstance(data, ExecutionLog):
+            found = (
                 await session.execute(
-                    insert(ExecutionLogBatch)
-                    .values(
-                        execution_id=execution_id,
-                        attempt=data.attempt,
-                        seq=data.seq,
-                        entries=[entry.model_dump(mode="json") for entry in data.entries],
-                        truncated=data.truncated,
-                        received_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["execution_id", "attempt", "seq"])
+                    select(*_READ).where(executions.c.id.in_(ids)).order_by(executions.c.id).with_for_update()
                 )
-            first = apply(None, observation)
-            inserted = await session.scalar(
-                insert(Execution)
-                .values(
-                    id=execution_id,
-                    account_id=account_id,
-                    job_id=job_id,
-                    trigger=trigger or "schedule",
-                    scheduled_for=scheduled_for,
-                    created_at=now,
-                    updated_at=now,
-                    **_columns_of(first),
+            ).all()
+            rows = {row.id: _Row.of(row) for row in found}
+            plan = _fold(events, rows)
+            inserts = [row.values(now) for row in plan.rows.values() if row.new]
+            if inserts:
+                stmt = insert(executions).on_conflict_do_nothing(index_elements=["id"]).returning(executions.c.id)
+                inserted = (await session.execute(stmt, inserts)).scalars().all()
+                if len(inserted) != len(inserts):
+                    raise _ConcurrentInsert  # rolled back by the session; the batch is tried again
+            updates = [row.values(now) | {"b_id": row.id} for row in plan.rows.values() if row.dirty and not row.new]
+            if updates:
+                await session.execute(_UPDATE, updates)
+            if plan.logs:
+                logs = insert(ExecutionLogBatch).on_conflict_do_nothing(
+                    index_elements=["execution_id", "attempt", "seq"]
                 )
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(Execution.id)
-            )
-            if inserted is not None:
-                EXECUTIONS_RECORDED.labels(first.status).inc()
-                return True
-            row = await session.scalar(select(Execution).where(Execution.id == execution_id).with_for_update())
-            assert row is not None  # the insert conflicted on this id, and rows are never deleted
-            if row.account_id != account_id or row.job_id != job_id:
-                raise ForeignExecution(f"execution {execution_id} belongs to another job or account")
-            if trigger is not None and row.trigger != trigger:
-                row.trigger = trigger
-                row.updated_at = now
-            if scheduled_for is not None and row.scheduled_for is None:
-                row.scheduled_for = scheduled_for
-                row.updated_at = now
-            current = _state_of(row)
-            new = apply(current, observation)
-            if new == current:
-                return False
-            for name, value in _columns_of(new).items():
-                setattr(row, name, value)
-            row.updated_at = now
-        if new.status != current.status:
-            EXECUTIONS_RECORDED.labels(new.status).inc()
-            return True
-        return False
+                await session.execute(logs, [log | {"received_at": now} for log in plan.logs])
+            await notify_executions(session, plan.notify)
+        for status in plan.recorded:
+            EXECUTIONS_RECORDED.labels(status).inc()
+        return plan.results
 
     async def cancel(self, account_id: uuid.UUID, execution_id: uuid.UUID, reason: str) -> Execution:
         """Ask every executor to stop a queued or running execution (``execution.cancel`` via the outbox).

@@ -1,10 +1,11 @@
 """Followed logs: ``GET /api/v1/executions/{id}/logs?follow=true`` as server-sent events.
 
 Whoever records an execution event (the consumer, a cancellation) issues
-``pg_notify('job_api_executions', <execution id>)`` in the same transaction, so the notification is
-sent at commit, by whichever job-api replica recorded it, to every replica. :class:`ExecutionWatch`
-holds one ``LISTEN`` connection per process (reconnecting when it drops) and wakes the streams
-following that execution. A stream re-reads the database when woken, and at least every
+``pg_notify('job_api_executions', <execution ids>)`` in the same transaction, so the notification is
+sent at commit, by whichever job-api replica recorded it, to every replica. The payload is one
+execution id, or several separated by commas (a batch of events recorded together notifies once).
+:class:`ExecutionWatch` holds one ``LISTEN`` connection per process (reconnecting when it drops) and
+wakes the streams following those executions. A stream re-reads the database when woken, and at least every
 ``AUTOMATION_LOG_FOLLOW_POLL_SECONDS`` anyway, so a lost notification delays it, never stalls it.
 The framing is :mod:`automation_job_api.domain.sse`.
 """
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +31,45 @@ from automation_job_api.domain.sse import START, LogPosition, comment, frame
 from automation_job_api.metrics import LOG_FOLLOW_STREAMS
 
 NOTIFY_CHANNEL = "job_api_executions"
+MAX_PAYLOAD_BYTES = 7999
+"""PostgreSQL's limit on a notification payload is 8000 bytes."""
+UUID_TEXT_BYTES = 36
 PAGE = 500
 log = get_logger(__name__)
 
 
 async def notify_execution(session: AsyncSession, execution_id: uuid.UUID) -> None:
     """Tell every follower of the execution, at commit, that something about it was recorded."""
+    await notify_executions(session, [execution_id])
+
+
+def notify_payloads(execution_ids: Sequence[uuid.UUID]) -> list[str]:
+    """The payloads naming ``execution_ids``: comma-separated, each within PostgreSQL's payload limit."""
+    per_payload = MAX_PAYLOAD_BYTES // (UUID_TEXT_BYTES + 1)
+    ids = [str(execution_id) for execution_id in execution_ids]
+    return [",".join(ids[i : i + per_payload]) for i in range(0, len(ids), per_payload)]
+
+
+async def notify_executions(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> None:
+    """:func:`notify_execution` for many executions, in one statement (one notification per 216 ids)."""
+    payloads = notify_payloads(execution_ids)
+    if not payloads:
+        return
     await session.execute(
-        text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(execution_id)}
+        text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
+        {"channel": NOTIFY_CHANNEL, "payloads": payloads},
     )
+
+
+def parse_payload(payload: object) -> list[uuid.UUID]:
+    """The execution ids a notification names (malformed ones are skipped)."""
+    ids = []
+    for part in str(payload).split(","):
+        try:
+            ids.append(uuid.UUID(part))
+        except ValueError:
+            continue
+    return ids
 
 
 class ExecutionWatch:
@@ -79,12 +110,11 @@ class ExecutionWatch:
                     del self._waiters[execution_id]
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            execution_id = uuid.UUID(str(payload))
-        except ValueError:
+        if not self._waiters:
             return
-        for event in self._waiters.get(execution_id, ()):
-            event.set()
+        for execution_id in parse_payload(payload):
+            for event in self._waiters.get(execution_id, ()):
+                event.set()
 
     def _wake_all(self) -> None:
         for events in self._waiters.values():
