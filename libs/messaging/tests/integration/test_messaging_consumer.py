@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from automation_contracts import CloudEvent, build_event
+from automation_contracts import CloudEvent, JobDeleted, build_event
 from automation_core.settings import ServiceSettings
 from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
 from automation_messaging.consumer import Consumer
@@ -100,6 +100,27 @@ async def test_bad_messages_are_dead_lettered_with_reason_and_consumption_goes_o
     assert "data.version" in " ".join(reasons)
     assert all(m.headers["x-original-queue"] == "msgtest.bad" for m in dead)
     assert handled == [valid.id]
+
+
+async def test_the_handler_gets_the_model_the_runner_checked(broker: Broker) -> None:
+    models: list[object] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        models.append(delivery.model)
+        models.append(delivery.parse(event, JobDeleted))
+
+    consumer = Consumer(broker, queue=queue_factory("msgtest.model", "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        event = job_deleted()
+        await broker.publisher.publish(event, exchange=EVENTS)
+        await wait_until(lambda: asyncio.sleep(0, len(models) == 2), what="the handled message")
+    finally:
+        await consumer.stop()
+    checked, parsed = models
+    assert isinstance(checked, JobDeleted)
+    assert parsed is checked
+    assert str(checked.job_id) == event.data["job_id"]
 
 
 async def test_failing_handler_is_requeued_then_dead_lettered_at_the_limit(broker: Broker) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from automation_browser_pool.service import BrowserTaskService
-from automation_contracts import BrowserTask, CloudEvent, ContractError, build_event, parse_data
+from automation_contracts import BrowserTask, CloudEvent, ContractError, build_event
 from automation_messaging import DeadLetter, Delivery
 from automation_messaging.consumer import QueueFactory
 from automation_messaging.topology import BROWSER_TASK, BROWSER_TASKS, WORK_QUEUES, declare_work_queue
@@ -42,7 +42,7 @@ class BrowserTaskHandler:
         if event.type != BROWSER_TASK:
             raise DeadLetter(f"unexpected event type {event.type!r} on {delivery.queue} (expected {BROWSER_TASK!r})")
         try:
-            task = parse_data(event, BrowserTask)
+            task = delivery.parse(event, BrowserTask)
         except ContractError as exc:
             raise DeadLetter(f"invalid browser.task: {exc}") from exc
         result = await self._service.answer(task)

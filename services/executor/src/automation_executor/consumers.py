@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-from automation_contracts import CloudEvent, ContractError, RunRequested, parse_data
+from automation_contracts import CloudEvent, ContractError, RunRequested
 from automation_core.logging import bind_context, get_logger
 from automation_executor import metrics
 from automation_executor.domain.backoff import round_to_ladder
@@ -87,10 +87,10 @@ class RunRequestHandler:
         self._routes = retry_routes
         self._sandbox = sandbox or SandboxStatus(None)
 
-    async def handle(self, event: CloudEvent, _delivery: Delivery) -> CloudEvent | None:
+    async def handle(self, event: CloudEvent, delivery: Delivery) -> CloudEvent | None:
         """The consumer's handler (returns nothing: there is no reply)."""
         try:
-            request = parse_data(event, RunRequested)
+            request = delivery.parse(event, RunRequested)
         except ContractError as exc:
             metrics.DEAD_LETTERS.labels("invalid_request").inc()
             raise DeadLetter(f"invalid run.requested: {exc}") from exc

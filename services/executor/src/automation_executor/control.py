@@ -10,7 +10,7 @@ learns of the cancellation from its next heartbeat.
 
 from __future__ import annotations
 
-from automation_contracts import CancelExecution, CloudEvent, ContractError, parse_data
+from automation_contracts import CancelExecution, CloudEvent, ContractError
 from automation_core.logging import bind_context, get_logger
 from automation_executor import metrics
 from automation_executor.leases import LeaseService
@@ -28,13 +28,13 @@ class CancelHandler:
         self._pool = pool
         self._kill_grace = kill_grace
 
-    async def handle(self, event: CloudEvent, _delivery: Delivery) -> CloudEvent | None:
+    async def handle(self, event: CloudEvent, delivery: Delivery) -> CloudEvent | None:
         """Remember the cancellation, then stop the execution's runs on this replica."""
         if event.type != "execution.cancel":
             log.info("control_message_ignored", event_type=event.type)
             return None
         try:
-            cancel = parse_data(event, CancelExecution)
+            cancel = delivery.parse(event, CancelExecution)
         except ContractError as exc:
             metrics.DEAD_LETTERS.labels("invalid_request").inc()
             raise DeadLetter(f"invalid execution.cancel: {exc}") from exc
