@@ -8,14 +8,21 @@ whose every publish waits for the broker's confirm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq.abc import ChannelFrame
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from pamqp.header import ContentHeader
 
 from automation_contracts import PLATFORM_EVENT_PREFIXES, CloudEvent
 from automation_core.logging import get_logger
@@ -25,6 +32,8 @@ from automation_core.tracing import extract_context, get_tracer, inject_headers
 from automation_messaging.topology import COMMANDS, EVENTS, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
+PUBLISH_BATCH_TIMEOUT_SECONDS = 30.0
+"""Longest a :meth:`Publisher.publish_many` batch waits for its write and confirms."""
 log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
 
@@ -40,6 +49,23 @@ def routing_key_label(exchange: str, routing_key: str) -> str:
     if exchange == EVENTS and routing_key.split(".", 1)[0] not in PLATFORM_EVENT_PREFIXES:
         return "external"
     return routing_key
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One message of :meth:`Publisher.publish_many`: a body as it is and its AMQP envelope."""
+
+    body: bytes
+    exchange: str
+    routing_key: str
+    message_id: str
+    message_type: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    priority: int | None = None
+
+
+class PublishReturned(Exception):
+    """The broker returned a mandatory message: no queue is bound for its routing key."""
 
 
 class Publisher:
@@ -137,6 +163,152 @@ class Publisher:
             # unroutable command an error for the caller instead of a silent loss.
             await target.publish(message, routing_key=routing_key, mandatory=exchange == COMMANDS)
         MESSAGES_PUBLISHED.labels(self._service, exchange or "default", routing_key_label(exchange, routing_key)).inc()
+
+    async def publish_many(self, messages: Sequence[RawMessage]) -> list[BaseException | None]:
+        """Publish a batch with confirms; one result per message (None: confirmed).
+
+        :meth:`send_many`, then wait for its confirms.
+        """
+        return await (await self.send_many(messages))
+
+    async def send_many(self, messages: Sequence[RawMessage]) -> asyncio.Future[list[BaseException | None]]:
+        """Write a batch and return, without waiting for the broker's confirms, a future of one result
+        per message (None: confirmed; else the error: nack, return of an unroutable command, lost channel).
+
+        The fast path for high rates (the scheduler's fire dispatch): the frames go straight to the
+        channel underneath aio-pika in one write, so a caller can send the next batch while the broker
+        confirms this one. The batch has one PRODUCER span whose context every message carries (a
+        message's own ``traceparent`` header, e.g. an outbox row's captured context, is kept). Commands
+        are published mandatory, as :meth:`publish_raw` does.
+        """
+        loop = asyncio.get_running_loop()
+        if not messages:
+            done: asyncio.Future[list[BaseException | None]] = loop.create_future()
+            done.set_result([])
+            return done
+        now = datetime.now(UTC).replace(microsecond=0)
+        with tracer.start_as_current_span(
+            "publish batch",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "publish",
+                "messaging.batch.message_count": len(messages),
+            },
+        ):
+            context: dict[str, Any] = {}
+            inject_headers(context)
+            channel = await self._channel.get_underlay_channel()
+            framed = []
+            for m in messages:
+                headers = {**context, **m.headers} if context else dict(m.headers)
+                properties = aiormq.spec.Basic.Properties(
+                    content_type=CLOUDEVENTS_JSON,
+                    delivery_mode=2,
+                    headers=headers,
+                    message_id=m.message_id,
+                    message_type=m.message_type,
+                    priority=m.priority,
+                    timestamp=now,
+                    app_id=self._service,
+                )
+                framed.append((m, properties))
+            if isinstance(channel, aiormq.Channel) and channel.publisher_confirms:
+                confirms = await _write_batch(channel, framed)
+            else:  # the documented path, one publish call per message
+                confirms = [
+                    asyncio.ensure_future(
+                        channel.basic_publish(
+                            m.body,
+                            exchange=m.exchange,
+                            routing_key=m.routing_key,
+                            properties=properties,
+                            mandatory=m.exchange == COMMANDS,
+                        )
+                    )
+                    for m, properties in framed
+                ]
+        return asyncio.ensure_future(self._confirmed(messages, confirms))
+
+    async def _confirmed(
+        self, messages: Sequence[RawMessage], confirms: Sequence[asyncio.Future[Any]]
+    ) -> list[BaseException | None]:
+        async with asyncio.timeout(PUBLISH_BATCH_TIMEOUT_SECONDS):
+            outcomes = await asyncio.gather(*confirms, return_exceptions=True)
+        results: list[BaseException | None] = []
+        sent: Counter[tuple[str, str]] = Counter()
+        for m, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                results.append(outcome)
+            elif not isinstance(outcome, aiormq.spec.Basic.Ack):  # a returned message comes back as itself
+                results.append(PublishReturned(f"returned by the broker: no queue for {m.routing_key!r}"))
+            else:
+                results.append(None)
+                sent[(m.exchange or "default", routing_key_label(m.exchange, m.routing_key))] += 1
+        for (exchange, label), count in sent.items():
+            MESSAGES_PUBLISHED.labels(self._service, exchange, label).inc(count)
+        return results
+
+
+async def _write_batch(
+    channel: aiormq.Channel, framed: Sequence[tuple[RawMessage, aiormq.spec.Basic.Properties]]
+) -> list[asyncio.Future[Any]]:
+    """Write a batch on a confirming channel in one socket write; returns one confirmation per message.
+
+    ``basic_publish`` costs a lock round, a timeout scope and a socket write per message, which is most
+    of the CPU of a high-rate publisher. This does what it does for each message (next delivery tag, a
+    confirmation future registered where aiormq's confirm and return handlers look for it, and which a
+    closing channel fails) under one hold of the channel lock, and queues all the frames as one write.
+    """
+    futures: list[asyncio.Future[Any]] = []
+    frames: list[Any] = []
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(PUBLISH_BATCH_TIMEOUT_SECONDS), channel.lock:
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+        for m, properties in framed:
+            channel.delivery_tag += 1
+            tag = channel.delivery_tag
+            # A plain future (not the channel's future store, whose bookkeeping per future costs more
+            # than the publish): a closing channel fails the batch through the callback below.
+            confirmation = loop.create_future()
+            channel.confirmations[tag] = confirmation
+            channel.message_id_delivery_tag[m.message_id] = tag
+            confirmation.add_done_callback(functools.partial(_forget_message_id, channel, m.message_id, tag))
+            futures.append(confirmation)
+            frames.append(
+                aiormq.spec.Basic.Publish(
+                    exchange=m.exchange, routing_key=m.routing_key, mandatory=m.exchange == COMMANDS
+                )
+            )
+            frames.append(ContentHeader(properties=properties, body_size=len(m.body)))
+            frames.extend(channel._split_body(m.body))
+        closing = channel.closing
+        on_close = functools.partial(_fail_pending, futures)
+        closing.add_done_callback(on_close)
+        for confirmation in futures[-1:]:  # confirms arrive in order: the last one settles the batch
+            confirmation.add_done_callback(lambda _: closing.remove_done_callback(on_close))
+        drained = channel.create_future()
+        await channel.write_queue.put(
+            ChannelFrame.marshall(channel_number=channel.number, frames=frames, drain_future=drained)
+        )
+        await drained
+    return futures
+
+
+def _fail_pending(futures: list[asyncio.Future[Any]], closing: asyncio.Future[Any]) -> None:
+    """The channel closed: fail the batch's confirms still pending (as aiormq fails its own)."""
+    reason: BaseException = aiormq.exceptions.ChannelInvalidStateError("the channel closed before the confirms")
+    if not closing.cancelled() and closing.exception() is not None:
+        reason = closing.exception() or reason
+    for confirmation in futures:
+        if not confirmation.done():
+            confirmation.set_exception(reason)
+
+
+def _forget_message_id(channel: aiormq.Channel, message_id: str, tag: int, _: asyncio.Future[Any]) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        channel.message_id_delivery_tag.pop(message_id)
 
 
 class Broker:
