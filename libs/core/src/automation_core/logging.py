@@ -38,7 +38,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=False,
+        # A logger builds its processor chain once, at its first call: without the cache every call
+        # rebuilds it (tens of microseconds per line, even for a level that is filtered out).
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
