@@ -18,6 +18,7 @@ ALERTS = {
     "ServiceDown",
     "SchedulerNotFiring",
     "FireLatenessHigh",
+    "FiresLeftToRelays",
     "ExecutionsFailing",
     "DeadLettersGrowing",
     "OutboxStuck",

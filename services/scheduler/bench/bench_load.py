@@ -22,6 +22,7 @@ against ``automation_schedule`` on a sample). The consumer applies one job per t
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -30,7 +31,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from automation_contracts import JobSpec
 from automation_schedule import parse_schedule
+from automation_scheduler.domain.compiled import scheduled_parameters
 
 CRON_PERIODS_SECONDS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800)
 CHUNK = 50_000
@@ -214,15 +217,18 @@ async def verify_sample(conn: asyncpg.Connection, first_fire: datetime, latest: 
 
     Each sampled clone not fired yet must have its first fire time on its schedule's grid as
     ``automation_schedule`` computes it, no earlier than the first slot at or after ``first_fire`` and no
-    later than the first slot at or after ``latest`` (the load's end plus the lead).
+    later than the first slot at or after ``latest`` (the load's end plus the lead). Its stored run
+    parameters must be what the scheduler resolves from the clone's own spec.
     """
     rows = await conn.fetch(
-        "SELECT expression, timezone, anchor, next_fire_at FROM scheduler.schedules"
+        "SELECT job_id, spec::text AS spec, run_parameters::text AS run_parameters, expression, timezone, anchor,"
+        " next_fire_at FROM scheduler.schedules"
         " WHERE state = 'active' AND last_fire_at IS NULL ORDER BY random() LIMIT $1",
         sample,
     )
     tick = timedelta(microseconds=1)
     for row in rows:
+        check_parameters(row)
         schedule = parse_schedule(row["expression"], timezone=row["timezone"], anchor=row["anchor"])
         stored: datetime = row["next_fire_at"]
         earliest, last = schedule.next_after(first_fire - tick), schedule.next_after(latest - tick)
@@ -230,3 +236,11 @@ async def verify_sample(conn: asyncpg.Connection, first_fire: datetime, latest: 
         if not on_grid or earliest is None or last is None or not earliest <= stored <= last:
             raise AssertionError(f"clone {dict(row)} is off its schedule (expected {earliest} .. {last})")
     return len(rows)
+
+
+def check_parameters(row: asyncpg.Record) -> None:
+    """A clone's stored run parameters against what the scheduler's own code resolves from its spec."""
+    spec = JobSpec.model_validate(json.loads(row["spec"]))
+    stored = json.loads(row["run_parameters"]) if row["run_parameters"] is not None else None
+    if stored != scheduled_parameters(spec):
+        raise AssertionError(f"clone {row['job_id']}: stored run parameters {stored} do not match its spec")

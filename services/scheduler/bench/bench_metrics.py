@@ -2,7 +2,7 @@
 
 From the two scrapes: fires committed and messages published by the outbox relay (the difference
 piles up in the outbox), fire-loop rounds (``automation_scheduler_fire_batch_seconds`` count and sum) and
-fires per round, and the commit lateness the scheduler itself observes
+fires per round, and the publish lateness the scheduler itself observes
 (``automation_scheduler_fire_lateness_seconds``, as the upper bound of the histogram bucket that holds
 the quantile). A metric the scheduler no longer exposes is reported as missing, not guessed.
 """
@@ -110,13 +110,13 @@ class LoopFigures:
         if self.fires is not None:
             parts.append(f"fire loop committed {self.fires / window:.0f} fires/s")
         if self.published is not None:
-            parts.append(f"relay published {self.published / window:.0f} messages/s")
+            parts.append(f"published {self.published / window:.0f} messages/s (dispatcher and relay)")
         if self.pending is not None:
-            parts.append(f"outbox backlog {self.pending:.0f} rows at the end")
+            parts.append(f"outbox {self.pending:.0f} rows at the end (held for their lease or unpublished)")
         if self.fires:
             per_fire = cpu_percent / 100 * window / self.fires * 1000
             parts.append(f"scheduler CPU {per_fire:.3f} ms/fire (one full core: ~{1000 / per_fire:.0f} fires/s)")
         if self.commit_p99 is not None:
             p50 = "-" if self.commit_p50 is None else f"{self.commit_p50 * 1000:g}"
-            parts.append(f"commit lateness (own histogram) p50 <= {p50} ms, p99 <= {self.commit_p99 * 1000:g} ms")
+            parts.append(f"publish lateness (own histogram) p50 <= {p50} ms, p99 <= {self.commit_p99 * 1000:g} ms")
         return "; ".join(parts) or "scheduler metrics unavailable"

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_messaging import Runtime
 from automation_scheduler.backfill import BackfillService
+from automation_scheduler.db.tables import outbox
+from automation_scheduler.dispatch import FireDispatcher
 from automation_scheduler.domain.compiled import CompiledCache
 from automation_scheduler.executions import ExecutionEventsHandler
 from automation_scheduler.fire_loop import FireLoop
@@ -64,7 +66,21 @@ def build_scheduler(settings: SchedulerSettings, runtime: Runtime) -> Scheduler:
             max_paused_records=settings.scheduler_max_missed_records,
             on_triggers_changed=binder.poke,
         ),
-        fire_loop=FireLoop(engine, settings, cache, signal, on_committed=wake_relay),
+        fire_loop=FireLoop(
+            engine,
+            settings,
+            cache,
+            signal,
+            dispatcher=FireDispatcher(
+                engine,
+                outbox,
+                amqp_url=settings.amqp_url.get_secret_value(),
+                service=settings.service_name,
+                lease_seconds=settings.scheduler_publish_lease_seconds,
+                coalesce_seconds=settings.scheduler_dispatch_coalesce_ms / 1000,
+            ),
+            on_committed=wake_relay,
+        ),
         sampler=Periodic("state_sample", lambda: sample_states(engine), settings.scheduler_stats_interval_seconds),
         cleaner=Periodic(
             "retention_cleanup", lambda: cleanup(engine, retention), settings.scheduler_cleanup_interval_seconds

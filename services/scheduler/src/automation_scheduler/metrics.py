@@ -4,8 +4,8 @@
   ``backfill``; a backfill run counts when it is released).
 - ``automation_scheduler_fire_outcomes_total{outcome}``: nominal slots recorded, by outcome (``fired``,
   ``skipped``, ``missed``, ``coalesced``, ``paused``, ``dropped``, ``backfill``).
-- ``automation_scheduler_fire_lateness_seconds``: commit time of a scheduled fire minus its due time
-  (the nominal time plus the job's jitter).
+- ``automation_scheduler_fire_lateness_seconds``: publish time of a scheduled fire's ``run.requested``
+  minus its due time (the nominal time plus the job's jitter), taken as the dispatcher sends it.
 - ``automation_scheduler_misfires_total{reason}``: nominal slots that did not fire: ``missed`` and
   ``coalesced`` (after downtime), ``dropped`` (starting deadline), ``unrecorded`` (slots left out of the
   record after a long downtime, counted once per schedule and round), ``invalid_schedule`` (a stored
@@ -20,6 +20,9 @@
 - ``automation_scheduler_running_executions``: executions the overlap policy sees running, sampled.
 - ``automation_scheduler_fire_batch_seconds``: time of one claim-and-fire transaction.
 - ``automation_scheduler_cleanup_deleted_total{table}``: rows removed by the retention cleanup.
+- ``automation_scheduler_dispatch_pending``: committed fires waiting in memory for their time.
+- ``automation_scheduler_dispatch_left_total{reason}``: committed fires the dispatcher left to the outbox
+  relays (``error``: the publish failed; ``lease``: it got to them too late), published after the lease.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ RUNNING = Gauge("automation_scheduler_running_executions", "Executions the overl
 CLEANUP_DELETED = Counter("automation_scheduler_cleanup_deleted", "Rows removed by the retention cleanup.", ["table"])
 FIRE_LATENESS = Histogram(
     "automation_scheduler_fire_lateness_seconds",
-    "Commit time of a fire minus its nominal time.",
+    "Publish time of a scheduled fire minus its due time.",
     buckets=LATENESS_BUCKETS,
 )
 MISFIRES = Counter("automation_scheduler_misfires", "Nominal slots that did not fire, by reason.", ["reason"])
@@ -66,4 +69,8 @@ FIRE_BATCH_DURATION = Histogram(
     "automation_scheduler_fire_batch_seconds",
     "Time of one claim-and-fire transaction.",
     buckets=BATCH_BUCKETS,
+)
+DISPATCH_PENDING = Gauge("automation_scheduler_dispatch_pending", "Committed fires waiting for their time.")
+DISPATCH_LEFT = Counter(
+    "automation_scheduler_dispatch_left", "Committed fires left to the outbox relays, by reason.", ["reason"]
 )

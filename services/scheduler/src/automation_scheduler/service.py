@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_contracts import JobSpec
 from automation_core.logging import get_logger
-from automation_schedule import jitter_offset
+from automation_schedule import ScheduleError, jitter_offset
 from automation_scheduler import metrics
 from automation_scheduler.db import repository as repo
-from automation_scheduler.domain.compiled import CompiledCache, CompiledJob, compile_spec
+from automation_scheduler.domain.compiled import CompiledCache, CompiledJob, compile_spec, scheduled_parameters
 from automation_scheduler.domain.policies import slots_between
 from automation_scheduler.domain.schedules import (
     IncomingVersion,
@@ -154,7 +154,10 @@ class ScheduleService:
         if state != "active":
             next_fire_at = None
         pause = pause_bookkeeping(stored, state)
-        values = self._row_values(change, plan, state, stored, next_fire_at) | {"paused_from": pause.paused_from}
+        values = self._row_values(change, plan, state, stored, next_fire_at) | {
+            "paused_from": pause.paused_from,
+            "run_parameters": self._run_parameters(change, compiled),
+        }
         if stored is None:
             if not await repo.insert_schedule(conn, {"job_id": change.job_id, **values}):
                 return None  # another delivery inserted the job first: decide again on its row
@@ -195,6 +198,20 @@ class ScheduleService:
         if plan.state != "active" or spec is None or spec.schedule is None:
             return None
         return compile_spec(change.job_id, change.version, spec, plan.anchor)
+
+    @staticmethod
+    def _run_parameters(change: JobVersionIn, compiled: CompiledJob | None) -> dict[str, Any] | None:
+        """The version's scheduled runs' parameters (None for a job without a schedule, or whose
+        scheduled runs could not have valid parameters: it cannot fire)."""
+        spec = change.spec
+        if spec is None or spec.schedule is None:
+            return None
+        if compiled is not None:
+            return compiled.parameters
+        try:  # paused or disabled: kept ready for when it is resumed
+            return scheduled_parameters(spec)
+        except ScheduleError:
+            return None
 
     @staticmethod
     def _row_values(

@@ -27,6 +27,16 @@ class SchedulerSettings(ServiceSettings):
     - ``AUTOMATION_SCHEDULER_BACKFILL_MAX_SLOTS``: most runs one backfill may create.
     - ``AUTOMATION_SCHEDULER_BINDINGS_INTERVAL_SECONDS``: how often the trigger queue's bindings are
       reconciled with the triggers table besides after each change (a safety net).
+    - ``AUTOMATION_SCHEDULER_LOOKAHEAD_MS``: how far ahead of its time a slot is claimed, decided and
+      committed; its ``run.requested`` is then published from memory at the slot's time. 0 decides each
+      slot when it is due (it is then published a round trip or so late).
+    - ``AUTOMATION_SCHEDULER_FIRE_WORKERS``: fire-loop workers per process, each with its own database
+      connection, claiming disjoint rows (one computes while another waits on the database).
+    - ``AUTOMATION_SCHEDULER_DISPATCH_COALESCE_MS``: least time between two publish batches of the
+      dispatcher; under a high rate, fires due meanwhile go out together (each at most this late).
+    - ``AUTOMATION_SCHEDULER_PUBLISH_LEASE_SECONDS``: how long after its time a committed fire is left
+      to the replica that decided it before any replica's outbox relay publishes it (the delay a fire
+      suffers when its replica dies between the commit and the publish).
     """
 
     service_name: str = "scheduler"
@@ -42,3 +52,7 @@ class SchedulerSettings(ServiceSettings):
     scheduler_running_grace_seconds: float = Field(default=300.0, ge=0, le=86_400)
     scheduler_backfill_max_slots: int = Field(default=10_000, ge=1, le=1_000_000)
     scheduler_bindings_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    scheduler_lookahead_ms: int = Field(default=500, ge=0, le=10_000)
+    scheduler_fire_workers: int = Field(default=2, ge=1, le=8)
+    scheduler_dispatch_coalesce_ms: float = Field(default=2.0, ge=0, le=100)
+    scheduler_publish_lease_seconds: float = Field(default=5.0, ge=1.0, le=600)

@@ -27,12 +27,21 @@ class WakeSignal:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self._deadline: datetime | None = None
+        self._followers: list[WakeSignal] = []
+
+    def follower(self) -> WakeSignal:
+        """A signal of its own for another fire-loop worker, poked whenever this one is poked."""
+        signal = WakeSignal()
+        self._followers.append(signal)
+        return signal
 
     def poke(self, at: datetime | None = None) -> None:
         """Wake the loop unless it already plans to wake by ``at`` (None: wake unconditionally)."""
         deadline = self._deadline
         if at is None or deadline is None or at < deadline:
             self._event.set()
+        for follower in self._followers:
+            follower.poke(at)
 
     def arm(self) -> None:
         """Start a new round: forget earlier pokes (the caller reads the table next)."""

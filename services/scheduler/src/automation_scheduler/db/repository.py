@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, literal_column, select, text
@@ -41,6 +41,8 @@ class DueRow:
     anchor: datetime
     next_fire_at: datetime
     runs_fired: int = 0
+    run_parameters: dict[str, Any] | None = None
+    """The job version's scheduled runs' parameters, resolved when it was applied (None: resolve them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +156,11 @@ class Claim:
     rows: list[DueRow]
 
 
-async def claim_due(conn: AsyncConnection, limit: int) -> Claim:
-    """Lock up to ``limit`` active schedules due now, earliest first, skipping rows others hold."""
+async def claim_due(conn: AsyncConnection, limit: int, lookahead: timedelta = timedelta(0)) -> Claim:
+    """Lock up to ``limit`` active schedules due now or within ``lookahead``, earliest first, skipping
+    rows others hold."""
     t = schedules
+    horizon = func.now() + lookahead if lookahead else func.now()
     result = (
         await conn.execute(
             select(
@@ -168,9 +172,10 @@ async def claim_due(conn: AsyncConnection, limit: int) -> Claim:
                 t.c.anchor,
                 t.c.next_fire_at,
                 t.c.runs_fired,
+                t.c.run_parameters,
                 func.now().label("db_now"),
             )
-            .where(and_(t.c.state == ACTIVE, t.c.next_fire_at <= func.now()))
+            .where(and_(t.c.state == ACTIVE, t.c.next_fire_at <= horizon))
             .order_by(t.c.next_fire_at)
             .limit(limit)
             .with_for_update(of=t, skip_locked=True)
@@ -186,6 +191,7 @@ async def claim_due(conn: AsyncConnection, limit: int) -> Claim:
             anchor=r.anchor,
             next_fire_at=r.next_fire_at,
             runs_fired=r.runs_fired,
+            run_parameters=r.run_parameters,
         )
         for r in result
     ]

@@ -82,6 +82,9 @@ class ScheduleRow(Base):
     runs_fired: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # While paused: the nominal time of the first slot the pause held back.
     paused_from: Mapped[datetime | None]
+    # The parameters of this version's scheduled runs, resolved when it was applied; None for a job without
+    # a schedule (or whose defaults do not validate), or for a row written before revision 0003.
+    run_parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

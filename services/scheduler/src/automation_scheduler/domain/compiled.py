@@ -2,8 +2,8 @@
 
 Parsing a schedule and validating a JobSpec cost far more than firing; the fire loop does each once
 per job version and keeps the result in a bounded least-recently-used cache. The schedule is parsed
-with every timing option of the spec (window, DST policies), and the job's jitter offset is computed
-once too.
+with every timing option of the spec (window, DST policies); the job's jitter offset and the
+parameters of its scheduled runs (the schema's defaults, validated) are computed once too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from automation_contracts import JobSpec
+from automation_contracts import ContractError, JobSpec
 from automation_schedule import GapPolicy, OverlapPolicy, Schedule, ScheduleError, jitter_offset, parse_schedule
 from automation_scheduler.domain.firing import default_parameters
 
@@ -55,20 +55,43 @@ def jitter_of(job_id: uuid.UUID, spec: JobSpec) -> timedelta:
     return jitter_offset(str(job_id), spec.jitter_seconds)
 
 
-def compile_spec(job_id: uuid.UUID, version: int, spec: JobSpec, anchor: datetime) -> CompiledJob:
-    """Parse one job version (raises ``ScheduleError``)."""
+def scheduled_parameters(spec: JobSpec) -> dict[str, Any]:
+    """The parameters of the job's scheduled runs: its schema's defaults, validated.
+
+    Raises ``ScheduleError`` (field ``parameters``) when they do not validate: such a job cannot be
+    scheduled, as job-api refuses a schedule on a job whose required parameters have no default.
+    """
+    try:
+        return default_parameters(spec.parameters)
+    except ContractError as exc:
+        raise ScheduleError(
+            f"scheduled runs take the defaults of the job's parameters, which do not validate: {exc}",
+            field="parameters",
+        ) from exc
+
+
+def compile_spec(
+    job_id: uuid.UUID, version: int, spec: JobSpec, anchor: datetime, *, parameters: dict[str, Any] | None = None
+) -> CompiledJob:
+    """Parse one job version (raises ``ScheduleError``, also for parameters its scheduled runs cannot have).
+
+    ``parameters``: the scheduled runs' parameters when the caller already has them (the fire loop, for
+    a row whose stored ``run.requested`` template holds them); otherwise they are resolved here.
+    """
     return CompiledJob(
         version=version,
         schedule=compile_schedule(spec, anchor),
         spec=spec,
-        parameters=default_parameters(spec.parameters),
+        parameters=scheduled_parameters(spec) if parameters is None else parameters,
         offset=jitter_of(job_id, spec),
     )
 
 
-def compile_job(job_id: uuid.UUID, version: int, spec: dict[str, Any], anchor: datetime) -> CompiledJob:
+def compile_job(
+    job_id: uuid.UUID, version: int, spec: dict[str, Any], anchor: datetime, *, parameters: dict[str, Any] | None = None
+) -> CompiledJob:
     """Parse and validate one stored job version (raises ``ScheduleError`` or pydantic's ``ValidationError``)."""
-    return compile_spec(job_id, version, JobSpec.model_validate(spec), anchor)
+    return compile_spec(job_id, version, JobSpec.model_validate(spec), anchor, parameters=parameters)
 
 
 class CompiledCache:
