@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 # System tools the suite and its tests use (Debian package names).
-APT_NEEDS := chromium:chromium chromium:fonts-liberation promtool:prometheus
+APT_NEEDS := chromium:chromium chromium:fonts-liberation promtool:prometheus bwrap:bubblewrap
 
 .PHONY: help
 help: ## List the targets

@@ -187,15 +187,8 @@ class Publisher:
             done.set_result([])
             return done
         now = datetime.now(UTC).replace(microsecond=0)
-        with tracer.start_as_current_span(
-            "publish batch",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "rabbitmq",
-                "messaging.operation.type": "publish",
-                "messaging.batch.message_count": len(messages),
-            },
-        ):
+        span_name, span_attributes = _batch_span(messages)
+        with tracer.start_as_current_span(span_name, kind=SpanKind.PRODUCER, attributes=span_attributes):
             context: dict[str, Any] = {}
             inject_headers(context)
             channel = await self._channel.get_underlay_channel()
@@ -248,6 +241,28 @@ class Publisher:
         for (exchange, label), count in sent.items():
             MESSAGES_PUBLISHED.labels(self._service, exchange, label).inc(count)
         return results
+
+
+def _batch_span(messages: Sequence[RawMessage]) -> tuple[str, dict[str, Any]]:
+    """Name and attributes of a batch's PRODUCER span: ``<exchange> publish`` with the destination and
+    routing key when the whole batch shares them (and the message id of a batch of one), as a single
+    publish's span has; ``publish batch`` otherwise."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "publish",
+        "messaging.batch.message_count": len(messages),
+    }
+    exchanges = {m.exchange for m in messages}
+    if len(exchanges) != 1:
+        return "publish batch", attributes
+    (exchange,) = exchanges
+    attributes["messaging.destination.name"] = exchange
+    keys = {m.routing_key for m in messages}
+    if len(keys) == 1:
+        attributes["messaging.rabbitmq.destination.routing_key"] = next(iter(keys))
+    if len(messages) == 1:
+        attributes["messaging.message.id"] = messages[0].message_id
+    return f"{exchange or 'default'} publish", attributes
 
 
 async def _write_batch(

@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_core.settings import ServiceSettings
-from automation_db import create_engine, schema_metadata
-from automation_messaging import Broker, OutboxRelay, outbox_table
+from automation_messaging import Broker, OutboxRelay
 from automation_messaging.broker import RawMessage
 from automation_messaging.outbox import delete_rows, insert_prepared
 from automation_messaging.topology import COMMANDS, EVENTS
@@ -35,32 +34,12 @@ def settings(amqp_url: str, database_url: str) -> ServiceSettings:
 
 
 @pytest.fixture
-async def broker(settings: ServiceSettings) -> AsyncIterator[Broker]:
-    broker = Broker(settings)
-    await broker.connect()
-    yield broker
-    await broker.close()
-
-
-@pytest.fixture
 async def queue(broker: Broker) -> AsyncIterator[AbstractQueue]:
     channel = await broker.channel()
     declared = await channel.declare_queue(exclusive=True, arguments={"x-max-priority": 9})
     await declared.bind(EVENTS, routing_key="batch.test")
     yield declared
     await channel.close()
-
-
-@pytest.fixture
-async def outbox(settings: ServiceSettings) -> AsyncIterator[tuple[AsyncEngine, Table]]:
-    metadata = schema_metadata(f"outbox_{uuid.uuid4().hex[:6]}")
-    table = outbox_table(metadata)
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield engine, table
-    await engine.dispose()
 
 
 def message(
@@ -126,9 +105,9 @@ async def test_an_unroutable_command_fails_alone(broker: Broker, queue: Abstract
 
 
 async def test_held_rows_wait_for_their_time_then_any_relay_publishes_them(
-    settings: ServiceSettings, broker: Broker, queue: AbstractQueue, outbox: tuple[AsyncEngine, Table]
+    settings: ServiceSettings, broker: Broker, queue: AbstractQueue, fresh_outbox: tuple[AsyncEngine, Table]
 ) -> None:
-    engine, table = outbox
+    engine, table = fresh_outbox
     held, soon, gone = message(1), message(2), message(3)
     now = datetime.now(UTC)
     async with engine.begin() as conn:
@@ -154,9 +133,9 @@ async def test_held_rows_wait_for_their_time_then_any_relay_publishes_them(
 
 
 async def test_held_rows_keep_priority_and_headers(
-    settings: ServiceSettings, broker: Broker, queue: AbstractQueue, outbox: tuple[AsyncEngine, Table]
+    settings: ServiceSettings, broker: Broker, queue: AbstractQueue, fresh_outbox: tuple[AsyncEngine, Table]
 ) -> None:
-    engine, table = outbox
+    engine, table = fresh_outbox
     m = message(7, priority=8)
     async with engine.begin() as conn:
         await insert_prepared(conn, table, [m], [datetime.now(UTC)])
@@ -172,8 +151,8 @@ async def test_held_rows_keep_priority_and_headers(
         assert (await conn.execute(select(func.count()).select_from(table))).scalar_one() == 0
 
 
-async def test_insert_prepared_refuses_what_it_cannot_map_back(outbox: tuple[AsyncEngine, Table]) -> None:
-    engine, table = outbox
+async def test_insert_prepared_refuses_what_it_cannot_map_back(fresh_outbox: tuple[AsyncEngine, Table]) -> None:
+    engine, table = fresh_outbox
     twin = message(1)
     async with engine.begin() as conn:
         with pytest.raises(ValueError, match="distinct"):

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 from aio_pika.abc import AbstractQueue
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_contracts import CloudEvent, build_event
 from automation_core.settings import ServiceSettings
-from automation_db import create_engine, schema_metadata
-from automation_messaging import Broker, OutboxRelay, enqueue, outbox_table
+from automation_messaging import Broker, OutboxRelay, enqueue
 from automation_messaging.topology import EVENTS
 from automation_testing import wait_until
 
@@ -46,13 +45,10 @@ def settings(amqp_url: str, database_url: str) -> ServiceSettings:
 
 
 @pytest.fixture
-async def parts(settings: ServiceSettings) -> AsyncIterator[tuple[AsyncEngine, Table, Broker, AbstractQueue]]:
-    metadata = schema_metadata(f"outbox_{uuid.uuid4().hex[:6]}")
-    table = outbox_table(metadata)
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
-        await conn.run_sync(metadata.create_all)
+async def parts(
+    settings: ServiceSettings, fresh_outbox: tuple[AsyncEngine, Table]
+) -> AsyncIterator[tuple[AsyncEngine, Table, Broker, AbstractQueue]]:
+    engine, table = fresh_outbox
     broker = Broker(settings)
     await broker.connect()
     channel = await broker.channel()
@@ -61,7 +57,6 @@ async def parts(settings: ServiceSettings) -> AsyncIterator[tuple[AsyncEngine, T
     yield engine, table, broker, queue
     await channel.close()
     await broker.close()
-    await engine.dispose()
 
 
 async def received_ids(queue: AbstractQueue, want: int) -> list[str]:

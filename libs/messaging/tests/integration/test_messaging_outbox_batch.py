@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from automation_contracts import CloudEvent, build_event
 from automation_core.settings import ServiceSettings
 from automation_core.tracing import get_tracer, inject_headers, setup_tracing
-from automation_db import create_engine, schema_metadata
-from automation_messaging import Broker, OutboxRelay, enqueue, outbox_table
+from automation_messaging import Broker, OutboxRelay, enqueue
 from automation_messaging.topology import COMMANDS, EVENTS
 from automation_testing import wait_until
 
@@ -79,13 +78,8 @@ class Parts:
 
 
 @pytest.fixture
-async def parts(settings: ServiceSettings) -> AsyncIterator[Parts]:
-    metadata = schema_metadata(f"outbox_{uuid.uuid4().hex[:6]}")
-    table = outbox_table(metadata)
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
-        await conn.run_sync(metadata.create_all)
+async def parts(settings: ServiceSettings, fresh_outbox: tuple[AsyncEngine, Table]) -> AsyncIterator[Parts]:
+    engine, table = fresh_outbox
     broker = Broker(settings)
     await broker.connect()
     channel = await broker.channel()
@@ -94,7 +88,6 @@ async def parts(settings: ServiceSettings) -> AsyncIterator[Parts]:
     yield Parts(engine, table, broker, channel, queue)
     await channel.close()
     await broker.close()
-    await engine.dispose()
 
 
 async def test_a_row_that_cannot_be_published_is_put_off_and_the_rest_of_the_batch_goes(

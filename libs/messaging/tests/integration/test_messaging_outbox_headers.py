@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
-from sqlalchemy import text
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_contracts import build_event
 from automation_core.settings import ServiceSettings
-from automation_db import create_engine, schema_metadata
-from automation_messaging import Broker, OutboxRelay, enqueue, outbox_table
+from automation_messaging import Broker, OutboxRelay, enqueue
 from automation_messaging.outbox import PRIORITY_KEY
 from automation_messaging.topology import EVENTS
 from automation_testing import wait_until
@@ -32,23 +31,12 @@ def settings(amqp_url: str, database_url: str) -> ServiceSettings:
     )
 
 
-@pytest.fixture
-async def broker(settings: ServiceSettings) -> AsyncIterator[Broker]:
-    broker = Broker(settings)
-    await broker.connect()
-    yield broker
-    await broker.close()
-
-
-async def test_headers_and_priority_reach_the_broker(settings: ServiceSettings, broker: Broker) -> None:
-    metadata = schema_metadata(f"outbox_{uuid.uuid4().hex[:6]}")
-    table = outbox_table(metadata)
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2)
+async def test_headers_and_priority_reach_the_broker(
+    settings: ServiceSettings, broker: Broker, fresh_outbox: tuple[AsyncEngine, Table]
+) -> None:
+    engine, table = fresh_outbox
     channel = await broker.channel()
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
-            await conn.run_sync(metadata.create_all)
         queue = await channel.declare_queue(exclusive=True, arguments={"x-max-priority": 9})
         await queue.bind(EVENTS, routing_key="job.deleted")
         data = {"job_id": str(uuid.uuid4()), "account_id": str(uuid.uuid4()), "version": 1}
@@ -80,4 +68,3 @@ async def test_headers_and_priority_reach_the_broker(settings: ServiceSettings, 
         assert "x-reason" not in got[plain.id].headers
     finally:
         await channel.close()
-        await engine.dispose()
