@@ -44,6 +44,7 @@ class Recorder:
         self.nominal: list[float] = []
         self.requested: list[float] = []
         self.built: list[float] = []
+        self.published: list[float] = []
         self.arrival: list[float] = []
         self.kind: list[str] = []
         self.raw: list[tuple[float, DeliveredMessage]] = []
@@ -55,7 +56,9 @@ class Recorder:
         """Read what arrived (after the window, so parsing costs the measured system nothing)."""
         for arrived, message in self.raw:
             if self.mode == "platform":
-                self._platform(message.body, arrived)
+                headers = message.header.properties.headers or {}
+                published = headers.get("x-published-at")
+                self._platform(message.body, arrived, published / 1000 if isinstance(published, int) else None)
             else:
                 self._celery(dict(message.header.properties.headers or {}), arrived)
         self.raw.clear()
@@ -67,14 +70,16 @@ class Recorder:
         self.seen.add(message_id)
         return True
 
-    def _platform(self, body: bytes, arrived: float) -> None:
+    def _platform(self, body: bytes, arrived: float, published: float | None) -> None:
         event = json.loads(body)
         if not self._first(event["id"]):
             return
         data = event["data"]
         self.nominal.append(datetime.fromisoformat(data["scheduled_for"]).timestamp())
         self.requested.append(datetime.fromisoformat(data["requested_at"]).timestamp())
-        self.built.append(datetime.fromisoformat(event["time"]).timestamp())
+        built = datetime.fromisoformat(event["time"]).timestamp()
+        self.built.append(built)
+        self.published.append(published if published is not None else built)
         self.arrival.append(arrived)
         self.kind.append("e" if str(data["job"]["schedule"]).startswith("@every") else "c")
 
@@ -85,6 +90,7 @@ class Recorder:
         self.nominal.append(float(headers["x-bench-due"]))
         self.requested.append(sent)
         self.built.append(sent)
+        self.published.append(sent)
         self.arrival.append(arrived)
         self.kind.append("e")
 
@@ -94,6 +100,7 @@ class Recorder:
             "nominal": self.nominal,
             "requested": self.requested,
             "built": self.built,
+            "published": self.published,
             "arrival": self.arrival,
             "kind": "".join(self.kind),
         }

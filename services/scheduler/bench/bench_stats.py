@@ -7,12 +7,15 @@ shows its growing delay rather than nothing:
 - **fires/s**: distinct messages that arrived during the window, divided by its length;
 - **slots**: distinct nominal times inside the window delivered by the end of the drain (against the
   count the schedules imply, where it is known: a shortfall is a backlog, or a lost fire);
-- **lateness**: arrival time minus nominal time;
-- **claim**: the time the system decided to fire (platform: the fire transaction's ``requested_at``;
-  Celery: the send time beat stamps; APScheduler: the job function's start) minus nominal time;
-- **queue delay**: arrival minus the moment the message was built (platform: the CloudEvent ``time``,
-  set inside the fire transaction, so it spans commit, outbox relay, publish with confirm, routing and
-  delivery; Celery: send to arrival).
+- **fire lateness**: the publish time minus nominal time, the issue's definition (platform: the
+  ``x-published-at`` header the publisher stamps, in milliseconds, when it writes the message; Celery:
+  the send time beat stamps; APScheduler: the job function's start);
+- **end to end**: arrival time minus nominal time (fire lateness plus queue delay);
+- **claim**: the time the system decided to fire (platform: ``requested_at``, the slot's publish time
+  when decided ahead of it, else the fire transaction's time; Celery: the send time beat stamps;
+  APScheduler: the job function's start) minus nominal time;
+- **queue delay**: arrival minus the publish time (the publish-to-executor-queue delay: routing,
+  queueing and delivery to the consumer).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class Measured:
     fires_per_s: float
     slots: int
     lateness: Spread
+    """Fire lateness: publish time - nominal time."""
+    end_to_end: Spread
+    """Arrival - nominal time."""
     claim: Spread
     queue_delay: Spread
     duplicates: int
@@ -67,24 +73,27 @@ def measure(records: dict[str, Any], w0: float, w1: float) -> Measured:
     nominal: list[float] = records["nominal"]
     arrival: list[float] = records["arrival"]
     requested: list[float] = records["requested"]
-    built: list[float] = records["built"]
+    published: list[float] = records.get("published", records["built"])
     kinds: str = records["kind"]
     late: list[float] = []
+    end_to_end: list[float] = []
     claim: list[float] = []
     queue: list[float] = []
     per_kind: dict[str, list[float]] = {}
     for i, arrived in enumerate(arrival):
         if not w0 <= arrived < w1:
             continue
-        late.append(arrived - nominal[i])
+        late.append(published[i] - nominal[i])
+        end_to_end.append(arrived - nominal[i])
         claim.append(requested[i] - nominal[i])
-        queue.append(arrived - built[i])
-        per_kind.setdefault(kinds[i], []).append(arrived - nominal[i])
+        queue.append(arrived - published[i])
+        per_kind.setdefault(kinds[i], []).append(published[i] - nominal[i])
     names = {"e": "@every", "c": "cron"}
     return Measured(
         fires_per_s=len(late) / (w1 - w0),
         slots=sum(1 for slot in nominal if w0 <= slot < w1),
         lateness=Spread.of(late),
+        end_to_end=Spread.of(end_to_end),
         claim=Spread.of(claim),
         queue_delay=Spread.of(queue),
         duplicates=int(records["duplicates"]),
@@ -116,7 +125,8 @@ def table(rows: list[Row]) -> str:
     """The results as a fixed-width table (lateness columns are p50 / p99 / max in ms)."""
     header = (
         f"{'system':<14}{'N':>10}  {'schedules':<30}{'offered/s':>10}{'fires/s':>9}  "
-        f"{'lateness ms p50/p99/max':<26}{'claim ms p50/p99/max':<24}{'queue ms p50/p99/max':<24}"
+        f"{'fire lateness ms p50/p99/max':<30}{'queue ms p50/p99/max':<24}{'end to end ms p50/p99/max':<28}"
+        f"{'claim ms p50/p99/max':<24}"
         f"{'slots':>8}{'RSS MiB':>9}{'DB MiB':>8}"
     )
     lines = [header, "-" * len(header)]
@@ -126,8 +136,8 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"{row.system:<14}{row.size:>10,}  {row.schedule:<30}{row.offered:>10.0f}"
             f"{_num(m.fires_per_s if m else None, '.0f'):>9}  "
-            f"{(m.lateness.text() if m else '-'):<26}{(m.claim.text() if m else '-'):<24}"
-            f"{(m.queue_delay.text() if m else '-'):<24}{slots:>8}"
+            f"{(m.lateness.text() if m else '-'):<30}{(m.queue_delay.text() if m else '-'):<24}"
+            f"{(m.end_to_end.text() if m else '-'):<28}{(m.claim.text() if m else '-'):<24}{slots:>8}"
             f"{_num(row.rss_mib, '.0f'):>9}{_num(row.db_mib, '.0f'):>8}"
         )
     return "\n".join(lines)
@@ -140,7 +150,7 @@ def details(rows: list[Row]) -> str:
         m = row.measured
         parts: list[str] = []
         if m is not None:
-            parts += [f"{kind} lateness {spread.text()} ms" for kind, spread in m.by_kind.items()]
+            parts += [f"{kind} fire lateness {spread.text()} ms" for kind, spread in m.by_kind.items()]
             parts.append(f"duplicate messages {m.duplicates}")
         if row.cpu:
             parts.append(row.cpu)

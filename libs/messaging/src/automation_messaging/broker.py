@@ -32,6 +32,8 @@ from automation_core.tracing import extract_context, get_tracer, inject_headers
 from automation_messaging.topology import COMMANDS, EVENTS, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
+PUBLISHED_AT_HEADER = "x-published-at"
+"""Header :meth:`Publisher.send_many` adds: when the batch was written, in Unix milliseconds."""
 PUBLISH_BATCH_TIMEOUT_SECONDS = 30.0
 """Longest a :meth:`Publisher.publish_many` batch waits for its write and confirms."""
 log = get_logger(__name__)
@@ -178,8 +180,10 @@ class Publisher:
         The fast path for high rates (the scheduler's fire dispatch): the frames go straight to the
         channel underneath aio-pika in one write, so a caller can send the next batch while the broker
         confirms this one. The batch has one PRODUCER span whose context every message carries (a
-        message's own ``traceparent`` header, e.g. an outbox row's captured context, is kept). Commands
-        are published mandatory, as :meth:`publish_raw` does.
+        message's own ``traceparent`` header, e.g. an outbox row's captured context, is kept), and every
+        message carries :data:`PUBLISHED_AT_HEADER`, the instant of the write in Unix milliseconds (the
+        AMQP ``timestamp`` has one-second resolution). Commands are published mandatory, as
+        :meth:`publish_raw` does.
         """
         loop = asyncio.get_running_loop()
         if not messages:
@@ -191,10 +195,11 @@ class Publisher:
         with tracer.start_as_current_span(span_name, kind=SpanKind.PRODUCER, attributes=span_attributes):
             context: dict[str, Any] = {}
             inject_headers(context)
+            context[PUBLISHED_AT_HEADER] = int(time.time() * 1000)
             channel = await self._channel.get_underlay_channel()
             framed = []
             for m in messages:
-                headers = {**context, **m.headers} if context else dict(m.headers)
+                headers = {**context, **m.headers}
                 properties = aiormq.spec.Basic.Properties(
                     content_type=CLOUDEVENTS_JSON,
                     delivery_mode=2,

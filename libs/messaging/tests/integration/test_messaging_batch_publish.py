@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from automation_core.settings import ServiceSettings
 from automation_messaging import Broker, OutboxRelay
-from automation_messaging.broker import RawMessage
+from automation_messaging.broker import PUBLISHED_AT_HEADER, RawMessage
 from automation_messaging.outbox import delete_rows, insert_prepared
 from automation_messaging.topology import COMMANDS, EVENTS
 from automation_testing import wait_until
@@ -70,7 +71,9 @@ async def drain(queue: AbstractQueue, want: int) -> dict[str, AbstractIncomingMe
 
 async def test_a_batch_arrives_whole_with_its_envelope(broker: Broker, queue: AbstractQueue) -> None:
     batch = [message(n, priority=n % 10) for n in range(300)]
+    before = time.time()
     results = await broker.publisher.publish_many(batch)
+    after = time.time()
     assert results == [None] * len(batch)
     got = await drain(queue, len(batch))
     assert set(got) == {m.message_id for m in batch}
@@ -82,6 +85,9 @@ async def test_a_batch_arrives_whole_with_its_envelope(broker: Broker, queue: Ab
         assert incoming.type == "batch.test"
         assert incoming.content_type == "application/cloudevents+json"
         assert incoming.delivery_mode == 2
+        published = incoming.headers[PUBLISHED_AT_HEADER]
+        assert isinstance(published, int)
+        assert int(before * 1000) <= published <= int(after * 1000) + 1
 
 
 async def test_batches_sent_back_to_back_are_confirmed_each(broker: Broker, queue: AbstractQueue) -> None:

@@ -309,7 +309,10 @@ class FireLoop:
 
     async def _fire_in(self, conn: AsyncConnection) -> BatchResult:
         claim = await repo.claim_due(conn, self._settings.scheduler_batch_size, self._lookahead)
-        claimed_at = asyncio.get_running_loop().time()
+        # Publish times are kept on this host's clock (the loop's monotonic one, anchored to the wall clock
+        # here), not mapped from the database's `now()`: that is the transaction's start, which would
+        # shift every publish by however long the claim took.
+        loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
         result = BatchResult(claimed=len(claim.rows))
         if claim.now is None:
             return result
@@ -378,7 +381,7 @@ class FireLoop:
         rows = await insert_prepared(conn, outbox, [m for _, _, m in runs], [at + self._lease for at, _, _ in runs])
         result.dispatch = [
             Dispatch(
-                due=claimed_at + (at - now).total_seconds(),
+                due=loop_now + (at.timestamp() - wall_now),
                 row_id=rows[message.message_id],
                 message=message,
                 late_by=(at - due).total_seconds(),
