@@ -12,11 +12,9 @@ from datetime import UTC, datetime
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from automation_db import create_engine, schema_metadata
-from automation_messaging import outbox_table
 from automation_messaging.broker import RawMessage
 from automation_messaging.outbox import insert_prepared
 from automation_messaging.topology import EVENTS
@@ -26,18 +24,6 @@ from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
 ROUTING_KEY = "dispatch.test"
-
-
-@pytest.fixture
-async def outbox(database_url: str) -> AsyncIterator[tuple[AsyncEngine, Table]]:
-    metadata = schema_metadata(f"dispatch_{uuid.uuid4().hex[:6]}")
-    table = outbox_table(metadata)
-    engine = create_engine(database_url, pool_size=2)
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{metadata.schema}"'))
-        await conn.run_sync(metadata.create_all)
-    yield engine, table
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -99,9 +85,9 @@ def dispatcher(engine: AsyncEngine, table: Table, amqp_url: str, *, lease: float
 
 
 async def test_fires_go_out_at_their_time_never_before_and_their_rows_are_cleared(
-    outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
+    fresh_outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
 ) -> None:
-    engine, table = outbox
+    engine, table = fresh_outbox
     fires = dispatcher(engine, table, amqp_url)
     await fires.start()
     try:
@@ -119,9 +105,9 @@ async def test_fires_go_out_at_their_time_never_before_and_their_rows_are_cleare
 
 
 async def test_a_fire_reached_after_half_its_lease_is_left_to_the_relays(
-    outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
+    fresh_outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
 ) -> None:
-    engine, table = outbox
+    engine, table = fresh_outbox
     fires = dispatcher(engine, table, amqp_url, lease=2.0)
     await fires.start()
     try:
@@ -141,9 +127,9 @@ async def test_a_fire_reached_after_half_its_lease_is_left_to_the_relays(
 
 
 async def test_stop_publishes_what_is_queued_each_at_its_time(
-    outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
+    fresh_outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
 ) -> None:
-    engine, table = outbox
+    engine, table = fresh_outbox
     fires = dispatcher(engine, table, amqp_url)
     await fires.start()
     now = asyncio.get_running_loop().time()
@@ -157,8 +143,8 @@ async def test_stop_publishes_what_is_queued_each_at_its_time(
     assert fires.pending == 0
 
 
-async def test_fires_added_before_the_broker_answers_wait_for_it(outbox: tuple[AsyncEngine, Table]) -> None:
-    engine, table = outbox
+async def test_fires_added_before_the_broker_answers_wait_for_it(fresh_outbox: tuple[AsyncEngine, Table]) -> None:
+    engine, table = fresh_outbox
     fires = dispatcher(engine, table, "amqp://guest:guest@127.0.0.1:1/")  # nothing listens there
     await fires.start()
     now = asyncio.get_running_loop().time()
