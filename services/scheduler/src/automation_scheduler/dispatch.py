@@ -43,8 +43,6 @@ from automation_messaging.outbox import delete_rows
 from automation_scheduler import metrics
 
 log = get_logger(__name__)
-DUE_TOLERANCE_SECONDS = 0.0005
-"""Messages due within this much of now go in the current batch (no wake-up for half a millisecond)."""
 DELETE_INTERVAL_SECONDS = 0.1
 """How long published rows wait to be deleted together (one DELETE per interval)."""
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -252,12 +250,12 @@ class FireDispatcher:
             # fire at the price of at most that window of lateness; at a low rate, a fire goes at its time.
             at = max(self._heap[0][0], last + self._coalesce)
             delay = at - loop.time()
-            if delay > DUE_TOLERANCE_SECONDS:
+            if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
                 continue
             last = loop.time()
-            batch = self._take_due(last + DUE_TOLERANCE_SECONDS)
+            batch = self._take_due(last)
             try:
                 await self._publish(publisher, batch, loop)
             except Exception as exc:  # noqa: BLE001 - the relays publish what this could not

@@ -91,6 +91,15 @@ async def test_every_second_job_fires_run_requested_with_deterministic_ids(app: 
         anchor = datetime.fromisoformat(event.data["changed_at"])
         assert (run.scheduled_for - anchor) % timedelta(seconds=1) == timedelta(0)
     assert len({run.execution_id for run in runs}) == len(runs)
+    # The AMQP envelope: the job's priority, the execution id as message id, and the publish stamp,
+    # which is never before the slot (the dispatcher publishes a slot decided ahead at its time).
+    for run, message in [(r, m) for r, m in bus.runs if r.job_id == job_id]:
+        assert run.scheduled_for is not None
+        assert message.priority == run.job.priority == 5
+        assert message.message_id == str(run.execution_id)
+        published = message.headers["x-published-at"]
+        assert isinstance(published, int)
+        assert published >= int(run.scheduled_for.timestamp() * 1000)
     recorded = {(r.nominal_time, r.execution_id) for r in await fire_rows(app, job_id) if r.outcome == "fired"}
     assert {(run.scheduled_for, run.execution_id) for run in runs} <= recorded
 

@@ -30,11 +30,32 @@ from typing import Any
 
 import asyncpg
 
+from automation_messaging.outbox import notify_channel
+
 SCHEMA = "executor"
-CHANNEL = "automation_outbox_executor"
+CHANNEL = notify_channel(SCHEMA)
 """The relay's ``LISTEN`` channel (``notify_channel(SCHEMA)``), written into the statements below."""
 DB_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 """What a failed hot statement raises (connection lost, server error)."""
+
+
+def _outbox_tail(source: str, flag: str) -> str:
+    """The end both hot statements share: insert the outbox rows ($1-$5: arrays of their columns) once
+    ``source`` (the attempt's CTE) wrote its row, wake the relay once if any row was written, and
+    report whether ``source`` did (as ``flag``)."""
+    # Only this module's constants and CTE names go into the text.
+    return f"""
+, sent AS (
+    INSERT INTO {SCHEMA}.outbox (event_id, exchange, routing_key, body, headers)
+    SELECT m.event_id, m.exchange, m.routing_key, m.body, m.headers::jsonb
+    FROM {source}, unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])
+        AS m(event_id, exchange, routing_key, body, headers)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM {source}) AS {flag},
+    (SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') FROM sent LIMIT 1) AS one) AS notified
+"""  # noqa: S608
+
 
 CLAIM_SQL = """
 WITH claimed AS (
@@ -48,16 +69,8 @@ WITH claimed AS (
     WHERE NOT EXISTS (SELECT 1 FROM executor.cancellations WHERE execution_id = $6::uuid)
     ON CONFLICT (execution_id, attempt) DO NOTHING
     RETURNING 1
-), sent AS (
-    INSERT INTO executor.outbox (event_id, exchange, routing_key, body, headers)
-    SELECT m.event_id, m.exchange, m.routing_key, m.body, m.headers::jsonb
-    FROM claimed, unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])
-        AS m(event_id, exchange, routing_key, body, headers)
-    RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM claimed) AS claimed,
-    (SELECT count(*) FROM (SELECT pg_notify('automation_outbox_executor', '') FROM sent LIMIT 1) AS one) AS notified
-"""
+""" + _outbox_tail("claimed", "claimed")  # noqa: S608 - constants only
 """Claim a new attempt with its outbox rows ($1-$5: arrays of the rows' columns) and wake the relay."""
 
 RECORDED_COLUMNS = (
@@ -79,16 +92,8 @@ WITH done AS (
         next_attempt_at = $14, lease_expires_at = NULL, request = NULL, updated_at = now()
     WHERE execution_id = $6 AND attempt = $7 AND run_id = $8 AND status = 'running'
     RETURNING 1
-), sent AS (
-    INSERT INTO executor.outbox (event_id, exchange, routing_key, body, headers)
-    SELECT m.event_id, m.exchange, m.routing_key, m.body, m.headers::jsonb
-    FROM done, unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])
-        AS m(event_id, exchange, routing_key, body, headers)
-    RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM done) AS recorded,
-    (SELECT count(*) FROM (SELECT pg_notify('automation_outbox_executor', '') FROM sent LIMIT 1) AS one) AS notified
-"""
+""" + _outbox_tail("done", "recorded")  # noqa: S608 - constants only
 """Record a running attempt's ending (compare-and-set on ``run_id``) with its outbox rows; wake the relay."""
 
 
