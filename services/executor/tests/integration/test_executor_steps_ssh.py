@@ -38,6 +38,7 @@ def _secrets(sshd: Sshd) -> dict[str, str]:
         "SSH_PASSWORD": PASSWORD,
         "SSH_KEY": sshd.client_key,
         "SSH_KEY_ENCRYPTED": sshd.encrypted_client_key,
+        "SSH_KEY_ENCRYPTED_OPENSSH": sshd.openssh_encrypted_client_key,
         "SSH_KEY_PASSPHRASE": KEY_PASSPHRASE,
         "KNOWN_HOSTS": sshd.known_hosts,
         "WRONG_HOSTS": sshd.wrong_known_hosts,
@@ -88,8 +89,18 @@ async def test_exec_with_password_and_with_key(sshd: Sshd, tmp_path: Path) -> No
     assert PASSWORD not in sink.text()
 
 
-async def test_an_encrypted_key_opens_with_its_passphrase_secret(sshd: Sshd, tmp_path: Path) -> None:
-    key = {"password_secret": None, "private_key_secret": "SSH_KEY_ENCRYPTED"}
+@pytest.mark.parametrize(
+    ("key_secret", "header"),
+    [
+        ("SSH_KEY_ENCRYPTED", "-----BEGIN ENCRYPTED PRIVATE KEY-----"),  # PKCS#8 PEM
+        ("SSH_KEY_ENCRYPTED_OPENSSH", "-----BEGIN OPENSSH PRIVATE KEY-----"),  # ssh-keygen's default (bcrypt-pbkdf)
+    ],
+)
+async def test_an_encrypted_key_opens_with_its_passphrase_secret(
+    sshd: Sshd, tmp_path: Path, key_secret: str, header: str
+) -> None:
+    assert _secrets(sshd)[key_secret].startswith(header)
+    key = {"password_secret": None, "private_key_secret": key_secret}
     outcome, sink = await run_job(
         tmp_path,
         [

@@ -58,11 +58,6 @@ def _key_problem(exc: ValueError, config: SshConnection) -> str:
         return "the private key is encrypted: give passphrase_secret (the NAME of the secret holding its passphrase)"
     if config.passphrase_secret is not None and ("Unable to decrypt" in text or "Incorrect passphrase" in text):
         return f"the private key cannot be opened with passphrase_secret: {text}"
-    if "bcrypt" in text:
-        return (
-            f"{text}: an OpenSSH-format encrypted key needs bcrypt on the executor; convert the key to PKCS#8"
-            " (ssh-keygen -p -m PKCS8 -f <key>) or install asyncssh[bcrypt]"
-        )
     return f"unusable key material in a secret: {text}"
 
 

@@ -25,8 +25,9 @@ KEY_PASSPHRASE = "open sesame"
 class Sshd:
     """A running server: where it listens, its keys as the step's secrets want them, what it ran.
 
-    ``client_key`` and ``encrypted_client_key`` are the same authorised key, the second encrypted with
-    :data:`KEY_PASSPHRASE`.
+    ``client_key``, ``encrypted_client_key`` and ``openssh_encrypted_client_key`` are the same
+    authorised key; the second is encrypted with :data:`KEY_PASSPHRASE` in PKCS#8 PEM, the third in
+    the OpenSSH format (``ssh-keygen``'s default, bcrypt-pbkdf).
     """
 
     port: int
@@ -34,6 +35,7 @@ class Sshd:
     known_hosts: str
     client_key: str
     encrypted_client_key: str
+    openssh_encrypted_client_key: str
     wrong_known_hosts: str
     commands: list[str] = field(default_factory=list)
 
@@ -106,8 +108,8 @@ async def running_sshd(home: Path) -> AsyncIterator[Sshd]:
             home=home,
             known_hosts=known(host_key),
             client_key=client_key.export_private_key().decode(),
-            # PKCS#8: OpenSSH-format encryption needs bcrypt, which the executor does not install
             encrypted_client_key=client_key.export_private_key("pkcs8-pem", passphrase=KEY_PASSPHRASE).decode(),
+            openssh_encrypted_client_key=client_key.export_private_key("openssh", passphrase=KEY_PASSPHRASE).decode(),
             wrong_known_hosts=known(other_key),
             commands=commands,
         )
