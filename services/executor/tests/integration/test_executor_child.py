@@ -91,6 +91,12 @@ async def test_environment_and_workdir_are_the_executions_own(tmp_path: Path, mo
     assert leftovers == [], "the working directory must be removed afterwards"
 
 
+async def test_an_untouched_working_directory_is_removed_too(tmp_path: Path) -> None:
+    outcome, _ = await _run(tmp_path, [_shell("noop", "true")])
+    assert outcome.status == "succeeded", outcome
+    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+
+
 async def test_failing_step_stops_the_run_with_its_exit_code(tmp_path: Path) -> None:
     outcome, sink = await _run(
         tmp_path,
