@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from automation_contracts import BrowserResult, BrowserTask, CloudEvent, ContractError, build_event, parse_data
+from automation_contracts.steps import check_event_type
 from automation_core.logging import get_logger
-from automation_executor.domain.configs import check_event_type
 from automation_executor.domain.protocol import BrowserArgs, EmitArgs, ReplyMessage, RequestMessage, SecretArgs
 from automation_executor.domain.redact import Redactor
 from automation_executor.secrets import SecretResolver, UnknownSecret

@@ -4,6 +4,7 @@ after the confirms, and what it cannot publish in time stays in the outbox for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -84,13 +85,21 @@ def dispatcher(engine: AsyncEngine, table: Table, amqp_url: str, *, lease: float
     return FireDispatcher(engine, table, amqp_url=amqp_url, service="dispatchtest", lease_seconds=lease)
 
 
+@contextlib.asynccontextmanager
+async def running(fires: FireDispatcher) -> AsyncIterator[FireDispatcher]:
+    """A started dispatcher, stopped (within 5 s) whatever the test did."""
+    await fires.start()
+    try:
+        yield fires
+    finally:
+        await fires.stop(5)
+
+
 async def test_fires_go_out_at_their_time_never_before_and_their_rows_are_cleared(
     fresh_outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
 ) -> None:
     engine, table = fresh_outbox
-    fires = dispatcher(engine, table, amqp_url)
-    await fires.start()
-    try:
+    async with running(dispatcher(engine, table, amqp_url)) as fires:
         now = asyncio.get_running_loop().time()
         items = await committed(engine, table, [now + 0.4, now + 0.2, now + 0.6, now + 0.2])
         fires.add(items)
@@ -100,17 +109,13 @@ async def test_fires_go_out_at_their_time_never_before_and_their_rows_are_cleare
         await rows_left(engine, table, 0)
         assert fires.published == len(items)
         assert fires.left_to_relay == 0
-    finally:
-        await fires.stop(5)
 
 
 async def test_a_fire_reached_after_half_its_lease_is_left_to_the_relays(
     fresh_outbox: tuple[AsyncEngine, Table], queue: AbstractQueue, amqp_url: str
 ) -> None:
     engine, table = fresh_outbox
-    fires = dispatcher(engine, table, amqp_url, lease=2.0)
-    await fires.start()
-    try:
+    async with running(dispatcher(engine, table, amqp_url, lease=2.0)) as fires:
         now = asyncio.get_running_loop().time()
         stale = await committed(engine, table, [now - 1.5], lease=2.0)  # 1.5 s late: past half the lease
         fresh = await committed(engine, table, [now], lease=2.0)
@@ -119,8 +124,6 @@ async def test_a_fire_reached_after_half_its_lease_is_left_to_the_relays(
         assert set(got) == {fresh[0].message.message_id}
         await rows_left(engine, table, 1)
         assert fires.left_to_relay == 1
-    finally:
-        await fires.stop(5)
     async with engine.connect() as conn:  # the relays' copy: still there, published once its lease passes
         left = (await conn.execute(select(table.c.event_id))).scalars().all()
     assert left == [stale[0].message.message_id]

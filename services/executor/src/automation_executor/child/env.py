@@ -6,9 +6,9 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from automation_contracts.steps import check_relative_path
 from automation_executor.child.bridge import BridgeClient
 from automation_executor.child.emitter import Emitter
-from automation_executor.domain.configs import check_relative_path
 from automation_executor.domain.protocol import ChildSpec
 
 

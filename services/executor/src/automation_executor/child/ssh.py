@@ -24,15 +24,15 @@ from typing import Any, cast
 
 import asyncssh
 
-from automation_executor.child.emitter import Emitter
-from automation_executor.child.env import PathOutsideWorkdir, StepEnv
-from automation_executor.child.shell import Tail
-from automation_executor.domain.configs import (
+from automation_contracts.steps import (
     SftpDownloadConfig,
     SftpUploadConfig,
     SshConnection,
     SshExecConfig,
 )
+from automation_executor.child.emitter import Emitter
+from automation_executor.child.env import PathOutsideWorkdir, StepEnv
+from automation_executor.child.shell import Tail
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.protocol import LogStream, StepMessage
 from automation_executor.domain.steps import ParsedStep

@@ -34,10 +34,10 @@ from urllib.parse import urlsplit
 from winrm.exceptions import WinRMError, WinRMOperationTimeoutError, WinRMTransportError
 from winrm.protocol import Protocol
 
+from automation_contracts.steps import WinrmConnection, WinrmCopyConfig, WinrmExecConfig
 from automation_executor.child.env import PathOutsideWorkdir, StepEnv
 from automation_executor.child.shell import Tail
 from automation_executor.child.threads import run_blocking
-from automation_executor.domain.configs import WinrmConnection, WinrmCopyConfig, WinrmExecConfig
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.protocol import StepMessage
 from automation_executor.domain.steps import ParsedStep

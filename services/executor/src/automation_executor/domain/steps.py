@@ -12,7 +12,7 @@ browser ``evaluate`` expression (JavaScript). :func:`parse_check` does the same 
 check step, which runs first and reads no step.
 
 Kinds: ``shell``, ``http``, ``python``, ``event.emit``, ``browser``, ``ssh.exec``, ``sftp.upload``,
-``sftp.download``, ``winrm.exec``, ``winrm.copy`` (models in :mod:`~automation_executor.domain.configs`).
+``sftp.download``, ``winrm.exec``, ``winrm.copy`` (models in :mod:`automation_contracts.steps`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from automation_contracts.errors import ContractError
-from automation_contracts.steps import STEP_CONFIGS, StepType, TemplateScope, check_templates, parse_config
-from automation_executor.domain.configs import (
+from automation_contracts.steps import (
+    STEP_CONFIGS,
     BrowserConfig,
     EventEmitConfig,
     HttpConfig,
@@ -33,8 +33,12 @@ from automation_executor.domain.configs import (
     ShellConfig,
     SshExecConfig,
     StepConfig,
+    StepType,
+    TemplateScope,
     WinrmCopyConfig,
     WinrmExecConfig,
+    check_templates,
+    parse_config,
 )
 
 __all__ = [
