@@ -30,12 +30,15 @@ Metrics (``automation_core.metrics``): every delivery counts once in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import aio_pika
+import aiormq.exceptions
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 from opentelemetry import context as otel_context
@@ -55,6 +58,12 @@ tracer = get_tracer("automation.messaging")
 REASON_HEADER = "x-dead-letter-reason"
 SERVER_NAMED_PREFIX = "amq.gen-"
 M = TypeVar("M", bound=BaseModel)
+# Refusals a retry cannot change: the queue exists with other arguments, an entity is missing, access is denied.
+_PERMANENT_START_ERRORS = (
+    aiormq.exceptions.ChannelPreconditionFailed,
+    aiormq.exceptions.ChannelNotFoundEntity,
+    aiormq.exceptions.ChannelAccessRefused,
+)
 _PLATFORM_MODELS: dict[str, tuple[str | None, type[BaseModel]]] = {
     event_type: (dataschema_for(event_type), model) for event_type, model in EVENT_MODELS.items()
 }
@@ -176,7 +185,43 @@ class Consumer:
         self.queue_name = ""
         self._queue_label = ""
 
-    async def start(self) -> None:
+    async def start(self, *, attempts: int = 6, delay: float = 0.25) -> None:
+        """Open the channel, declare the queue and start consuming.
+
+        A transient refusal is retried on a fresh channel, with the delay doubling up to 2 s: RabbitMQ
+        can answer ``basic.consume`` on a quorum queue it has just declared with ``INTERNAL_ERROR``
+        while the queue's Raft member is still starting, and a robust connection may be reconnecting.
+        A refusal that no retry can change (an inequivalent declaration, a missing entity, access
+        refused) is raised at once, as is the last error after ``attempts`` tries.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_once()
+            except _PERMANENT_START_ERRORS:
+                raise
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+                if attempt == attempts:
+                    raise
+                await self._discard_channel()
+                pause = min(delay * 2 ** (attempt - 1), 2.0)
+                log.warning(
+                    "consumer_start_retry",
+                    queue=self.queue_name or None,
+                    attempt=attempt,
+                    error=repr(exc),
+                    retry_in=pause,
+                )
+                await asyncio.sleep(pause)
+            else:
+                return
+
+    async def _discard_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):  # the channel is being replaced either way
+                await channel.close()
+
+    async def _start_once(self) -> None:
         self._channel = await self._broker.channel(prefetch=self._prefetch)
         self._queue = await self._queue_factory(self._channel)
         self.queue_name = self._queue.name

@@ -186,3 +186,55 @@ async def test_request_reply(broker: Broker) -> None:
         await client.stop()
         await consumer.stop()
     assert issubclass(RpcTimeout, TimeoutError)
+
+
+async def test_a_transient_refusal_at_start_is_retried_on_a_fresh_channel(broker: Broker) -> None:
+    """The first attempt's channel is closed under it (as when RabbitMQ answers ``basic.consume`` on a
+    quorum queue still starting with ``INTERNAL_ERROR``); the consumer starts on the second and consumes."""
+    declared: list[AbstractChannel] = []
+    declare_real = queue_factory("msgtest.retry", "job.deleted")
+
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        declared.append(channel)
+        queue = await declare_real(channel)  # type: ignore[operator]
+        if len(declared) == 1:
+            await channel.close()
+        return queue  # type: ignore[no-any-return]
+
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        handled.append(event.id)
+
+    consumer = Consumer(broker, queue=declare, handler=handler)
+    await consumer.start(delay=0.01)
+    try:
+        event = job_deleted()
+        await broker.publisher.publish(event, exchange=EVENTS)
+        await wait_until(lambda: asyncio.sleep(0, handled == [event.id]), what="the message consumed after the retry")
+    finally:
+        await consumer.stop()
+    assert len(declared) == 2
+    assert declared[0] is not declared[1]
+
+
+async def test_a_refusal_no_retry_can_change_is_raised_at_once(broker: Broker) -> None:
+    name = f"msgtest.inequivalent.{uuid.uuid4().hex[:6]}"
+    channel = await broker.channel()
+    await channel.declare_queue(name, durable=True)  # classic: the consumer's quorum declaration is refused
+    calls: list[int] = []
+
+    async def declare(ch: AbstractChannel) -> AbstractQueue:
+        calls.append(1)
+        return await ch.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        raise AssertionError("nothing is consumed")
+
+    try:
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            await Consumer(broker, queue=declare, handler=handler).start(delay=0.01)
+        assert calls == [1]
+    finally:
+        await channel.queue_delete(name)
+        await channel.close()
