@@ -54,10 +54,20 @@ class Spawned:
 
     process: ProcessLike
     exited: asyncio.Event
+    transport: asyncio.SubprocessTransport | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def close(self) -> None:
+        """Close the pipes (of a process :func:`spawn` started) while the event loop still runs.
+
+        A transport left to the garbage collector after its loop closed prints ``Exception ignored ...
+        Event loop is closed``, which ends up in the execution's log (a background process kept the pipes).
+        """
+        if self.transport is not None:
+            self.transport.close()
 
     async def wait_exit(self) -> int:
         """The process's return code, as soon as it has exited."""
@@ -88,7 +98,7 @@ async def spawn(
         env=dict(env) if env is not None else None,
         start_new_session=new_session,
     )
-    return Spawned(Process(transport, protocol, loop), protocol.exited)
+    return Spawned(Process(transport, protocol, loop), protocol.exited, transport)
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:

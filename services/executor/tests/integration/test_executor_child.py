@@ -1,4 +1,9 @@
-"""The child process through the runner: limits, isolation, output handling (real processes, no broker or database)."""
+"""The child process through the runner: limits, isolation, output handling (real processes, no broker or database).
+
+Every test runs twice: with the shell fast path (a job of shell steps runs in its child without an
+event loop) and without it (on the child's asyncio loop); ``test_executor_child_paths`` holds the two
+to the same result.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ from automation_executor.settings import ExecutorSettings
 from automation_executor.testing import run_request_data
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["blocking", "asyncio"])
+def shell_fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setenv("AUTOMATION_EXECUTOR_SHELL_FAST_PATH", str(request.param).lower())
+    return bool(request.param)
 
 
 class ListSink:

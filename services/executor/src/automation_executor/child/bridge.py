@@ -6,7 +6,8 @@ sends back is added to the emitter's redactor before the caller sees it. When th
 child's stdin, every waiting request fails.
 
 Handler threads of ``python`` steps call :meth:`BridgeClient.submit`, which hands the request to the
-event loop and returns a :class:`concurrent.futures.Future`.
+event loop and returns a :class:`concurrent.futures.Future`. On the child's blocking path (no event
+loop) a :class:`BlockingBridge` reads the reply itself.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import os
 from typing import Any
 
 from pydantic import ValidationError
@@ -108,3 +110,55 @@ class BridgeClient:
         """:meth:`secret` from another thread."""
         assert self._loop is not None, "start() first"
         return asyncio.run_coroutine_threadsafe(self.secret(name, step=step), self._loop)
+
+
+class BlockingBridge(BridgeClient):
+    """The bridge of the blocking path: a request writes its line and reads replies until its own comes.
+
+    Its coroutines never wait for an event loop, so the child can drive them without one. There is
+    no other thread to serve, so requests go one at a time.
+    """
+
+    def __init__(self, emitter: Emitter, fd: int, buffered: bytes = b"") -> None:
+        super().__init__(emitter, asyncio.StreamReader())
+        self._fd = fd
+        self._buffer = bytearray(buffered)
+
+    def start(self) -> None:
+        """Nothing to start: replies are read by the request waiting for them."""
+
+    async def close(self) -> None:
+        self._closed = "the child is ending"
+
+    async def request(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> Any:
+        if self._closed is not None:
+            raise BridgeFailure(self._closed)
+        request_id = next(self._ids)
+        self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
+        while True:
+            line = self._readline()
+            try:
+                reply = ReplyMessage.model_validate_json(line)
+            except ValidationError:
+                self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
+                continue
+            if reply.id == request_id:
+                break
+        if not reply.ok:
+            raise BridgeFailure(reply.error or f"{op} refused")
+        return reply.result
+
+    def _readline(self) -> bytes:
+        while (end := self._buffer.find(b"\n")) < 0:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError as exc:
+                self._closed = f"the executor's replies broke off: {exc}"
+                raise BridgeFailure(self._closed) from exc
+            if not chunk:
+                self._closed = "the executor closed the bridge"
+                raise BridgeFailure(self._closed)
+            self._buffer += chunk
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        return line

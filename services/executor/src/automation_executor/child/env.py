@@ -24,6 +24,8 @@ class StepEnv:
     emitter: Emitter
     bridge: BridgeClient
     workdir: str
+    blocking: bool = False
+    """On the child's blocking path: runners must never wait for an event loop."""
     _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     def emit_key(self, step: str) -> str:

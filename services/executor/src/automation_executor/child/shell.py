@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import selectors
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 from automation_executor.child.emitter import Emitter
@@ -76,21 +80,32 @@ def build_argv(config: ShellConfig, ctx: TemplateContext) -> list[str]:
     return [render_text(arg, ctx) for arg in config.command]
 
 
-async def _relay(
-    reader: asyncio.StreamReader | None, stream: LogStream, step: str, emitter: Emitter, tail: Tail | None
-) -> None:
+class _Relay:
+    """Turns one stream's chunks into log lines (and, for stdout, the step's tail)."""
+
+    def __init__(self, stream: LogStream, step: str, emitter: Emitter, tail: Tail | None) -> None:
+        self._stream, self._step, self._emitter, self._tail = stream, step, emitter, tail
+        self._splitter = LineSplitter(emitter.split_bytes)  # redacted, then cut to the line cap, by the emitter
+
+    def feed(self, chunk: bytes) -> None:
+        if self._tail is not None:
+            self._tail.add(chunk)
+        for line in self._splitter.feed(chunk):
+            self._emitter.log(self._stream, self._step, line)
+
+    def close(self) -> None:
+        for line in self._splitter.flush():
+            self._emitter.log(self._stream, self._step, line)
+
+
+async def _relay(reader: asyncio.StreamReader | None, relay: _Relay) -> None:
     if reader is None:
         return
-    splitter = LineSplitter(emitter.split_bytes)  # redacted, then cut to the line cap, by the emitter
     try:
         while chunk := await reader.read(READ_CHUNK):
-            if tail is not None:
-                tail.add(chunk)
-            for line in splitter.feed(chunk):
-                emitter.log(stream, step, line)
+            relay.feed(chunk)
     finally:
-        for line in splitter.flush():
-            emitter.log(stream, step, line)
+        relay.close()
 
 
 def _describe_exit(returncode: int) -> tuple[int, str]:
@@ -105,44 +120,38 @@ def _describe_exit(returncode: int) -> tuple[int, str]:
     return 128 + number, f"killed by {name} (exit code {128 + number})"
 
 
-async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
-    """Run one shell step to completion."""
+def _command(
+    step: ParsedStep, ctx: TemplateContext, env: StepEnv
+) -> tuple[ShellConfig, list[str], dict[str, str], str]:
+    """The step's config, argv (sandboxed when asked), environment and working directory."""
     config = step.config
     assert isinstance(config, ShellConfig)
-    emitter, spec = env.emitter, env.spec
     workdir = env.workdir
     argv = build_argv(config, ctx)
-    environment = command_environment(spec, workdir) | {k: render_text(v, ctx) for k, v in config.env.items()}
+    environment = command_environment(env.spec, workdir) | {k: render_text(v, ctx) for k, v in config.env.items()}
     cwd = str(Path(workdir, config.cwd)) if config.cwd else workdir
     if config.sandbox == "bubblewrap":
         argv = wrap_argv(argv, workdir=workdir, network=config.network, cwd=cwd)
         cwd = workdir
-    try:
-        spawned = await spawn(argv, cwd=cwd, env=environment)
-    except FileNotFoundError as exc:
+    return config, argv, environment, cwd
+
+
+def _not_started(step: ParsedStep, argv: list[str], exc: OSError) -> StepMessage:
+    """The step's result when its command could not be started."""
+    if isinstance(exc, FileNotFoundError):
         missing = argv[0] if exc.filename in {None, argv[0]} else str(exc.filename)
         return StepMessage(name=step.name, status="failed", exit_code=127, error=f"not found: {missing}")
-    except PermissionError as exc:
+    if isinstance(exc, PermissionError):
         return StepMessage(name=step.name, status="failed", exit_code=126, error=f"cannot execute: {exc}")
-    except OSError as exc:
-        return StepMessage(name=step.name, status="failed", error=f"cannot start the command: {exc}")
-    tail = Tail(spec.stdout_tail_bytes, emitter.redactor)
-    relays = [
-        asyncio.create_task(_relay(spawned.process.stdout, "stdout", step.name, emitter, tail)),
-        asyncio.create_task(_relay(spawned.process.stderr, "stderr", step.name, emitter, None)),
-    ]
-    try:
-        returncode = await spawned.wait_exit()
-        _, pending = await asyncio.wait(relays, timeout=DRAIN_AFTER_EXIT_SECONDS)
-    except BaseException:
-        await _kill(spawned, spec.kill_grace_seconds)
-        raise
-    finally:
-        for task in relays:
-            task.cancel()
-        await asyncio.gather(*relays, return_exceptions=True)
-    if pending:
-        emitter.log("system", step.name, "output still open after the command exited (background process?); closed")
+    return StepMessage(name=step.name, status="failed", error=f"cannot start the command: {exc}")
+
+
+def _finished(
+    step: ParsedStep, config: ShellConfig, returncode: int, tail: Tail, env: StepEnv, *, lingering: bool
+) -> StepMessage:
+    """The step's result once its command exited (``lingering``: its output was still open after the drain)."""
+    if lingering:
+        env.emitter.log("system", step.name, "output still open after the command exited (background process?); closed")
     exit_code, how = _describe_exit(returncode)
     output = {"exit_code": exit_code, "stdout_tail": tail.text()}
     if exit_code in config.expected_exit_codes:
@@ -155,6 +164,153 @@ async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> Ste
         exit_code=exit_code,
         error=f"{how}; expected {expected}",
     )
+
+
+async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    """Run one shell step to completion (on the child's event loop)."""
+    config, argv, environment, cwd = _command(step, ctx, env)
+    emitter = env.emitter
+    try:
+        spawned = await spawn(argv, cwd=cwd, env=environment)
+    except OSError as exc:
+        return _not_started(step, argv, exc)
+    tail = Tail(env.spec.stdout_tail_bytes, emitter.redactor)
+    relays = [
+        asyncio.create_task(_relay(spawned.process.stdout, _Relay("stdout", step.name, emitter, tail))),
+        asyncio.create_task(_relay(spawned.process.stderr, _Relay("stderr", step.name, emitter, None))),
+    ]
+    try:
+        returncode = await spawned.wait_exit()
+        _, pending = await asyncio.wait(relays, timeout=DRAIN_AFTER_EXIT_SECONDS)
+    except BaseException:
+        await _kill(spawned, env.spec.kill_grace_seconds)
+        raise
+    finally:
+        for task in relays:
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
+        spawned.close()
+    return _finished(step, config, returncode, tail, env, lingering=bool(pending))
+
+
+async def run_shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    """Run one shell step to completion without an event loop (the child's fast path).
+
+    It never suspends, so the child drives it, and the check and steps around it, without asyncio
+    (:func:`automation_executor.child.main.drive`). The step's ``timeout_seconds`` is kept here: the
+    command gets SIGTERM, then SIGKILL after the grace period, and the step is ``timed_out``.
+    """
+    return _shell_blocking(step, ctx, env)
+
+
+def _shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    config, argv, environment, cwd = _command(step, ctx, env)
+    emitter = env.emitter
+    deadline = None if step.timeout_seconds is None else time.monotonic() + step.timeout_seconds
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=environment,
+        )
+    except OSError as exc:
+        return _not_started(step, argv, exc)
+    tail = Tail(env.spec.stdout_tail_bytes, emitter.redactor)
+    grace = min(env.spec.kill_grace_seconds, 2.0)
+    with _Pump(process, _Relay("stdout", step.name, emitter, tail), _Relay("stderr", step.name, emitter, None)) as pump:
+        try:
+            pump.until(deadline)
+        except _StepTimedOut:
+            pump.stop(grace)
+            return StepMessage(name=step.name, status="timed_out", error=f"timed out after {step.timeout_seconds}s")
+        except BaseException:  # SIGTERM (the child is being stopped): stop the command, relaying its last words
+            pump.stop(grace)
+            raise
+    return _finished(step, config, process.wait(), tail, env, lingering=pump.lingering)
+
+
+class _StepTimedOut(Exception):
+    pass
+
+
+class _Pump:
+    """Relays a command's stdout and stderr while watching its exit (a pidfd), with no event loop."""
+
+    def __init__(self, process: subprocess.Popen[bytes], stdout: _Relay, stderr: _Relay) -> None:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self._process = process
+        self._pipes = {process.stdout.fileno(): stdout, process.stderr.fileno(): stderr}
+        self._selector = selectors.DefaultSelector()
+        self._exit_fd = os.pidfd_open(process.pid)
+        for fd in (*self._pipes, self._exit_fd):
+            self._selector.register(fd, selectors.EVENT_READ)
+        self._open = set(self._pipes)
+        self._exited_at: float | None = None
+        self.lingering = False
+        """Whether output was still open when the drain after the exit ended (a background process)."""
+
+    def __enter__(self) -> _Pump:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for relay in self._pipes.values():
+            relay.close()
+        self._selector.close()
+        os.close(self._exit_fd)
+        assert self._process.stdout is not None
+        assert self._process.stderr is not None
+        self._process.stdout.close()
+        self._process.stderr.close()
+
+    def until(self, deadline: float | None) -> None:
+        """Relay until the command exited and its pipes closed, or the drain time passed after its exit.
+
+        Raises :class:`_StepTimedOut` when ``deadline`` (monotonic) comes before the exit.
+        """
+        while self._open or self._exited_at is None:
+            now = time.monotonic()
+            if self._exited_at is not None:
+                wait = self._exited_at + DRAIN_AFTER_EXIT_SECONDS - now
+                if wait <= 0:
+                    self.lingering = True
+                    return
+            elif deadline is not None:
+                wait = deadline - now
+                if wait <= 0:
+                    raise _StepTimedOut
+            else:
+                wait = None
+            self._step(wait)
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM, relaying output until the exit; SIGKILL if the command outlives ``grace`` seconds."""
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+            if self._exited_at is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(sig)
+            give_up = time.monotonic() + wait
+            while self._exited_at is None and (left := give_up - time.monotonic()) > 0:
+                self._step(left)
+        self._process.wait()
+
+    def _step(self, timeout: float | None) -> None:
+        for key, _ in self._selector.select(timeout):
+            if key.fd == self._exit_fd:
+                self._selector.unregister(self._exit_fd)
+                self._process.poll()
+                self._exited_at = time.monotonic()
+                continue
+            chunk = os.read(key.fd, READ_CHUNK)
+            if chunk:
+                self._pipes[key.fd].feed(chunk)
+            else:
+                self._selector.unregister(key.fd)
+                self._open.discard(key.fd)
 
 
 async def _kill(spawned: Spawned, grace: float) -> None:

@@ -1,0 +1,61 @@
+"""Which jobs take the child's blocking path, and how a coroutine is driven without an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from automation_executor.child.main import drive, runs_blocking
+from automation_executor.domain.protocol import ChildSpec
+
+
+def _spec(*kinds: str, check: str | None = None, fast: bool = True) -> ChildSpec:
+    def step(name: str, kind: str) -> dict[str, Any]:
+        return {"name": name, "type": kind, "config": {}}
+
+    return ChildSpec.model_validate(
+        {
+            "execution_id": "e",
+            "attempt": 1,
+            "steps": [step(f"s{i}", kind) for i, kind in enumerate(kinds)],
+            "check": step("check", check) if check is not None else None,
+            "parameters": {},
+            "shell_fast_path": fast,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "blocking"),
+    [
+        (_spec("shell"), True),
+        (_spec("shell", "shell", check="shell"), True),
+        (_spec("shell", "python"), False),
+        (_spec("shell", check="http"), False),
+        (_spec("ssh.exec"), False),
+        (_spec("shell", fast=False), False),
+    ],
+    ids=["shell", "shell-with-shell-check", "with-python", "http-check", "ssh", "turned-off"],
+)
+def test_only_jobs_of_shell_steps_run_blocking(spec: ChildSpec, blocking: bool) -> None:
+    assert runs_blocking(spec) is blocking
+
+
+def test_drive_runs_a_coroutine_that_never_waits_for_a_loop() -> None:
+    async def inner() -> int:
+        return 2
+
+    async def outer() -> int:
+        return await inner() * 21
+
+    assert drive(outer()) == 42
+
+
+def test_drive_refuses_a_coroutine_that_waits_for_a_loop() -> None:
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="waited for an event loop"):
+        drive(waits())
