@@ -159,7 +159,7 @@ class ChildRunner:
             http_max_body_bytes=s.executor_http_max_body_bytes,
             kill_grace_seconds=s.executor_kill_grace_seconds,
             path=os.environ.get("PATH", DEFAULT_PATH),
-            shell_fast_path=s.executor_shell_fast_path,
+            fast_path=s.executor_child_fast_path,
         )
 
     def _child_environment(self, workdir: str) -> dict[str, str]:

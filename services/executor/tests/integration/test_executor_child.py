@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True, params=[True, False], ids=["blocking", "asyncio"])
-def shell_fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    monkeypatch.setenv("AUTOMATION_EXECUTOR_SHELL_FAST_PATH", str(request.param).lower())
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setenv("AUTOMATION_EXECUTOR_CHILD_FAST_PATH", str(request.param).lower())
     return bool(request.param)
 
 

@@ -1,18 +1,21 @@
-"""The child's two ways of running a job of shell steps report the same (real processes and fork server).
+"""The child's two ways of running a job report the same (real processes and fork server).
 
-A job whose steps and check are all shell steps runs without an event loop (the blocking path); with
-``AUTOMATION_EXECUTOR_SHELL_FAST_PATH=false``, or with any other kind of step, it runs on asyncio.
+A job whose steps and check are all shell and python steps runs without an event loop (the blocking
+path); with ``AUTOMATION_EXECUTOR_CHILD_FAST_PATH=false``, or with any other kind of step, it runs on
+asyncio.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from automation_executor.bridge import RecordingServices
 from automation_executor.domain.outcome import RunOutcome
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
@@ -21,7 +24,28 @@ from executor_steps_support import forked_children, run_job
 
 pytestmark = pytest.mark.integration
 
+EXAMPLES = "automation_executor.examples.handlers"
+
+
+def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
+    return {"name": name, "type": "python", "config": {"handler": f"{EXAMPLES}:{handler}", "args": args}}
+
+
 JOBS: dict[str, dict[str, Any]] = {
+    "python handlers: plain and async, a secret, print, logging and an event": {
+        "check": {"type": "python", "config": {"handler": f"{EXAMPLES}:inventory_check", "args": {"pending": 2}}},
+        "steps": [
+            _python("greet", "greet", name="${{ parameters.v }}"),
+            _python("echo", "echo_args", pending="${{ check.payload.pending }}"),
+            _python("secret", "use_secret", token_secret="API_TOKEN"),
+            _python("emit", "emit_event", type="inventory.checked", data={"by": "handler"}),
+            {"name": "shell", "type": "shell", "config": {"command": ["echo", "${{ steps.greet.output.greeting }}"]}},
+        ],
+    },
+    "a failing handler": {"steps": [_python("fail", "fail", message="it broke"), _python("never", "noop")]},
+    "a hanging handler and its step timeout": {
+        "steps": [{**_python("slow", "sleep", seconds=30), "timeout_seconds": 1}]
+    },
     "check, templates, secrets and a failing step": {
         "check": {
             "type": "shell",
@@ -57,7 +81,14 @@ JOBS: dict[str, dict[str, Any]] = {
             {
                 "name": "trap",
                 "type": "shell",
-                "config": {"command": ["sh", "-c", 'trap "echo got TERM; exit 0" TERM; echo ready; sleep 30 & wait']},
+                # The group's SIGTERM and the child's own reach the command: it answers the first only.
+                "config": {
+                    "command": [
+                        "sh",
+                        "-c",
+                        "trap \"trap '' TERM; echo got TERM; exit 0\" TERM; echo ready; sleep 30 & wait",
+                    ]
+                },
             }
         ],
     },
@@ -72,7 +103,9 @@ JOBS: dict[str, dict[str, Any]] = {
 
 async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tuple[RunOutcome, list[Any]]]:
     results = []
+    emitted = []
     for fast in (True, False):
+        services = RecordingServices()
         async with forked_children() if forked else contextlib.nullcontext():
             outcome, sink = await run_job(
                 tmp_path,
@@ -81,9 +114,12 @@ async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tu
                 parameters={"v": "a b"},
                 secrets={"API_TOKEN": "tok-0123456789"},
                 timeout_seconds=job.get("timeout_seconds", 30),
-                settings={"executor_shell_fast_path": fast},
+                settings={"executor_child_fast_path": fast},
+                services=services,
             )
         results.append((outcome, sink.lines))
+        emitted.append([(event.type, event.subject, event.data) for event in services.events])
+    assert emitted[0] == emitted[1]
     return results
 
 
@@ -91,43 +127,88 @@ async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tu
 @pytest.mark.parametrize("name", list(JOBS))
 async def test_the_blocking_path_and_the_asyncio_path_report_the_same(tmp_path: Path, name: str, forked: bool) -> None:
     (fast, fast_lines), (loop, loop_lines) = await _both(tmp_path, JOBS[name], forked=forked)
+    for outcome in (fast, loop):  # an emitted event's id derives from the execution's, which differs
+        if "emit" in (steps := outcome.outputs.get("steps", {})):
+            steps["emit"]["id"] = "<event id>"
     assert fast == loop
     assert fast_lines == loop_lines
     assert "tok-0123456789" not in repr(fast) + repr(fast_lines)
+    EXPECTED[name](fast, fast_lines)  # and equal to what it should be, not merely equal
 
 
-async def test_what_the_blocking_path_reports(tmp_path: Path) -> None:
-    """The outcomes compared above are the expected ones, not merely equal."""
-    (first, lines), _ = await _both(tmp_path, JOBS["check, templates, secrets and a failing step"], forked=False)
-    assert first.status == "failed"
-    assert first.exit_code == 4
-    assert first.error is not None
-    assert "step bad" in first.error
-    assert first.outputs["performed"] is True
-    assert first.outputs["steps"]["env"]["stdout_tail"] == "v=a b token=***\n"
-    assert first.outputs["steps"]["payload"]["stdout_tail"] == "3\n"
-    assert "never" not in first.outputs["steps"]
+Lines = list[tuple[str, str | None, str]]
+
+
+def _check_templates_secrets(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.exit_code == 4
+    assert outcome.error is not None
+    assert "step bad" in outcome.error
+    assert outcome.outputs["performed"] is True
+    assert outcome.outputs["steps"]["env"]["stdout_tail"] == "v=a b token=***\n"
+    assert outcome.outputs["steps"]["payload"]["stdout_tail"] == "3\n"
+    assert "never" not in outcome.outputs["steps"]
     assert ("stderr", "env", "to stderr ***") in lines
-    (timed, timed_lines), _ = await _both(tmp_path, JOBS["a step timeout and a background process"], forked=False)
-    assert timed.status == "timed_out"
-    assert timed.outputs["bg"]["stdout_tail"] == "started\n"
-    assert any("output still open after the command exited" in text for _, _, text in timed_lines)
-    assert timed.error is not None
-    assert "step slow: timed out after 1s" in timed.error
-    (stopped, stopped_lines), _ = await _both(
-        tmp_path, JOBS["a job timeout, SIGTERM to a command that answers it"], forked=False
-    )
-    assert stopped.status == "timed_out"
-    assert [text for _, step, text in stopped_lines if step == "trap"][-3:] == [
+
+
+def _step_timeout(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.outputs["bg"]["stdout_tail"] == "started\n"
+    assert any("output still open after the command exited" in text for _, _, text in lines)
+    assert outcome.error == "step slow: timed out after 1s"
+
+
+def _job_timeout(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert [text for _, step, text in lines if step == "trap"][-3:] == [
         "step trap (shell) started",
         "ready",
         "got TERM",
     ]
-    (missing, _), _ = await _both(tmp_path, JOBS["a missing command"], forked=False)
-    assert missing.status == "failed"
-    assert missing.exit_code == 127
-    assert missing.error == "step missing: not found: no-such-command-here"
-    (unknown, _), _ = await _both(tmp_path, JOBS["an unknown secret"], forked=False)
-    assert unknown.status == "failed"
-    assert unknown.error is not None
-    assert "secret 'NOPE': not found" in unknown.error
+
+
+def _handlers(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "succeeded", outcome
+    steps = outcome.outputs["steps"]
+    assert steps["greet"] == {"greeting": "hello a b"}
+    assert steps["echo"]["args"] == {"pending": 2}
+    assert steps["secret"] == {"token": "***", "length": 14}
+    assert set(steps["emit"]) == {"id"}
+    assert steps["shell"]["stdout_tail"] == "hello a b\n"
+    assert ("stdout", "greet", "hello from greet") in lines
+    assert ("stdout", "secret", "INFO the token is ***") in lines
+
+
+def _failing_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.error == f"step fail: {EXAMPLES}:fail raised RuntimeError: it broke"
+    assert any("Traceback" in text for _, step, text in lines if step == "fail")
+    assert not any("python_step.py" in text for _, _, text in lines), "no frame of the runner's own"
+
+
+def _hanging_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.error == "step slow: timed out after 1s"
+
+
+def _missing_command(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.exit_code == 127
+    assert outcome.error == "step missing: not found: no-such-command-here"
+
+
+def _unknown_secret(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "secret 'NOPE': not found" in outcome.error
+
+
+EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
+    "python handlers: plain and async, a secret, print, logging and an event": _handlers,
+    "a failing handler": _failing_handler,
+    "a hanging handler and its step timeout": _hanging_handler,
+    "check, templates, secrets and a failing step": _check_templates_secrets,
+    "a step timeout and a background process": _step_timeout,
+    "a job timeout, SIGTERM to a command that answers it": _job_timeout,
+    "a missing command": _missing_command,
+    "an unknown secret": _unknown_secret,
+}

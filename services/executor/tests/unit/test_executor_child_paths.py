@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from automation_executor.child.main import drive, runs_blocking
+from automation_executor.child.blocking import drive
+from automation_executor.child.main import runs_blocking
 from automation_executor.domain.protocol import ChildSpec
 
 
@@ -22,7 +23,7 @@ def _spec(*kinds: str, check: str | None = None, fast: bool = True) -> ChildSpec
             "steps": [step(f"s{i}", kind) for i, kind in enumerate(kinds)],
             "check": step("check", check) if check is not None else None,
             "parameters": {},
-            "shell_fast_path": fast,
+            "fast_path": fast,
         }
     )
 
@@ -32,14 +33,16 @@ def _spec(*kinds: str, check: str | None = None, fast: bool = True) -> ChildSpec
     [
         (_spec("shell"), True),
         (_spec("shell", "shell", check="shell"), True),
-        (_spec("shell", "python"), False),
-        (_spec("shell", check="http"), False),
+        (_spec("shell", "python", check="python"), True),
+        (_spec("shell", "http"), False),
+        (_spec("python", check="http"), False),
+        (_spec("event.emit"), False),
         (_spec("ssh.exec"), False),
         (_spec("shell", fast=False), False),
     ],
-    ids=["shell", "shell-with-shell-check", "with-python", "http-check", "ssh", "turned-off"],
+    ids=["shell", "shell-with-shell-check", "with-python", "with-http", "http-check", "event", "ssh", "turned-off"],
 )
-def test_only_jobs_of_shell_steps_run_blocking(spec: ChildSpec, blocking: bool) -> None:
+def test_only_jobs_of_shell_and_python_steps_run_blocking(spec: ChildSpec, blocking: bool) -> None:
     assert runs_blocking(spec) is blocking
 
 

@@ -17,12 +17,17 @@ import concurrent.futures
 import contextlib
 import itertools
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from automation_executor.child.blocking import drive
 from automation_executor.child.emitter import Emitter
 from automation_executor.domain.protocol import BridgeOp, ReplyMessage, RequestMessage
+
+T = TypeVar("T")
 
 
 class BridgeFailure(Exception):
@@ -115,14 +120,16 @@ class BridgeClient:
 class BlockingBridge(BridgeClient):
     """The bridge of the blocking path: a request writes its line and reads replies until its own comes.
 
-    Its coroutines never wait for an event loop, so the child can drive them without one. There is
-    no other thread to serve, so requests go one at a time.
+    Its coroutines never wait for an event loop, so the child can drive them without one. A python
+    step's handler thread makes its requests itself (:meth:`submit` returns a future already settled);
+    requests go one at a time.
     """
 
     def __init__(self, emitter: Emitter, fd: int, buffered: bytes = b"") -> None:
         super().__init__(emitter, asyncio.StreamReader())
         self._fd = fd
         self._buffer = bytearray(buffered)
+        self._one_at_a_time = threading.Lock()
 
     def start(self) -> None:
         """Nothing to start: replies are read by the request waiting for them."""
@@ -131,19 +138,8 @@ class BlockingBridge(BridgeClient):
         self._closed = "the child is ending"
 
     async def request(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> Any:
-        if self._closed is not None:
-            raise BridgeFailure(self._closed)
-        request_id = next(self._ids)
-        self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
-        while True:
-            line = self._readline()
-            try:
-                reply = ReplyMessage.model_validate_json(line)
-            except ValidationError:
-                self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
-                continue
-            if reply.id == request_id:
-                break
+        with self._one_at_a_time:
+            reply = self._exchange(op, args, step)
         if not reply.ok:
             raise BridgeFailure(reply.error or f"{op} refused")
         return reply.result
@@ -162,3 +158,34 @@ class BlockingBridge(BridgeClient):
         line = bytes(self._buffer[: end + 1])
         del self._buffer[: end + 1]
         return line
+
+    def _exchange(self, op: BridgeOp, args: dict[str, Any], step: str | None) -> ReplyMessage:
+        if self._closed is not None:
+            raise BridgeFailure(self._closed)
+        request_id = next(self._ids)
+        self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
+        while True:
+            line = self._readline()
+            try:
+                reply = ReplyMessage.model_validate_json(line)
+            except ValidationError:
+                self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
+                continue
+            if reply.id == request_id:
+                return reply
+
+    def submit(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> concurrent.futures.Future[Any]:
+        return _settled(lambda: drive(self.request(op, args, step=step)))
+
+    def submit_secret(self, name: str, *, step: str | None) -> concurrent.futures.Future[str]:
+        return _settled(lambda: drive(self.secret(name, step=step)))
+
+
+def _settled(call: Callable[[], T]) -> concurrent.futures.Future[T]:
+    """A future holding what ``call`` returns or raises."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    try:
+        future.set_result(call())
+    except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+        future.set_exception(exc)
+    return future

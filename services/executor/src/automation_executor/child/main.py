@@ -8,13 +8,14 @@ Before a step runs, every secret it names (``${{ secrets.X }}`` and ``*_secret``
 executor; an unknown one fails the step, naming it. A job's check step runs first: when it says
 ``should_perform: false`` the run succeeds without running the steps.
 
-**Two ways to run.** A job whose steps (and check) are all ``shell`` steps runs on the *blocking
-path*: no event loop is started; each command is run with :func:`subprocess.Popen` and its output is
-read with a selector, and the same orchestration coroutines (:func:`run_steps`) are driven to the end
-in one ``send`` (:func:`drive`), since nothing on that path ever waits for a loop. That saves the
-event loop's start and stop and asyncio's subprocess transports: about a third of such a child's CPU.
-Any other job runs on an asyncio event loop. ``ChildSpec.shell_fast_path`` (the executor's
-``AUTOMATION_EXECUTOR_SHELL_FAST_PATH``) turns the blocking path off.
+**Two ways to run.** A job whose steps (and check) are all ``shell`` and ``python`` steps runs on the
+*blocking path* (:mod:`automation_executor.child.blocking`): no event loop is started; a command is run
+with :func:`subprocess.Popen` and its output read with a selector, a handler runs in its thread while
+the child waits on its future, and the same orchestration coroutines (:func:`run_steps`) are driven
+to the end in one ``send``, since nothing on that path ever waits for a loop. That saves the event
+loop's start and stop and asyncio's subprocess transports: about a third of such a child's CPU. Any
+other job runs on an asyncio event loop. ``ChildSpec.fast_path`` (the executor's
+``AUTOMATION_EXECUTOR_CHILD_FAST_PATH``) turns the blocking path off.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
+from automation_executor.child.blocking import Terminated, drive
 from automation_executor.child.bridge import BlockingBridge, BridgeClient, BridgeFailure
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import StepEnv
@@ -57,13 +58,11 @@ RUNNERS: dict[str, str] = {
 }
 """Each step kind's runner, imported when a step of the kind first runs (asyncssh, pywinrm and httpx are
 heavy imports; a run of shell steps never pays for them)."""
-BLOCKING_RUNNERS: dict[str, str] = {"shell": "automation_executor.child.shell:run_shell_blocking"}
+BLOCKING_RUNNERS: dict[str, str] = {
+    "shell": "automation_executor.child.shell:run_shell_blocking",
+    "python": "automation_executor.child.python_step:run_python_blocking",
+}
 """The runners of the blocking path: coroutines that never wait for an event loop."""
-T = TypeVar("T")
-
-
-class Terminated(BaseException):
-    """SIGTERM on the blocking path (the asyncio path cancels its main task instead)."""
 
 
 def runner_for(kind: str, *, blocking: bool = False) -> StepRunner:
@@ -237,19 +236,9 @@ def prepare(line: bytes, emitter: Emitter) -> ChildSpec | int:
 
 
 def runs_blocking(spec: ChildSpec) -> bool:
-    """Whether the run takes the blocking path: every step and the check are ``shell`` steps."""
+    """Whether the run takes the blocking path: every step and the check have a blocking runner."""
     steps: list[StepInput] = [*spec.steps, *([spec.check] if spec.check is not None else [])]
-    return spec.shell_fast_path and pidfds_work() and all(step.type in BLOCKING_RUNNERS for step in steps)
-
-
-def drive(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never waits for an event loop to its end, in one step."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("a step of the blocking path waited for an event loop")
+    return spec.fast_path and pidfds_work() and all(step.type in BLOCKING_RUNNERS for step in steps)
 
 
 def _terminate(*_: object) -> None:

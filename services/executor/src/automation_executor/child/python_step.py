@@ -31,11 +31,12 @@ import logging
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from automation_executor.child.blocking import Terminated
 from automation_executor.child.bridge import BridgeClient
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import StepEnv
@@ -194,22 +195,20 @@ class _Call:
     function: Callable[..., Any]
     args: dict[str, Any]
     context_kwargs: dict[str, Any]
-    done: asyncio.Future[Any]
-    main_loop: asyncio.AbstractEventLoop
+    done: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
     loop: asyncio.AbstractEventLoop | None = None
     task: asyncio.Task[Any] | None = None
+    trace: str = ""
+    """The traceback of what the handler raised, as it stood in the handler's thread (none of the
+    waiting side's frames)."""
 
     def _settle(self, value: Any, error: BaseException | None) -> None:
-        def settle() -> None:
-            if self.done.done():
-                return
+        # Cancelled, or the child's loop is gone (an abandoned handler ending late): nobody waits any more.
+        with contextlib.suppress(concurrent.futures.InvalidStateError, RuntimeError):
             if error is not None:
                 self.done.set_exception(error)
             else:
                 self.done.set_result(value)
-
-        with contextlib.suppress(RuntimeError):  # the child's loop is gone: nobody waits any more
-            self.main_loop.call_soon_threadsafe(settle)
 
     def run(self) -> None:
         try:
@@ -222,6 +221,8 @@ class _Call:
                 finally:
                     context.close()
         except BaseException as exc:  # noqa: BLE001 - everything the handler raises fails the step
+            below_run = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+            self.trace = "".join(traceback.format_exception(type(exc), exc, below_run))
             self._settle(None, exc)
             return
         self._settle(value, None)
@@ -246,8 +247,8 @@ def _json_output(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
-async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
-    """Import (if declared) and call the handler; its JSON return value is the output."""
+def _start(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> tuple[PythonConfig, _Call] | StepMessage:
+    """The handler's call, started in its thread; or the step's result when the handler is refused."""
     config = step.config
     assert isinstance(config, PythonConfig)
     args = render_json(config.args, ctx)
@@ -255,7 +256,6 @@ async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> St
         function = load_handler(config.handler)
     except HandlerRefused as exc:
         return StepMessage(name=step.name, status="failed", error=str(exc))
-    loop = asyncio.get_running_loop()
     call = _Call(
         function=function,
         args=args,
@@ -269,31 +269,34 @@ async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> St
             "step": step.name,
             "workdir": Path(env.workdir),
         },
-        done=loop.create_future(),
-        main_loop=loop,
     )
-    stdout, stderr = _LineWriter(env.emitter, "stdout", step.name), _LineWriter(env.emitter, "stderr", step.name)
+    threading.Thread(target=call.run, name=f"handler-{step.name}", daemon=True).start()
+    return config, call
+
+
+@contextlib.contextmanager
+def _captured_output(env: StepEnv, step: str) -> Iterator[None]:
+    """``print()`` in the handler (``sys.stdout``/``sys.stderr``) becomes lines of the execution log."""
+    stdout, stderr = _LineWriter(env.emitter, "stdout", step), _LineWriter(env.emitter, "stderr", step)
     saved: tuple[TextIO, TextIO] = (sys.stdout, sys.stderr)
     sys.stdout, sys.stderr = stdout, stderr  # a minimal text stream: write() and flush()
-    thread = threading.Thread(target=call.run, name=f"handler-{step.name}", daemon=True)
-    thread.start()
     try:
-        value = await call.done
-    except asyncio.CancelledError:
-        call.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(call.done), CANCEL_WAIT_SECONDS)
-        raise
-    except BaseException as exc:  # noqa: BLE001 - the handler's own failure
-        for line in "".join(traceback.format_exception(exc)).splitlines():
-            env.emitter.log("stderr", step.name, line)
-        return StepMessage(
-            name=step.name, status="failed", error=f"{config.handler} raised {type(exc).__name__}: {exc}"
-        )
+        yield
     finally:
         stdout.flush()
         stderr.flush()
         sys.stdout, sys.stderr = saved
+
+
+def _raised(step: ParsedStep, config: PythonConfig, env: StepEnv, call: _Call, exc: BaseException) -> StepMessage:
+    """The step's result when the handler raised (its traceback goes to the log)."""
+    for line in (call.trace or "".join(traceback.format_exception(exc))).splitlines():
+        env.emitter.log("stderr", step.name, line)
+    return StepMessage(name=step.name, status="failed", error=f"{config.handler} raised {type(exc).__name__}: {exc}")
+
+
+def _returned(step: ParsedStep, config: PythonConfig, value: Any) -> StepMessage:
+    """The step's result from the handler's return value, which must be JSON."""
     try:
         output = _json_output(value)
     except (TypeError, ValueError) as exc:
@@ -301,3 +304,52 @@ async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> St
             name=step.name, status="failed", error=f"{config.handler} returned a value that is not JSON: {exc}"
         )
     return StepMessage(name=step.name, status="succeeded", output=output)
+
+
+async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    """Import (if declared) and call the handler; its JSON return value is the output."""
+    with _captured_output(env, step.name):
+        started = _start(step, ctx, env)
+        if isinstance(started, StepMessage):
+            return started
+        config, call = started
+        waiter = asyncio.wrap_future(call.done)
+        try:
+            value = await waiter
+        except asyncio.CancelledError:
+            call.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(waiter), CANCEL_WAIT_SECONDS)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the handler's own failure
+            return _raised(step, config, env, call, exc)
+    return _returned(step, config, value)
+
+
+async def run_python_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
+    """:func:`run_python` on the child's blocking path: the child waits on the handler's future itself.
+
+    The step's ``timeout_seconds`` is kept here (an async handler is cancelled; a plain function's
+    thread is abandoned, as on the asyncio path); SIGTERM (:class:`Terminated`) cancels it too.
+    """
+    with _captured_output(env, step.name):
+        started = _start(step, ctx, env)
+        if isinstance(started, StepMessage):
+            return started
+        config, call = started
+        try:
+            value = call.done.result(timeout=step.timeout_seconds)
+        except Terminated:
+            call.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the handler's own failure, or the step's timeout
+            if _raised_by(call.done, exc):
+                return _raised(step, config, env, call, exc)
+            call.cancel()
+            return StepMessage(name=step.name, status="timed_out", error=f"timed out after {step.timeout_seconds}s")
+    return _returned(step, config, value)
+
+
+def _raised_by(done: concurrent.futures.Future[Any], exc: BaseException) -> bool:
+    """Whether ``exc`` is the handler's own (and not the wait for it timing out)."""
+    return done.done() and not done.cancelled() and done.exception() is exc

@@ -69,8 +69,8 @@ class ChildSpec(_Message):
     http_max_body_bytes: int = 65536
     kill_grace_seconds: float = 5.0
     path: str = "/usr/local/bin:/usr/bin:/bin"
-    shell_fast_path: bool = True
-    """Whether a job of shell steps only may run without an event loop (the child's blocking path)."""
+    fast_path: bool = True
+    """Whether a job of shell and python steps only may run without an event loop (the blocking path)."""
 
 
 class LogMessage(_Message):
