@@ -37,6 +37,7 @@ class ServiceSettings(BaseSettings):
     amqp_queue_type: Literal["quorum", "classic"] = "quorum"
     amqp_delivery_limit: int = Field(default=5, ge=1, le=1000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_ping_after_idle_seconds: float = Field(default=5.0, ge=0, le=3600)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)

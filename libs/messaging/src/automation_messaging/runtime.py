@@ -79,7 +79,12 @@ async def open_runtime(
     if migrations_dir is not None and settings.migrate_on_start:
         await migrate(database_url, migrations_dir)
         log.info("migrations_applied")
-    engine = create_engine(database_url, pool_size=settings.db_pool_size, application_name=settings.service_name)
+    engine = create_engine(
+        database_url,
+        pool_size=settings.db_pool_size,
+        application_name=settings.service_name,
+        ping_after_idle=settings.db_ping_after_idle_seconds,
+    )
     broker = Broker(settings)
     relay: OutboxRelay | None = None
     runtime: Runtime | None = None
