@@ -7,6 +7,7 @@ asyncio.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 from collections.abc import Callable
@@ -43,6 +44,11 @@ JOBS: dict[str, dict[str, Any]] = {
         ],
     },
     "a failing handler": {"steps": [_python("fail", "fail", message="it broke"), _python("never", "noop")]},
+    "a job timeout while a handler sleeps": {  # the child must end on SIGTERM: SIGKILL would come after 30 s
+        "timeout_seconds": 1,
+        "settings": {"executor_kill_grace_seconds": 30},
+        "steps": [_python("nap", "sleep", seconds=30)],
+    },
     "a hanging handler and its step timeout": {
         "steps": [{**_python("slow", "sleep", seconds=30), "timeout_seconds": 1}]
     },
@@ -106,7 +112,7 @@ async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tu
     emitted = []
     for fast in (True, False):
         services = RecordingServices()
-        async with forked_children() if forked else contextlib.nullcontext():
+        async with forked_children() if forked else contextlib.nullcontext(), asyncio.timeout(20):
             outcome, sink = await run_job(
                 tmp_path,
                 job["steps"],
@@ -114,7 +120,7 @@ async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tu
                 parameters={"v": "a b"},
                 secrets={"API_TOKEN": "tok-0123456789"},
                 timeout_seconds=job.get("timeout_seconds", 30),
-                settings={"executor_child_fast_path": fast},
+                settings={"executor_child_fast_path": fast, **job.get("settings", {})},
                 services=services,
             )
         results.append((outcome, sink.lines))
@@ -190,6 +196,12 @@ def _hanging_handler(outcome: RunOutcome, lines: Lines) -> None:
     assert outcome.error == "step slow: timed out after 1s"
 
 
+def _job_timeout_in_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.error == "timed out after 1s"
+    assert ("system", None, "timed out after 1s: stopping (SIGTERM, SIGKILL after 30s)") in lines
+
+
 def _missing_command(outcome: RunOutcome, lines: Lines) -> None:
     assert outcome.status == "failed"
     assert outcome.exit_code == 127
@@ -206,6 +218,7 @@ EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "python handlers: plain and async, a secret, print, logging and an event": _handlers,
     "a failing handler": _failing_handler,
     "a hanging handler and its step timeout": _hanging_handler,
+    "a job timeout while a handler sleeps": _job_timeout_in_handler,
     "check, templates, secrets and a failing step": _check_templates_secrets,
     "a step timeout and a background process": _step_timeout,
     "a job timeout, SIGTERM to a command that answers it": _job_timeout,
