@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,10 @@ from typing import Any
 import pytest
 
 from automation_executor.bridge import RecordingServices
+from automation_executor.child.emitter import Emitter
+from automation_executor.child.main import _run_blocking, prepare, read_spec_line, runs_blocking
 from automation_executor.domain.outcome import RunOutcome
+from automation_executor.domain.protocol import ChildSpec
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
@@ -225,3 +230,37 @@ EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "a missing command": _missing_command,
     "an unknown secret": _unknown_secret,
 }
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"name": "s", "type": "shell", "config": {"command": ["echo", "${{ secrets.X }}"]}},
+        {"name": "p", "type": "python", "config": {"handler": f"{EXAMPLES}:use_secret", "args": {"token_secret": "X"}}},
+    ],
+    ids=["shell", "python"],
+)
+def test_the_blocking_path_makes_no_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: Any) -> None:
+    """Its saving is the event loop it does not make: nothing on it may make one behind its back."""
+    monkeypatch.chdir(tmp_path)
+    spec = {"execution_id": "e", "attempt": 1, "steps": [step], "parameters": {}, "path": os.environ["PATH"]}
+    # A handler's ``*_secret`` argument is resolved before the step, then looked up again by the handler.
+    replies = [{"type": "reply", "id": n, "ok": True, "result": "sekret"} for n in (1, 2)]
+    spec_r, spec_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.write(spec_w, "".join(json.dumps(message) + "\n" for message in [spec, *replies]).encode())
+    os.close(spec_w)
+    emitter = Emitter(out_w)
+    line, buffered = read_spec_line(spec_r)
+    child_spec = prepare(line, emitter)
+    assert isinstance(child_spec, ChildSpec)
+    assert runs_blocking(child_spec)
+    policy = asyncio.get_event_loop_policy()
+    monkeypatch.setattr(policy, "new_event_loop", lambda: pytest.fail("the blocking path made an event loop"))
+    assert _run_blocking(child_spec, emitter, spec_r, buffered) == 0
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as protocol:
+        *_, result = [json.loads(line) for line in protocol]
+    assert result["type"] == "result"
+    assert result["status"] == "succeeded", result["error"]
+    assert "sekret" not in json.dumps(result)

@@ -37,7 +37,7 @@ class BridgeFailure(Exception):
 class BridgeClient:
     """Requests to the executor from one child process."""
 
-    def __init__(self, emitter: Emitter, replies: asyncio.StreamReader) -> None:
+    def __init__(self, emitter: Emitter, replies: asyncio.StreamReader | None) -> None:
         self._emitter = emitter
         self._replies = replies
         self._ids = itertools.count(1)
@@ -67,6 +67,7 @@ class BridgeClient:
         self._pending.clear()
 
     async def _read(self) -> None:
+        assert self._replies is not None, "a bridge without a reply stream reads its replies itself"
         try:
             while line := await self._replies.readline():
                 try:
@@ -126,7 +127,7 @@ class BlockingBridge(BridgeClient):
     """
 
     def __init__(self, emitter: Emitter, fd: int, buffered: bytes = b"") -> None:
-        super().__init__(emitter, asyncio.StreamReader())
+        super().__init__(emitter, None)  # no StreamReader: making one would make an event loop
         self._fd = fd
         self._buffer = bytearray(buffered)
         self._one_at_a_time = threading.Lock()
