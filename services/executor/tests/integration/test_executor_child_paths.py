@@ -20,7 +20,7 @@ import pytest
 
 from automation_executor.bridge import RecordingServices
 from automation_executor.child.emitter import Emitter
-from automation_executor.child.main import _run_blocking, prepare, read_spec_line, runs_blocking
+from automation_executor.child.main import prepare, read_spec_line, run_blocking, runs_blocking
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.domain.protocol import ChildSpec
 
@@ -257,7 +257,7 @@ def test_the_blocking_path_makes_no_event_loop(tmp_path: Path, monkeypatch: pyte
     assert runs_blocking(child_spec)
     policy = asyncio.get_event_loop_policy()
     monkeypatch.setattr(policy, "new_event_loop", lambda: pytest.fail("the blocking path made an event loop"))
-    assert _run_blocking(child_spec, emitter, spec_r, buffered) == 0
+    assert run_blocking(child_spec, emitter, spec_r, buffered) == 0
     os.close(out_w)
     with os.fdopen(out_r, "rb") as protocol:
         *_, result = [json.loads(line) for line in protocol]
