@@ -197,7 +197,7 @@ async def run_shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEn
     """Run one shell step to completion without an event loop (the child's fast path).
 
     It never suspends, so the child drives it, and the check and steps around it, without asyncio
-    (:func:`automation_executor.child.main.drive`). The step's ``timeout_seconds`` is kept here: the
+    (:func:`automation_executor.child.blocking.drive`). The step's ``timeout_seconds`` is kept here: the
     command gets SIGTERM, then SIGKILL after the grace period, and the step is ``timed_out``.
     """
     return _shell_blocking(step, ctx, env)
