@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -244,12 +245,21 @@ def test_the_blocking_path_makes_no_event_loop(tmp_path: Path, monkeypatch: pyte
     """Its saving is the event loop it does not make: nothing on it may make one behind its back."""
     monkeypatch.chdir(tmp_path)
     spec = {"execution_id": "e", "attempt": 1, "steps": [step], "parameters": {}, "path": os.environ["PATH"]}
-    # A handler's ``*_secret`` argument is resolved before the step, then looked up again by the handler.
-    replies = [{"type": "reply", "id": n, "ok": True, "result": "sekret"} for n in (1, 2)]
     spec_r, spec_w = os.pipe()
     out_r, out_w = os.pipe()
-    os.write(spec_w, "".join(json.dumps(message) + "\n" for message in [spec, *replies]).encode())
-    os.close(spec_w)
+    os.write(spec_w, json.dumps(spec).encode() + b"\n")
+    protocol: list[dict[str, Any]] = []
+
+    def executor() -> None:  # answers every secret request, as the executor's bridge does
+        with os.fdopen(out_r, "rb") as lines:
+            for line in lines:
+                protocol.append(message := json.loads(line))
+                if message["type"] == "request":
+                    reply = {"type": "reply", "id": message["id"], "ok": True, "result": "sekret"}
+                    os.write(spec_w, json.dumps(reply).encode() + b"\n")
+
+    answering = threading.Thread(target=executor)
+    answering.start()
     emitter = Emitter(out_w)
     line, buffered = read_spec_line(spec_r)
     child_spec = prepare(line, emitter)
@@ -257,10 +267,15 @@ def test_the_blocking_path_makes_no_event_loop(tmp_path: Path, monkeypatch: pyte
     assert runs_blocking(child_spec)
     policy = asyncio.get_event_loop_policy()
     monkeypatch.setattr(policy, "new_event_loop", lambda: pytest.fail("the blocking path made an event loop"))
-    assert run_blocking(child_spec, emitter, spec_r, buffered) == 0
-    os.close(out_w)
-    with os.fdopen(out_r, "rb") as protocol:
-        *_, result = [json.loads(line) for line in protocol]
+    try:
+        code = run_blocking(child_spec, emitter, spec_r, buffered)
+    finally:
+        os.close(out_w)
+        answering.join(5)
+        os.close(spec_w)
+        os.close(spec_r)
+    result = protocol[-1]
     assert result["type"] == "result"
     assert result["status"] == "succeeded", result["error"]
+    assert code == 0
     assert "sekret" not in json.dumps(result)

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from automation_executor.child.blocking import drive
 from automation_executor.child.emitter import Emitter
 from automation_executor.domain.protocol import BridgeOp, ReplyMessage, RequestMessage
 
@@ -101,7 +100,9 @@ class BridgeClient:
 
     async def secret(self, name: str, *, step: str | None) -> str:
         """The value of secret ``name`` (redacted from the log from now on)."""
-        value = await self.request("secret", {"name": name}, step=step)
+        return self._secret_value(name, await self.request("secret", {"name": name}, step=step))
+
+    def _secret_value(self, name: str, value: Any) -> str:
         if not isinstance(value, str):
             raise BridgeFailure(f"secret {name!r}: the executor answered with no text")
         self._emitter.redactor.add(value)
@@ -119,74 +120,105 @@ class BridgeClient:
 
 
 class BlockingBridge(BridgeClient):
-    """The bridge of the blocking path: a request writes its line and reads replies until its own comes.
+    """The bridge of the blocking path: replies are read by a thread of its own, not an event loop.
 
-    Its coroutines never wait for an event loop, so the child can drive them without one. A python
-    step's handler thread makes its requests itself (:meth:`submit` returns a future already settled);
-    requests go one at a time.
+    :meth:`request` (the child's own, for a step's secrets) waits for its reply on the calling
+    thread, so the child can drive it without a loop. :meth:`submit` (a handler's) returns at once
+    with a future its reply settles, so an async handler's own loop keeps running, and its requests
+    overlap, while the executor answers.
     """
 
     def __init__(self, emitter: Emitter, fd: int, buffered: bytes = b"") -> None:
         super().__init__(emitter, None)  # no StreamReader: making one would make an event loop
         self._fd = fd
         self._buffer = bytearray(buffered)
-        self._one_at_a_time = threading.Lock()
+        self._lock = threading.Lock()
+        self._waiting: dict[int, concurrent.futures.Future[ReplyMessage]] = {}
+        self._reader_thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Nothing to start: replies are read by the request waiting for them."""
+        """Nothing to start: the reader thread starts with the first request."""
 
     async def close(self) -> None:
-        self._closed = "the child is ending"
+        self._fail_waiting("the child is ending")
 
     async def request(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> Any:
-        with self._one_at_a_time:
-            reply = self._exchange(op, args, step)
-        if not reply.ok:
-            raise BridgeFailure(reply.error or f"{op} refused")
-        return reply.result
+        return _result_of(op, self._send(op, args, step).result())
+
+    def submit(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> concurrent.futures.Future[Any]:
+        return _then(self._send(op, args, step), lambda reply: _result_of(op, reply))
+
+    def submit_secret(self, name: str, *, step: str | None) -> concurrent.futures.Future[str]:
+        sent = self._send("secret", {"name": name}, step)
+        return _then(sent, lambda reply: self._secret_value(name, _result_of("secret", reply)))
+
+    def _send(self, op: BridgeOp, args: dict[str, Any], step: str | None) -> concurrent.futures.Future[ReplyMessage]:
+        """Write one request; the future its reply will settle."""
+        waiting: concurrent.futures.Future[ReplyMessage] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed is not None:
+                raise BridgeFailure(self._closed)
+            request_id = next(self._ids)
+            self._waiting[request_id] = waiting
+            if self._reader_thread is None:
+                self._reader_thread = threading.Thread(target=self._read_replies, name="bridge-replies", daemon=True)
+                self._reader_thread.start()
+            self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
+        return waiting
+
+    def _read_replies(self) -> None:
+        try:
+            while line := self._readline():
+                try:
+                    reply = ReplyMessage.model_validate_json(line)
+                except ValidationError:
+                    self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
+                    continue
+                with self._lock:
+                    waiting = self._waiting.pop(reply.id, None)
+                if waiting is not None:
+                    waiting.set_result(reply)
+        except OSError as exc:
+            self._fail_waiting(f"the executor's replies broke off: {exc}")
+            return
+        self._fail_waiting("the executor closed the bridge")
 
     def _readline(self) -> bytes:
+        """The next reply line; empty at the end of the stream."""
         while (end := self._buffer.find(b"\n")) < 0:
-            try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError as exc:
-                self._closed = f"the executor's replies broke off: {exc}"
-                raise BridgeFailure(self._closed) from exc
+            chunk = os.read(self._fd, 1 << 16)
             if not chunk:
-                self._closed = "the executor closed the bridge"
-                raise BridgeFailure(self._closed)
+                return b""
             self._buffer += chunk
         line = bytes(self._buffer[: end + 1])
         del self._buffer[: end + 1]
         return line
 
-    def _exchange(self, op: BridgeOp, args: dict[str, Any], step: str | None) -> ReplyMessage:
-        if self._closed is not None:
-            raise BridgeFailure(self._closed)
-        request_id = next(self._ids)
-        self._emitter.send(RequestMessage(id=request_id, op=op, step=step, args=args))
-        while True:
-            line = self._readline()
-            try:
-                reply = ReplyMessage.model_validate_json(line)
-            except ValidationError:
-                self._emitter.log("system", None, f"unreadable reply from the executor: {line[:200]!r}")
-                continue
-            if reply.id == request_id:
-                return reply
-
-    def submit(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> concurrent.futures.Future[Any]:
-        return _settled(lambda: drive(self.request(op, args, step=step)))
-
-    def submit_secret(self, name: str, *, step: str | None) -> concurrent.futures.Future[str]:
-        return _settled(lambda: drive(self.secret(name, step=step)))
+    def _fail_waiting(self, reason: str) -> None:
+        with self._lock:
+            self._closed = reason
+            waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.set_exception(BridgeFailure(reason))
 
 
-def _settled(call: Callable[[], T]) -> concurrent.futures.Future[T]:
-    """A future holding what ``call`` returns or raises."""
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
-    try:
-        future.set_result(call())
-    except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
-        future.set_exception(exc)
-    return future
+def _result_of(op: str, reply: ReplyMessage) -> Any:
+    if not reply.ok:
+        raise BridgeFailure(reply.error or f"{op} refused")
+    return reply.result
+
+
+def _then(
+    source: concurrent.futures.Future[ReplyMessage], step: Callable[[ReplyMessage], T]
+) -> concurrent.futures.Future[T]:
+    """A future settled with ``step(reply)`` (or its error) when ``source`` is."""
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def settle(done: concurrent.futures.Future[ReplyMessage]) -> None:
+        try:
+            result.set_result(step(done.result()))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
+            result.set_exception(exc)
+
+    source.add_done_callback(settle)
+    return result
