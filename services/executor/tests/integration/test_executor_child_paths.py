@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from automation_executor.bridge import RecordingServices
+from automation_executor.child.blocking import LineReader
 from automation_executor.child.emitter import Emitter
-from automation_executor.child.main import prepare, read_spec_line, run_blocking, runs_blocking
+from automation_executor.child.main import SPEC_LINE_LIMIT, prepare, run_without_loop, runs_blocking
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.domain.protocol import ChildSpec
 
@@ -261,14 +262,14 @@ def test_the_blocking_path_makes_no_event_loop(tmp_path: Path, monkeypatch: pyte
     answering = threading.Thread(target=executor)
     answering.start()
     emitter = Emitter(out_w)
-    line, buffered = read_spec_line(spec_r)
-    child_spec = prepare(line, emitter)
+    replies = LineReader(spec_r, limit=SPEC_LINE_LIMIT)
+    child_spec = prepare(replies.readline(), emitter)
     assert isinstance(child_spec, ChildSpec)
     assert runs_blocking(child_spec)
     policy = asyncio.get_event_loop_policy()
     monkeypatch.setattr(policy, "new_event_loop", lambda: pytest.fail("the blocking path made an event loop"))
     try:
-        code = run_blocking(child_spec, emitter, spec_r, buffered)
+        code = run_without_loop(child_spec, emitter, replies)
     finally:
         os.close(out_w)
         answering.join(5)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from automation_executor.child.blocking import drive
+from automation_executor.child.blocking import LineReader, drive
 from automation_executor.child.bridge import BlockingBridge, BridgeFailure
 from automation_executor.child.emitter import Emitter
 
@@ -37,7 +37,7 @@ def pipes() -> Iterator[Pipes]:
     child_in, executor_out = os.pipe()
     executor_in, child_out = os.pipe()
     emitter = Emitter(child_out)
-    yield Pipes(BlockingBridge(emitter, child_in), emitter, executor_in, executor_out)
+    yield Pipes(BlockingBridge(emitter, LineReader(child_in, limit=1 << 20)), emitter, executor_in, executor_out)
     for fd in (child_in, executor_out, executor_in, child_out):
         os.close(fd)
 
@@ -74,3 +74,20 @@ def test_when_the_executor_closes_the_bridge_waiting_requests_fail(pipes: Pipes)
         waiting.result(timeout=5)
     with pytest.raises(BridgeFailure, match="closed the bridge"):
         pipes.bridge.submit("emit", {}, step="s")
+
+
+def test_the_line_reader_keeps_what_follows_and_refuses_an_endless_line() -> None:
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'{"spec": 1}\n{"reply": 2}\npartial')
+    os.close(write_fd)
+    reader = LineReader(read_fd, limit=64)
+    assert reader.readline() == b'{"spec": 1}\n'
+    assert reader.take_buffered() == b'{"reply": 2}\npartial'  # read with the spec, handed on
+    assert reader.readline() == b""
+    os.close(read_fd)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"x" * 100)
+    with pytest.raises(ValueError, match="longer than 64 bytes"):
+        LineReader(read_fd, limit=64).readline()
+    os.close(read_fd)
+    os.close(write_fd)

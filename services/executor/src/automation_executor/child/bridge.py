@@ -16,13 +16,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from automation_executor.child.blocking import LineReader
 from automation_executor.child.emitter import Emitter
 from automation_executor.domain.protocol import BridgeOp, ReplyMessage, RequestMessage
 
@@ -94,9 +94,7 @@ class BridgeClient:
             reply = await future
         finally:
             self._pending.pop(request_id, None)
-        if not reply.ok:
-            raise BridgeFailure(reply.error or f"{op} refused")
-        return reply.result
+        return _result_of(op, reply)
 
     async def secret(self, name: str, *, step: str | None) -> str:
         """The value of secret ``name`` (redacted from the log from now on)."""
@@ -128,10 +126,9 @@ class BlockingBridge(BridgeClient):
     overlap, while the executor answers.
     """
 
-    def __init__(self, emitter: Emitter, fd: int, buffered: bytes = b"") -> None:
+    def __init__(self, emitter: Emitter, replies: LineReader) -> None:
         super().__init__(emitter, None)  # no StreamReader: making one would make an event loop
-        self._fd = fd
-        self._buffer = bytearray(buffered)
+        self._lines = replies
         self._lock = threading.Lock()
         self._waiting: dict[int, concurrent.futures.Future[ReplyMessage]] = {}
         self._reader_thread: threading.Thread | None = None
@@ -168,7 +165,7 @@ class BlockingBridge(BridgeClient):
 
     def _read_replies(self) -> None:
         try:
-            while line := self._readline():
+            while line := self._lines.readline():
                 try:
                     reply = ReplyMessage.model_validate_json(line)
                 except ValidationError:
@@ -178,21 +175,10 @@ class BlockingBridge(BridgeClient):
                     waiting = self._waiting.pop(reply.id, None)
                 if waiting is not None:
                     waiting.set_result(reply)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._fail_waiting(f"the executor's replies broke off: {exc}")
             return
         self._fail_waiting("the executor closed the bridge")
-
-    def _readline(self) -> bytes:
-        """The next reply line; empty at the end of the stream."""
-        while (end := self._buffer.find(b"\n")) < 0:
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                return b""
-            self._buffer += chunk
-        line = bytes(self._buffer[: end + 1])
-        del self._buffer[: end + 1]
-        return line
 
     def _fail_waiting(self, reason: str) -> None:
         with self._lock:

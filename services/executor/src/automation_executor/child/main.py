@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
-from automation_executor.child.blocking import Terminated, drive
+from automation_executor.child.blocking import LineReader, Terminated, drive, timed_out
 from automation_executor.child.bridge import BlockingBridge, BridgeClient, BridgeFailure
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import StepEnv
@@ -90,7 +90,7 @@ async def run_step(step: ParsedStep, ctx: TemplateContext, env: StepEnv, phase: 
         if deadline is None or not deadline.expired():
             result = StepMessage(name=step.name, status="failed", error=f"timed out: {exc or type(exc).__name__}")
         else:
-            result = StepMessage(name=step.name, status="timed_out", error=f"timed out after {step.timeout_seconds}s")
+            result = timed_out(step)
     except TemplateError as exc:
         result = StepMessage(name=step.name, status="failed", error=f"template: {exc}")
     except BridgeFailure as exc:
@@ -205,19 +205,6 @@ async def run_steps(spec: ChildSpec, emitter: Emitter, bridge: BridgeClient, *, 
     return 0
 
 
-def read_spec_line(fd: int) -> tuple[bytes, bytes]:
-    """The spec's line from the executor (blocking), and whatever came after it (the start of the replies)."""
-    data = bytearray()
-    while (end := data.find(b"\n")) < 0:
-        if len(data) > SPEC_LINE_LIMIT:
-            raise ValueError(f"the spec line is longer than {SPEC_LINE_LIMIT} bytes")
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return bytes(data), b""
-        data += chunk
-    return bytes(data[: end + 1]), bytes(data[end + 1 :])
-
-
 def prepare(line: bytes, emitter: Emitter) -> ChildSpec | int:
     """Parse the spec and apply its limits; the exit code instead when either fails (reported)."""
     try:
@@ -246,20 +233,21 @@ def _terminate(*_: object) -> None:
     raise Terminated
 
 
-def run_blocking(spec: ChildSpec, emitter: Emitter, bridge_fd: int, buffered: bytes) -> int:
-    """Run the check and the steps on the blocking path (``buffered``: replies read with the spec)."""
+def run_without_loop(spec: ChildSpec, emitter: Emitter, replies: LineReader) -> int:
+    """Run the check and the steps on the blocking path (``replies``: the rest of the child's stdin)."""
     signal.signal(signal.SIGTERM, _terminate)
-    return drive(run_steps(spec, emitter, BlockingBridge(emitter, bridge_fd, buffered), blocking=True))
+    return drive(run_steps(spec, emitter, BlockingBridge(emitter, replies), blocking=True))
 
 
-async def _serve(spec: ChildSpec, emitter: Emitter, bridge_fd: int, buffered: bytes) -> int:
+async def _serve(spec: ChildSpec, emitter: Emitter, replies_in: LineReader) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     replies = asyncio.StreamReader(limit=SPEC_LINE_LIMIT)
-    replies.feed_data(buffered)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(replies), os.fdopen(bridge_fd, "rb", buffering=0))
+    replies.feed_data(replies_in.take_buffered())
+    pipe = os.fdopen(replies_in.fd, "rb", buffering=0)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(replies), pipe)
     bridge = BridgeClient(emitter, replies)
     bridge.start()
     try:
@@ -300,8 +288,9 @@ def main() -> int:
     os.dup2(null, 0)  # commands and handlers read nothing of the executor's replies
     os.close(null)
     emitter = Emitter(protocol_fd)
+    replies = LineReader(bridge_fd, limit=SPEC_LINE_LIMIT)
     try:
-        line, buffered = read_spec_line(bridge_fd)
+        line = replies.readline()
     except (OSError, ValueError) as exc:
         emitter.send(ResultMessage(status="failed", outputs={}, error=f"executor child cannot read its spec: {exc}"))
         return 2
@@ -310,8 +299,8 @@ def main() -> int:
         return spec
     try:
         if runs_blocking(spec):
-            return run_blocking(spec, emitter, bridge_fd, buffered)
+            return run_without_loop(spec, emitter, replies)
         use_pidfd_child_watcher()
-        return asyncio.run(_serve(spec, emitter, bridge_fd, buffered))
+        return asyncio.run(_serve(spec, emitter, replies))
     except (asyncio.CancelledError, KeyboardInterrupt, Terminated):
         return EXIT_TERMINATED

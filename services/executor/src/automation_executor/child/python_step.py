@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from automation_executor.child.blocking import Terminated
+from automation_executor.child.blocking import Terminated, timed_out
 from automation_executor.child.bridge import BridgeClient
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import StepEnv
@@ -346,7 +346,7 @@ async def run_python_blocking(step: ParsedStep, ctx: TemplateContext, env: StepE
             if _raised_by(call.done, exc):
                 return _raised(step, config, env, call, exc)
             call.cancel()
-            return StepMessage(name=step.name, status="timed_out", error=f"timed out after {step.timeout_seconds}s")
+            return timed_out(step)
     return _returned(step, config, value)
 
 

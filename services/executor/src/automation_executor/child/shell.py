@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from automation_executor.child.blocking import timed_out
 from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import StepEnv
 from automation_executor.domain.lines import LineSplitter
@@ -225,7 +226,7 @@ def _shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> Ste
             pump.until(deadline)
         except _StepTimedOut:
             pump.stop(grace)
-            return StepMessage(name=step.name, status="timed_out", error=f"timed out after {step.timeout_seconds}s")
+            return timed_out(step)
         except BaseException:  # SIGTERM (the child is being stopped): stop the command, relaying its last words
             pump.stop(grace)
             raise
