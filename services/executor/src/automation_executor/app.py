@@ -29,7 +29,7 @@ from automation_executor.bridge import BrokerServices
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import outbox
-from automation_executor.launch import Launcher, fork_server
+from automation_executor.launch import Launcher, command_server, fork_server
 from automation_executor.pool import WorkerPool
 from automation_executor.retry import declare_retry_ladder
 from automation_executor.runner import DEFAULT_PATH
@@ -114,6 +114,9 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                     env=fork_server_environment(),
                 )
             )
+            commands = await stack.enter_async_context(
+                command_server(enabled=settings.executor_direct_commands, env=fork_server_environment())
+            )
             hot = await HotPath.open(
                 settings.database_url.get_secret_value(),
                 size=max(2, settings.executor_concurrency),
@@ -140,6 +143,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                 worker=replica.pool.worker_id,
                 concurrency=replica.pool.concurrency,
                 launcher=launcher,
+                direct_commands=commands is not None,
                 sandbox=sandbox.available,
             )
             try:

@@ -28,7 +28,7 @@ from automation_executor.processes import Spawned, spawn
 
 log = get_logger(__name__)
 CHILD_MODULE = "automation_executor.child"
-Launcher = Literal["forkserver", "spawn"]
+Launcher = Literal["forkserver", "spawn", "command-server"]
 
 
 @dataclass
@@ -43,13 +43,17 @@ CURRENT_CHILD: ContextVar[ChildHandle | None] = ContextVar("automation_executor_
 
 
 RESTART_BACKOFF_SECONDS = 30.0
-"""After the fork server died, how long before another start is tried (children are spawned meanwhile)."""
+"""After a server died, how long before another start is tried (children are spawned meanwhile)."""
 
 
 class _Registry:
-    """The process-wide fork server, shared by every app in the process (reference counted)."""
+    """One process-wide server (the fork server, or the command server), shared by every app in the
+    process (reference counted) and restarted in the background when it dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, unavailable: str) -> None:
+        self.name = name
+        self.unavailable = unavailable
+        """The log event when the server cannot start."""
         self.server: ForkServer | None = None
         self.users = 0
         self.preload: list[str] = []
@@ -64,76 +68,103 @@ class _Registry:
             self._lock = asyncio.Lock()
         return self._lock
 
+    def active(self) -> ForkServer | None:
+        """The running server, if any; starts another in the background when the last one died."""
+        server = self.server
+        if server is not None and server.alive:
+            return server
+        if server is not None:
+            self._restart_later()
+        return None
 
-_registry = _Registry()
+    @contextlib.asynccontextmanager
+    async def serving(
+        self, *, enabled: bool, preload: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> AsyncIterator[ForkServer | None]:
+        """Run the server for the block (None when disabled or when it cannot start)."""
+        if not enabled:
+            yield None
+            return
+        async with self.lock:
+            self.preload, self.env = list(preload), dict(env) if env is not None else None
+            if self.active() is None:
+                await self._start()
+            self.users += 1
+        try:
+            yield self.active()
+        finally:
+            async with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    restarting, self.restarting = self.restarting, None
+                    if restarting is not None:
+                        restarting.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await restarting
+                    server, self.server = self.server, None
+                    if server is not None:
+                        await server.close()
+
+    async def _start(self) -> None:
+        """Start a server (the caller holds the lock); on failure, the callers fall back."""
+        server = ForkServer(preload=self.preload, env=self.env, role=self.name)
+        problem: str | None = None
+        try:
+            await server.start()
+        except ForkServerUnavailable as exc:
+            problem = str(exc)
+        if problem is not None:
+            log.error(self.unavailable, error=problem)
+            return
+        old, self.server = self.server, server
+        if old is not None:
+            await old.close()
+
+    def _restart_later(self) -> None:
+        """After the server died: start another in the background, at most every 30 s."""
+        if self.users == 0 or self.restarting is not None or time.monotonic() < self.next_restart:
+            return
+        self.next_restart = time.monotonic() + RESTART_BACKOFF_SECONDS
+
+        async def restart() -> None:
+            try:
+                async with self.lock:
+                    if self.users > 0 and (self.server is None or not self.server.alive):
+                        await self._start()
+            finally:
+                self.restarting = None
+
+        self.restarting = asyncio.create_task(restart(), name=f"{self.name}-restart")
+
+
+_forks = _Registry("fork_server", unavailable="fork_server_unavailable_spawning_children")
+_commands = _Registry("command_server", unavailable="command_server_unavailable_using_children")
 
 
 def active_fork_server() -> ForkServer | None:
     """The running fork server of this process, if any."""
-    server = _registry.server
-    return server if server is not None and server.alive else None
+    return _forks.active()
 
 
-@contextlib.asynccontextmanager
-async def fork_server(
+def active_command_server() -> ForkServer | None:
+    """The running command server of this process, if any (see :func:`command_server`)."""
+    return _commands.active()
+
+
+def fork_server(
     *, enabled: bool, preload: Sequence[str] = (), env: Mapping[str, str] | None = None
-) -> AsyncIterator[ForkServer | None]:
+) -> contextlib.AbstractAsyncContextManager[ForkServer | None]:
     """Run the process's fork server for the block (None when disabled or when it cannot start)."""
-    if not enabled:
-        yield None
-        return
-    async with _registry.lock:
-        _registry.preload, _registry.env = list(preload), dict(env) if env is not None else None
-        if active_fork_server() is None:
-            await _start_server()
-        _registry.users += 1
-    try:
-        yield active_fork_server()
-    finally:
-        async with _registry.lock:
-            _registry.users -= 1
-            if _registry.users == 0:
-                restarting, _registry.restarting = _registry.restarting, None
-                if restarting is not None:
-                    restarting.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await restarting
-                server, _registry.server = _registry.server, None
-                if server is not None:
-                    await server.close()
+    return _forks.serving(enabled=enabled, preload=preload, env=env)
 
 
-async def _start_server() -> None:
-    """Start a fork server into the registry (the caller holds its lock); on failure, children are spawned."""
-    server = ForkServer(preload=_registry.preload, env=_registry.env)
-    problem: str | None = None
-    try:
-        await server.start()
-    except ForkServerUnavailable as exc:
-        problem = str(exc)
-    if problem is not None:
-        log.error("fork_server_unavailable_spawning_children", error=problem)
-        return
-    old, _registry.server = _registry.server, server
-    if old is not None:
-        await old.close()
-
-
-def _restart_later() -> None:
-    """After the fork server died: start another in the background, at most every 30 s."""
-    if _registry.users == 0 or _registry.restarting is not None or time.monotonic() < _registry.next_restart:
-        return
-    _registry.next_restart = time.monotonic() + RESTART_BACKOFF_SECONDS
-
-    async def restart() -> None:
-        try:
-            async with _registry.lock:
-                if _registry.users > 0 and active_fork_server() is None:
-                    await _start_server()
-        finally:
-            _registry.restarting = None
-
-    _registry.restarting = asyncio.create_task(restart(), name="fork-server-restart")
+def command_server(
+    *, enabled: bool, env: Mapping[str, str] | None = None
+) -> contextlib.AbstractAsyncContextManager[ForkServer | None]:
+    """Run the process's command server for the block: a fork server with nothing preloaded (~10 MiB)
+    that executes the commands of jobs made only of ``shell`` steps (:mod:`automation_executor.direct`).
+    None when disabled or when it cannot start: such jobs then run in a child like any other."""
+    return _commands.serving(enabled=enabled, env=env)
 
 
 def _is_child_module(argv: Sequence[str]) -> bool:
@@ -144,8 +175,6 @@ async def start_child(argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) 
     """Start a child (argv ``[python, -P, -m, automation_executor.child]``) with stdin, stdout and stderr piped."""
     started = time.perf_counter()
     server = active_fork_server() if _is_child_module(argv) else None
-    if server is None and _registry.server is not None:
-        _restart_later()
     spawned: Spawned | None = None
     launcher: Launcher = "spawn"
     if server is not None:

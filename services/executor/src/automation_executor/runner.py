@@ -32,11 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from automation_contracts import LogStream, RunRequested
 from automation_core.logging import get_logger
 from automation_executor.bridge import ExecutionBridge, PlatformServices
+from automation_executor.child.limits import limit_plan
+from automation_executor.child.main import run_steps
+from automation_executor.direct import Commands, LocalBridge, LocalEmitter, runs_direct
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.domain.protocol import (
@@ -51,7 +54,8 @@ from automation_executor.domain.protocol import (
 )
 from automation_executor.domain.redact import Redactor
 from automation_executor.domain.steps import StepConfigError, parse_job
-from automation_executor.launch import start_child
+from automation_executor.forkserver.client import ForkServer
+from automation_executor.launch import CURRENT_CHILD, active_command_server, start_child
 from automation_executor.logstream import LogSink
 from automation_executor.processes import Spawned, signal_group, stop
 from automation_executor.secrets import SecretResolver, SecretsConfig
@@ -75,6 +79,24 @@ class _ChildState:
     result: ResultMessage | None = None
     protocol_error: str | None = None
     last_stderr: str = ""
+
+    def take(self, message: BaseModel) -> None:
+        """Keep a step's output or the final result (secret values redacted)."""
+        redact = self.redactor
+        if isinstance(message, StepMessage):
+            output = redact.value(message.output)
+            if message.phase == "check":
+                self.check_output = output
+            elif output is not None:
+                self.outputs[message.name] = output
+        elif isinstance(message, ResultMessage):
+            self.result = message.model_copy(
+                update={
+                    "outputs": redact.value(message.outputs),
+                    "check_output": redact.value(message.check_output),
+                    "error": redact.text(message.error) if message.error is not None else None,
+                }
+            )
 
 
 class _RedactingSink:
@@ -134,6 +156,7 @@ class ChildRunner:
         self._settings = settings
         self._services = services
         self._secrets = secrets or SecretResolver(secrets_config(settings))
+        self._direct = settings.executor_direct_commands
         self._limits = Limits(
             open_files=settings.executor_max_open_files,
             address_space_bytes=settings.executor_max_address_space_bytes,
@@ -197,12 +220,67 @@ class ChildRunner:
             logs.add("system", None, f"cannot create the working directory: {exc}")
             return RunOutcome(status="failed", error=f"cannot create the working directory: {exc}")
         try:
+            server = active_command_server() if self._direct and runs_direct(spec) else None
+            if server is not None:
+                return await self._run_direct(spec, server, timeout, workdir, logs)
             return await self._run_child(spec, timeout, workdir, logs)
         finally:
             try:
                 os.rmdir(workdir)  # the common case, a run that left nothing behind: one system call
             except OSError:
                 await asyncio.shield(asyncio.to_thread(_remove_tree, workdir))
+
+    def _bridge(self, spec: ChildSpec, state: _ChildState) -> ExecutionBridge:
+        return ExecutionBridge(
+            execution_id=spec.execution_id,
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            secrets=self._secrets,
+            redactor=state.redactor,
+            services=self._services,
+        )
+
+    async def _run_direct(
+        self, spec: ChildSpec, server: ForkServer, timeout: int, workdir: str, logs: LogSink
+    ) -> RunOutcome:
+        """Run a job of commands only on this event loop, each command from the command server
+        (:mod:`automation_executor.direct`)."""
+        state = _ChildState(redactor=Redactor())
+        emitter = LocalEmitter(logs, state.redactor, state.take, spec.max_line_bytes)
+        plan, applied = limit_plan(spec.limits)
+        commands = Commands(server, plan, CURRENT_CHILD.get())
+        emitter.log("system", None, f"limits: {', '.join(applied)}")
+        bridge = LocalBridge(emitter, self._bridge(spec, state))
+        run = asyncio.create_task(run_steps(spec, emitter, bridge, workdir=workdir, spawn=commands))
+        try:
+            await asyncio.wait({run}, timeout=timeout)
+            if not run.done():
+                grace = self._settings.executor_kill_grace_seconds
+                emitter.log("system", None, f"timed out after {timeout}s: stopping (SIGTERM, SIGKILL after {grace:g}s)")
+                commands.signal_all(signal.SIGTERM)
+                run.cancel()
+                await asyncio.wait({run}, timeout=grace + TAIL_READ_SECONDS)
+                commands.signal_all(signal.SIGKILL)
+                await asyncio.wait({run}, timeout=TAIL_READ_SECONDS)
+                return RunOutcome(
+                    status="timed_out", error=f"timed out after {timeout}s", outputs=self._outputs(spec, state)
+                )
+            returncode = run.result()
+        except Exception as exc:
+            log.exception("direct_run_crashed")
+            error = f"the executor failed running the steps: {type(exc).__name__}: {exc}"
+            emitter.log("system", None, error)
+            return RunOutcome(status="failed", error=error, outputs=self._outputs(spec, state))
+        except BaseException:  # the run is being stopped (cancellation, lost lease, shutdown)
+            commands.signal_all(signal.SIGKILL)
+            run.cancel()
+            await asyncio.shield(asyncio.wait({run}, timeout=TAIL_READ_SECONDS))
+            raise
+        finally:
+            commands.signal_all(signal.SIGKILL)  # whatever a step left running
+            if not run.done():
+                run.cancel()
+        return self._outcome(spec, state, returncode, logs)
 
     async def _run_child(self, spec: ChildSpec, timeout: int, workdir: str, logs: LogSink) -> RunOutcome:
         try:
@@ -214,15 +292,7 @@ class ChildRunner:
             return RunOutcome(status="failed", error=f"cannot start the executor child process: {exc}")
         state = _ChildState(redactor=Redactor())
         sink = _RedactingSink(logs, state.redactor)
-        bridge = ExecutionBridge(
-            execution_id=spec.execution_id,
-            job_id=spec.job_id,
-            attempt=spec.attempt,
-            secrets=self._secrets,
-            redactor=state.redactor,
-            services=self._services,
-        )
-        replies = _Replies(spawned, bridge)
+        replies = _Replies(spawned, self._bridge(spec, state))
         reading = asyncio.gather(
             self._read_protocol(spawned, state, sink, replies), self._read_stderr(spawned, state, sink)
         )
@@ -288,7 +358,6 @@ class ChildRunner:
     async def _read_protocol(self, spawned: Spawned, state: _ChildState, logs: LogSink, replies: _Replies) -> None:
         reader = spawned.process.stdout
         assert reader is not None
-        redact = state.redactor
         while True:
             try:
                 line = await reader.readline()
@@ -307,20 +376,8 @@ class ChildRunner:
                 logs.add(message.stream, message.step, message.text, message.ts)
             elif isinstance(message, RequestMessage):
                 replies.answer(message)
-            elif isinstance(message, StepMessage):
-                output = redact.value(message.output)
-                if message.phase == "check":
-                    state.check_output = output
-                elif output is not None:
-                    state.outputs[message.name] = output
             else:
-                state.result = message.model_copy(
-                    update={
-                        "outputs": redact.value(message.outputs),
-                        "check_output": redact.value(message.check_output),
-                        "error": redact.text(message.error) if message.error is not None else None,
-                    }
-                )
+                state.take(message)
 
     async def _read_stderr(self, spawned: Spawned, state: _ChildState, logs: LogSink) -> None:
         reader = spawned.process.stderr

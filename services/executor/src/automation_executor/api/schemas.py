@@ -48,5 +48,7 @@ class WorkerOut(BaseModel):
     utilization: float
     draining: bool
     launcher: str
+    direct_commands: bool
+    """Whether jobs of ``shell`` steps only run without a child here now (the command server is up)."""
     sandbox_available: bool
     sandbox_problem: str | None

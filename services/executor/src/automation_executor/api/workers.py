@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from automation_core.http import CurrentPrincipal
 from automation_executor.api.deps import ExecutorStateDep
 from automation_executor.api.schemas import WorkerOut
+from automation_executor.launch import active_command_server
 
 router = APIRouter(tags=["workers"])
 
@@ -21,6 +22,7 @@ async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> 
         utilization=pool.running / pool.concurrency,
         draining=pool.draining,
         launcher=state.launcher,
+        direct_commands=state.settings.executor_direct_commands and active_command_server() is not None,
         sandbox_available=state.sandbox.available,
         sandbox_problem=state.sandbox.problem,
     )

@@ -94,7 +94,7 @@ class BridgeClient:
             reply = await future
         finally:
             self._pending.pop(request_id, None)
-        return _result_of(op, reply)
+        return result_of(op, reply)
 
     async def secret(self, name: str, *, step: str | None) -> str:
         """The value of secret ``name`` (redacted from the log from now on)."""
@@ -140,14 +140,14 @@ class BlockingBridge(BridgeClient):
         self._fail_waiting("the child is ending")
 
     async def request(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> Any:
-        return _result_of(op, self._send(op, args, step).result())
+        return result_of(op, self._send(op, args, step).result())
 
     def submit(self, op: BridgeOp, args: dict[str, Any], *, step: str | None) -> concurrent.futures.Future[Any]:
-        return _then(self._send(op, args, step), lambda reply: _result_of(op, reply))
+        return _then(self._send(op, args, step), lambda reply: result_of(op, reply))
 
     def submit_secret(self, name: str, *, step: str | None) -> concurrent.futures.Future[str]:
         sent = self._send("secret", {"name": name}, step)
-        return _then(sent, lambda reply: self._secret_value(name, _result_of("secret", reply)))
+        return _then(sent, lambda reply: self._secret_value(name, result_of("secret", reply)))
 
     def _send(self, op: BridgeOp, args: dict[str, Any], step: str | None) -> concurrent.futures.Future[ReplyMessage]:
         """Write one request; the future its reply will settle."""
@@ -188,7 +188,8 @@ class BlockingBridge(BridgeClient):
             future.set_exception(BridgeFailure(reason))
 
 
-def _result_of(op: str, reply: ReplyMessage) -> Any:
+def result_of(op: str, reply: ReplyMessage) -> Any:
+    """The result a reply carries; :class:`BridgeFailure` with its error when the request was refused."""
     if not reply.ok:
         raise BridgeFailure(reply.error or f"{op} refused")
     return reply.result

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from automation_contracts.steps import check_relative_path
 from automation_executor.child.bridge import BridgeClient
 from automation_executor.child.emitter import Emitter
 from automation_executor.domain.protocol import ChildSpec
+from automation_executor.processes import Spawned, spawn
+
+
+class CommandSpawner(Protocol):
+    """How a ``shell`` step starts its command: stdin ``/dev/null``, stdout and stderr piped."""
+
+    async def __call__(self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> Spawned: ...
 
 
 class PathOutsideWorkdir(ValueError):
@@ -26,6 +35,9 @@ class StepEnv:
     workdir: str
     blocking: bool = False
     """On the child's blocking path: runners must never wait for an event loop."""
+    spawn: CommandSpawner = spawn
+    """Starts a shell step's command: as a child of this process, or (in the executor, for a job of
+    commands only) from the command server (:mod:`automation_executor.direct`)."""
     _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     def emit_key(self, step: str) -> str:

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from automation_executor.child.blocking import LineReader, Terminated, drive, timed_out
 from automation_executor.child.bridge import BlockingBridge, BridgeClient, BridgeFailure
 from automation_executor.child.emitter import Emitter
-from automation_executor.child.env import StepEnv
+from automation_executor.child.env import CommandSpawner, StepEnv
 from automation_executor.child.limits import apply_limits
 from automation_executor.domain.check import CheckError, check_decision
 from automation_executor.domain.protocol import ChildSpec, Phase, ResultMessage, StepInput, StepMessage
@@ -155,10 +155,20 @@ async def _run_check(check: ParsedStep, ctx: TemplateContext, env: StepEnv) -> t
     return None, result.output
 
 
-async def run_steps(spec: ChildSpec, emitter: Emitter, bridge: BridgeClient, *, blocking: bool = False) -> int:
+async def run_steps(
+    spec: ChildSpec,
+    emitter: Emitter,
+    bridge: BridgeClient,
+    *,
+    blocking: bool = False,
+    workdir: str | None = None,
+    spawn: CommandSpawner | None = None,
+) -> int:
     """Run the check (if any) and every step in order; the first step that does not succeed ends the run.
 
     ``blocking``: on the blocking path (the runners never wait for an event loop; see :func:`drive`).
+    ``workdir`` (default: the current directory) and ``spawn`` (how commands start, default: as children
+    of this process) are given when the executor runs a job of commands itself (:mod:`automation_executor.direct`).
     """
     outputs: dict[str, object] = {}
     try:
@@ -169,7 +179,9 @@ async def run_steps(spec: ChildSpec, emitter: Emitter, bridge: BridgeClient, *, 
         emitter.send(ResultMessage(status="failed", outputs=outputs, error=f"invalid job definition: {exc}"))
         return 1
     ctx = TemplateContext(parameters=spec.parameters, event=spec.event)
-    env = StepEnv(spec=spec, emitter=emitter, bridge=bridge, workdir=os.getcwd(), blocking=blocking)
+    env = StepEnv(spec=spec, emitter=emitter, bridge=bridge, workdir=workdir or os.getcwd(), blocking=blocking)
+    if spawn is not None:
+        env.spawn = spawn
     check_output: object = None
     performed: bool | None = None
     if check is not None:

@@ -26,7 +26,7 @@ from automation_executor.domain.protocol import ChildSpec, LogStream, StepMessag
 from automation_executor.domain.redact import Redactor
 from automation_executor.domain.steps import ParsedStep, ShellConfig
 from automation_executor.domain.templates import TemplateContext, render_shell, render_text
-from automation_executor.processes import Spawned, spawn, stop
+from automation_executor.processes import Spawned, stop
 from automation_executor.sandbox import wrap_argv
 
 READ_CHUNK = 64 * 1024
@@ -172,7 +172,7 @@ async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> Ste
     config, argv, environment, cwd = _command(step, ctx, env)
     emitter = env.emitter
     try:
-        spawned = await spawn(argv, cwd=cwd, env=environment)
+        spawned = await env.spawn(argv, cwd=cwd, env=environment)
     except OSError as exc:
         return _not_started(step, argv, exc)
     tail = Tail(env.spec.stdout_tail_bytes, emitter.redactor)

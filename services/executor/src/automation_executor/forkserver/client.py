@@ -3,7 +3,8 @@
 :meth:`ForkServer.launch` makes the child's three pipes, hands the child's ends to the server with the
 fork request, and returns a :class:`~automation_executor.processes.Spawned` whose process
 (:class:`ForkedProcess`) behaves like an ``asyncio.subprocess.Process`` for the runner: stdin writer,
-stdout and stderr readers, ``pid``, ``returncode``, ``send_signal``. If the server dies, every child it
+stdout and stderr readers, ``pid``, ``returncode``, ``send_signal``. :meth:`ForkServer.execute` does the
+same for a command the server executes itself (no stdin pipe). If the server dies, every child it
 forked is killed (its process group) and reported exited with SIGKILL, and :attr:`ForkServer.alive`
 turns false (callers fall back to spawning).
 """
@@ -68,7 +69,7 @@ class ForkedProcess:
         self.exited.set()
 
 
-async def _connect(process: ForkedProcess, stdin_w: int, stdout_r: int, stderr_r: int) -> None:
+async def _connect(process: ForkedProcess, stdin_w: int | None, stdout_r: int, stderr_r: int) -> None:
     loop = asyncio.get_running_loop()
     readers: list[asyncio.StreamReader] = []
     for fd in (stdout_r, stderr_r):
@@ -77,6 +78,8 @@ async def _connect(process: ForkedProcess, stdin_w: int, stdout_r: int, stderr_r
         await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r, loop=loop), pipe)  # type: ignore[misc]
         readers.append(reader)
     process.stdout, process.stderr = readers
+    if stdin_w is None:
+        return
     writer_pipe: IO[bytes] = os.fdopen(stdin_w, "wb", buffering=0)
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.streams.FlowControlMixin(loop=loop), writer_pipe
@@ -89,7 +92,11 @@ async def _connect(process: ForkedProcess, stdin_w: int, stdout_r: int, stderr_r
 class ForkServer:
     """One fork server process and the children it forked for this executor."""
 
-    def __init__(self, *, preload: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, preload: Sequence[str] = (), env: Mapping[str, str] | None = None, role: str = "fork_server"
+    ) -> None:
+        self.role = role
+        """Which server this is, in its log events: ``fork_server`` or ``command_server``."""
         self._preload = list(preload)
         self._env = dict(env) if env is not None else None
         self._sock: socket.socket | None = None
@@ -133,40 +140,57 @@ class ForkServer:
             await self.close()
             raise ForkServerUnavailable(f"the fork server did not start: {exc}") from exc
         self.alive = True
-        log.info("fork_server_started", pid=self.server_pid, preload=self._preload)
+        log.info("fork_server_started", role=self.role, pid=self.server_pid, preload=self._preload)
 
     async def launch(self, *, cwd: str, env: Mapping[str, str]) -> Spawned:
         """Fork a child running the executor child's ``main()`` in ``cwd`` with exactly ``env``."""
-        if not self.alive or self._sock is None:
-            raise ForkServerUnavailable("the fork server is not running")
-        loop = asyncio.get_running_loop()
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
-        ours = [stdin_w, stdout_r, stderr_r]
+        process = await self._start(
+            {"op": "fork", "cwd": cwd, "env": dict(env)}, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r]
+        )
+        await _connect(process, stdin_w, stdout_r, stderr_r)
+        return Spawned(process, process.exited)
+
+    async def execute(
+        self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str], rlimits: Sequence[tuple[str, int, int]] = ()
+    ) -> Spawned:
+        """Start the command ``argv`` in a new session in ``cwd`` with exactly ``env``, under ``rlimits``.
+
+        Its stdin reads ``/dev/null``; stdout and stderr are piped. ``OSError`` (errno and file name of the
+        child's failure) when it could not be executed; :class:`ForkServerUnavailable` when the server is gone.
+        """
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        payload = {"op": "exec", "cwd": cwd, "env": dict(env), "argv": list(argv), "rlimits": list(rlimits)}
+        process = await self._start(payload, [stdin, stdout_w, stderr_w], [stdout_r, stderr_r])
+        await _connect(process, None, stdout_r, stderr_r)
+        return Spawned(process, process.exited)
+
+    async def _start(self, payload: dict[str, Any], theirs: list[int], ours: list[int]) -> ForkedProcess:
+        """Send one request with ``theirs`` (closed here); the started child. ``ours`` are closed on failure."""
+        if not self.alive or self._sock is None:
+            for fd in (*theirs, *ours):
+                os.close(fd)
+            raise ForkServerUnavailable("the fork server is not running")
+        loop = asyncio.get_running_loop()
         ident = next(self._ids)
         started: asyncio.Future[ForkedProcess] = loop.create_future()
         self._pending[ident] = started
-        request = json.dumps({"op": "fork", "id": ident, "cwd": cwd, "env": dict(env)}).encode()
         try:
-            await self._send(request, [stdin_r, stdout_w, stderr_w])
+            try:
+                await self._send(json.dumps({**payload, "id": ident}).encode(), theirs)
+            finally:
+                for fd in theirs:
+                    os.close(fd)
+            return await asyncio.wait_for(started, FORK_TIMEOUT_SECONDS)
         except BaseException:
             self._pending.pop(ident, None)
             for fd in ours:
                 os.close(fd)
             raise
-        finally:
-            for fd in (stdin_r, stdout_w, stderr_w):
-                os.close(fd)
-        try:
-            process = await asyncio.wait_for(started, FORK_TIMEOUT_SECONDS)
-        except BaseException:
-            self._pending.pop(ident, None)
-            for fd in ours:
-                os.close(fd)
-            raise
-        await _connect(process, stdin_w, stdout_r, stderr_r)
-        return Spawned(process, process.exited)
 
     async def _send(self, data: bytes, fds: list[int]) -> None:
         assert self._sock is not None
@@ -219,7 +243,9 @@ class ForkServer:
             if ended is not None:
                 ended.set_exited(int(message["returncode"]))
         elif op == "failed":
-            error = ForkServerUnavailable(str(message.get("error")))
+            error: Exception = ForkServerUnavailable(str(message.get("error")))
+            if isinstance(message.get("errno"), int):  # the command could not be executed
+                error = OSError(message["errno"], str(message.get("error")), message.get("filename"))
             ident = message.get("id")
             if ident is None and self._ready is not None and not self._ready.done():
                 self._ready.set_exception(error)
@@ -244,7 +270,7 @@ class ForkServer:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(ForkServerUnavailable(why))
         if was_alive:
-            log.error("fork_server_lost", reason=why)
+            log.error("fork_server_lost", role=self.role, reason=why)
 
     async def close(self) -> None:
         """Stop the server (it kills any child still running) and wait for it to exit."""

@@ -1,11 +1,20 @@
 """The fork server process: preload, then fork one child per request until the executor goes away.
 
-Messages are JSON over a ``SOCK_SEQPACKET`` Unix socket (one message per packet). Requests:
-``{"op": "fork", "id", "cwd", "env"}`` with three file descriptors (the child's stdin, stdout, stderr).
+Messages are JSON over a ``SOCK_SEQPACKET`` Unix socket (one message per packet). Requests, each with
+three file descriptors (the child's stdin, stdout, stderr):
+
+- ``{"op": "fork", "id", "cwd", "env"}``: the child runs the executor child's ``main()``;
+- ``{"op": "exec", "id", "cwd", "env", "argv", "rlimits"}``: the child applies ``rlimits`` (a plan of
+  :mod:`automation_executor.rlimits`) and executes ``argv`` (looked up on the ``PATH`` of ``env``). This
+  is what the *command server* (a fork server with nothing preloaded, ~10 MiB) does for jobs whose
+  steps are all commands. The server answers once the ``exec`` succeeded or failed (through a
+  close-on-exec pipe, as :mod:`subprocess` does), so a missing program is a ``failed`` reply with its
+  ``errno`` and ``filename``, not a child that exits 127.
+
 Replies: ``{"op": "ready", "pid"}`` once after preloading, ``{"op": "started", "id", "pid"}`` or
-``{"op": "failed", "id", "error"}`` per request, and ``{"op": "exited", "pid", "returncode"}`` when a
-child ends (``returncode`` as in :mod:`subprocess`: negative for a signal). This module imports only the
-standard library at the top, so the process is light until it preloads.
+``{"op": "failed", "id", "error"[, "errno", "filename"]}`` per request, and ``{"op": "exited", "pid",
+"returncode"}`` when a child ends (``returncode`` as in :mod:`subprocess`: negative for a signal). This
+module imports only the standard library at the top, so the process is light until it preloads.
 
 Copy-on-write: the server runs with the garbage collector off and moves every object it has into the
 permanent generation (``gc.freeze()``) before each fork; the child turns the collector back on. So a
@@ -16,6 +25,7 @@ child's collections never write to the preloaded objects' pages, and fewer pages
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import importlib
 import json
@@ -29,9 +39,17 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from automation_executor.rlimits import apply_plan
+
 CHILD_ENTRY = "automation_executor.child.main"
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_CRASHED = 70
+EXIT_EXEC_FAILED = 127
+SERVER_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+"""Signals the server handles or ignores; every child gets them back at their defaults."""
+EXEC_SIGNALS = (*SERVER_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ)
+"""Also reset before a command's ``exec``: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal
+stays ignored across ``exec`` (the executor child keeps them ignored, as any Python program does)."""
 PREPARE_HOOK = "prepare_fork"
 
 
@@ -57,19 +75,32 @@ def preload(modules: Sequence[str]) -> None:
             print(f"forkserver: cannot preload {name}: {exc!r}", file=sys.stderr, flush=True)
 
 
+def _become(request: dict[str, Any], fds: Sequence[int], signals: Sequence[int], keep: int | None = None) -> None:
+    """In a forked child: a new session, ``signals`` at their defaults, the three descriptors, the working
+    directory. Every other descriptor is closed but ``keep``.
+    """
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    for number in signals:
+        signal.signal(number, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    top = os.sysconf("SC_OPEN_MAX")
+    if keep is None:
+        os.closerange(3, top)
+    else:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
+    os.chdir(request["cwd"])
+
+
 def run_child(request: dict[str, Any], fds: Sequence[int]) -> NoReturn:
     """In the forked child: become the execution's process (never returns)."""
     code = EXIT_CHILD_CRASHED
     try:
         gc.enable()
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        os.chdir(request["cwd"])
+        _become(request, fds, SERVER_SIGNALS)
         os.environ.clear()
         os.environ.update(request["env"])
         tempfile.tempdir = None  # TMPDIR is the execution's own now
@@ -84,14 +115,50 @@ def run_child(request: dict[str, Any], fds: Sequence[int]) -> NoReturn:
     os._exit(code)
 
 
+def exec_child(request: dict[str, Any], fds: Sequence[int], report: int) -> NoReturn:
+    """In the forked child: apply the limits and execute the command (never returns).
+
+    If that fails, ``errno``, the file name at fault and the error go to ``report`` (close-on-exec: a
+    successful ``exec`` closes it with nothing written) and the child exits 127. As with
+    :mod:`subprocess`, a program not found on the ``PATH`` is named as the step gave it.
+    """
+    filename: str | None = request.get("cwd")
+    try:
+        _become(request, fds, EXEC_SIGNALS, keep=report)
+        filename = None
+        apply_plan(request.get("rlimits") or ())
+        argv = [str(arg) for arg in request["argv"]]
+        filename = argv[0]
+        os.execvpe(argv[0], argv, {str(k): str(v) for k, v in request["env"].items()})  # noqa: S606 - argv, no shell
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the child must end here
+        number = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        detail = json.dumps({"errno": number, "filename": filename, "error": error})
+        with contextlib.suppress(OSError):
+            os.write(report, detail.encode()[:4096])
+    os._exit(EXIT_EXEC_FAILED)
+
+
+def _read_report(fd: int) -> bytes:
+    """What an ``exec`` child wrote before its ``exec`` (nothing once it succeeded)."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _parse_request(data: bytes, fds: Sequence[int]) -> dict[str, Any] | None:
     try:
         request = json.loads(data)
     except ValueError:
         return None
-    if not isinstance(request, dict) or request.get("op") != "fork" or len(fds) != 3:
+    if not isinstance(request, dict) or len(fds) != 3:
         return None
-    return request
+    if request.get("op") == "fork":
+        return request
+    if request.get("op") == "exec" and isinstance(request.get("argv"), list) and request["argv"]:
+        return request
+    return None
 
 
 class Zygote:
@@ -146,17 +213,45 @@ class Zygote:
             return
         ident = request.get("id")
         try:
-            gc.freeze()  # everything so far is shared with the child and never scanned by its collector
-            pid = os.fork()
-            if pid == 0:
-                run_child(request, fds)
-            self.children.add(pid)
-            send(self.sock, {"op": "started", "id": ident, "pid": pid})
+            if request["op"] == "exec":
+                reply = self._exec(request, fds)
+            else:
+                gc.freeze()  # everything so far is shared with the child and never scanned by its collector
+                pid = os.fork()
+                if pid == 0:
+                    run_child(request, fds)
+                self.children.add(pid)
+                reply = {"op": "started", "id": ident, "pid": pid}
         except Exception as exc:  # noqa: BLE001 - a bad request fails alone; the server goes on
-            send(self.sock, {"op": "failed", "id": ident, "error": repr(exc)})
+            reply = {"op": "failed", "id": ident, "error": repr(exc)}
         finally:
             for fd in fds:
                 os.close(fd)
+        send(self.sock, reply)
+
+    def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
+        """Fork a child that executes the request's command; the reply once its ``exec`` is done."""
+        ident = request.get("id")
+        report_r, report_w = os.pipe()  # close-on-exec, both ends
+        try:
+            pid = os.fork()
+            if pid == 0:
+                exec_child(request, fds, report_w)
+            os.close(report_w)
+            report_w = -1
+            self.children.add(pid)  # reaped (and reported) either way; nobody waits for a failed one
+            failure = _read_report(report_r)
+        finally:
+            os.close(report_r)
+            if report_w >= 0:
+                os.close(report_w)
+        if not failure:
+            return {"op": "started", "id": ident, "pid": pid}
+        try:
+            detail = json.loads(failure)
+        except ValueError:
+            detail = {"error": failure.decode(errors="replace")}
+        return {"op": "failed", "id": ident, **detail}
 
     def _reap(self) -> None:
         while self.children:

@@ -17,7 +17,7 @@ from automation_contracts import LogStream, RunRequested
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import PlatformServices
 from automation_executor.domain.outcome import RunOutcome
-from automation_executor.launch import fork_server
+from automation_executor.launch import command_server, fork_server
 from automation_executor.runner import ChildRunner
 from automation_executor.secrets import SecretResolver, SecretsConfig
 from automation_executor.settings import ExecutorSettings
@@ -44,6 +44,14 @@ PRELOAD = [
 async def forked_children() -> AsyncIterator[None]:
     """Start the children of the block from a preloaded fork server, as the service does."""
     async with fork_server(enabled=True, preload=PRELOAD, env=fork_server_environment()):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def direct_commands() -> AsyncIterator[None]:
+    """Run jobs of ``shell`` steps only without a child in the block, as the service does (the command server)."""
+    async with command_server(enabled=True, env=fork_server_environment()) as server:
+        assert server is not None, "the command server did not start"
         yield
 
 

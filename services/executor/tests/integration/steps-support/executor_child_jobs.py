@@ -1,0 +1,178 @@
+"""Jobs that every way of running an execution must report alike, and what each must report.
+
+Shared by the tests of the child's two paths (``test_executor_child_paths``) and of jobs the executor
+runs without a child (``test_executor_direct``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from automation_executor.domain.outcome import RunOutcome
+
+EXAMPLES = "automation_executor.examples.handlers"
+
+
+def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
+    return {"name": name, "type": "python", "config": {"handler": f"{EXAMPLES}:{handler}", "args": args}}
+
+
+JOBS: dict[str, dict[str, Any]] = {
+    "python handlers: plain and async, a secret, print, logging and an event": {
+        "check": {"type": "python", "config": {"handler": f"{EXAMPLES}:inventory_check", "args": {"pending": 2}}},
+        "steps": [
+            _python("greet", "greet", name="${{ parameters.v }}"),
+            _python("echo", "echo_args", pending="${{ check.payload.pending }}"),
+            _python("secret", "use_secret", token_secret="API_TOKEN"),
+            _python("emit", "emit_event", type="inventory.checked", data={"by": "handler"}),
+            {"name": "shell", "type": "shell", "config": {"command": ["echo", "${{ steps.greet.output.greeting }}"]}},
+        ],
+    },
+    "a failing handler": {"steps": [_python("fail", "fail", message="it broke"), _python("never", "noop")]},
+    "a job timeout while a handler sleeps": {  # the child must end on SIGTERM: SIGKILL would come after 30 s
+        "timeout_seconds": 1,
+        "settings": {"executor_kill_grace_seconds": 30},
+        "steps": [_python("nap", "sleep", seconds=30)],
+    },
+    "a hanging handler and its step timeout": {
+        "steps": [{**_python("slow", "sleep", seconds=30), "timeout_seconds": 1}]
+    },
+    "check, templates, secrets and a failing step": {
+        "check": {
+            "type": "shell",
+            "config": {"command": ["echo", '{"should_perform": true, "perform_payload": {"n": 3}}']},
+        },
+        "steps": [
+            {
+                "name": "env",
+                "type": "shell",
+                "config": {
+                    "command": ["sh", "-c", 'echo "v=$V token=$T"; echo "to stderr $T" >&2'],
+                    "env": {"V": "${{ parameters.v }}", "T": "${{ secrets.API_TOKEN }}"},
+                },
+            },
+            {"name": "payload", "type": "shell", "config": {"command": ["echo", "${{ check.payload.n }}"]}},
+            {
+                "name": "bad",
+                "type": "shell",
+                "config": {"command": ["sh", "-c", "exit 4"], "expected_exit_codes": [0, 1]},
+            },
+            {"name": "never", "type": "shell", "config": {"command": ["echo", "never"]}},
+        ],
+    },
+    "a step timeout and a background process": {
+        "steps": [
+            {"name": "bg", "type": "shell", "config": {"command": ["sh", "-c", "sleep 30 & echo started"]}},
+            {"name": "slow", "type": "shell", "config": {"command": ["sleep", "30"]}, "timeout_seconds": 1},
+        ],
+    },
+    "a job timeout, SIGTERM to a command that answers it": {
+        "timeout_seconds": 1,
+        "steps": [
+            {
+                "name": "trap",
+                "type": "shell",
+                # The group's SIGTERM and the child's own reach the command: it answers the first only.
+                "config": {
+                    "command": [
+                        "sh",
+                        "-c",
+                        "trap \"trap '' TERM; echo got TERM; exit 0\" TERM; echo ready; sleep 30 & wait",
+                    ]
+                },
+            }
+        ],
+    },
+    "a missing command": {
+        "steps": [{"name": "missing", "type": "shell", "config": {"command": ["no-such-command-here"]}}],
+    },
+    "an unknown secret": {
+        "steps": [{"name": "secret", "type": "shell", "config": {"command": ["echo", "${{ secrets.NOPE }}"]}}],
+    },
+}
+
+
+Lines = list[tuple[str, str | None, str]]
+
+
+def _check_templates_secrets(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.exit_code == 4
+    assert outcome.error is not None
+    assert "step bad" in outcome.error
+    assert outcome.outputs["performed"] is True
+    assert outcome.outputs["steps"]["env"]["stdout_tail"] == "v=a b token=***\n"
+    assert outcome.outputs["steps"]["payload"]["stdout_tail"] == "3\n"
+    assert "never" not in outcome.outputs["steps"]
+    assert ("stderr", "env", "to stderr ***") in lines
+
+
+def _step_timeout(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.outputs["bg"]["stdout_tail"] == "started\n"
+    assert any("output still open after the command exited" in text for _, _, text in lines)
+    assert outcome.error == "step slow: timed out after 1s"
+
+
+def _job_timeout(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert [text for _, step, text in lines if step == "trap"][-3:] == [
+        "step trap (shell) started",
+        "ready",
+        "got TERM",
+    ]
+
+
+def _handlers(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "succeeded", outcome
+    steps = outcome.outputs["steps"]
+    assert steps["greet"] == {"greeting": "hello a b"}
+    assert steps["echo"]["args"] == {"pending": 2}
+    assert steps["secret"] == {"token": "***", "length": 14}
+    assert set(steps["emit"]) == {"id"}
+    assert steps["shell"]["stdout_tail"] == "hello a b\n"
+    assert ("stdout", "greet", "hello from greet") in lines
+    assert ("stdout", "secret", "INFO the token is ***") in lines
+
+
+def _failing_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.error == f"step fail: {EXAMPLES}:fail raised RuntimeError: it broke"
+    assert any("Traceback" in text for _, step, text in lines if step == "fail")
+    assert not any("python_step.py" in text for _, _, text in lines), "no frame of the runner's own"
+
+
+def _hanging_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.error == "step slow: timed out after 1s"
+
+
+def _job_timeout_in_handler(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "timed_out"
+    assert outcome.error == "timed out after 1s"
+    assert ("system", None, "timed out after 1s: stopping (SIGTERM, SIGKILL after 30s)") in lines
+
+
+def _missing_command(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.exit_code == 127
+    assert outcome.error == "step missing: not found: no-such-command-here"
+
+
+def _unknown_secret(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "secret 'NOPE': not found" in outcome.error
+
+
+EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
+    "python handlers: plain and async, a secret, print, logging and an event": _handlers,
+    "a failing handler": _failing_handler,
+    "a hanging handler and its step timeout": _hanging_handler,
+    "a job timeout while a handler sleeps": _job_timeout_in_handler,
+    "check, templates, secrets and a failing step": _check_templates_secrets,
+    "a step timeout and a background process": _step_timeout,
+    "a job timeout, SIGTERM to a command that answers it": _job_timeout,
+    "a missing command": _missing_command,
+    "an unknown secret": _unknown_secret,
+}

@@ -1,0 +1,289 @@
+"""Jobs of commands only, run without a child: the command server and the runner's direct path.
+
+Real processes throughout: the command server is started as the service starts it, commands are real
+programs, and what they see of themselves (session, group, limits, signals, descriptors) is read from
+``/proc`` by the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automation_executor.app import fork_server_environment
+from automation_executor.bridge import RecordingServices
+from automation_executor.direct import runs_direct
+from automation_executor.domain.protocol import ChildSpec, StepInput
+from automation_executor.forkserver.client import ForkServer
+from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
+from automation_executor.processes import Spawned
+
+sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
+
+from executor_child_jobs import EXPECTED, JOBS
+from executor_steps_support import direct_commands, forked_children, run_job
+
+pytestmark = pytest.mark.integration
+
+SHELL_JOBS = [
+    name
+    for name, job in JOBS.items()
+    if all(step["type"] == "shell" for step in [*job["steps"], job.get("check") or job["steps"][0]])
+]
+
+
+@contextlib.asynccontextmanager
+async def _server() -> AsyncIterator[ForkServer]:
+    server = ForkServer(env=fork_server_environment(), role="command_server")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def _output(spawned: Spawned) -> tuple[str, str, int]:
+    assert spawned.process.stdout is not None
+    assert spawned.process.stderr is not None
+    out, err = await asyncio.gather(spawned.process.stdout.read(), spawned.process.stderr.read())
+    return out.decode(), err.decode(), await spawned.wait_exit()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+            return False  # a zombie: dead, waiting for its parent
+    return True
+
+
+async def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing_else(tmp_path: Path) -> None:
+    probe = (
+        'echo "pid=$$ pgid=$(ps -o pgid= -p $$ | tr -d " ") sid=$(ps -o sid= -p $$ | tr -d " ")";'
+        ' echo "parent=$(ps -o ppid= -p $$ | tr -d " ")";'
+        ' echo "cwd=$(pwd)";'
+        ' echo "nofile=$(ulimit -n) as=$(ulimit -v) fsize=$(ulimit -f) cpu=$(ulimit -t) core=$(ulimit -c)";'
+        ' grep -E "^Sig(Ign|Blk):" /proc/$$/status;'
+        ' echo "fds=$(ls /proc/$$/fd | sort -n | tr "\\n" " ")";'
+        ' read -r line; echo "stdin=$? [$line]";'
+        " env | sort"
+    )
+    rlimits = [
+        ("RLIMIT_CORE", 0, 0),
+        ("RLIMIT_NOFILE", 64, 64),
+        ("RLIMIT_AS", 1 << 30, 1 << 30),
+        ("RLIMIT_FSIZE", 1 << 20, 1 << 20),
+        ("RLIMIT_CPU", 60, 61),
+    ]
+    env = {"PATH": os.environ["PATH"], "ONLY": "this"}
+    async with _server() as server:
+        spawned = await server.execute(["sh", "-c", probe], cwd=str(tmp_path), env=env, rlimits=rlimits)
+        out, err, code = await _output(spawned)
+        server_pid = server.server_pid
+    assert (code, err) == (0, ""), err
+    lines = out.splitlines()
+    assert lines[0] == f"pid={spawned.pid} pgid={spawned.pid} sid={spawned.pid}", "a session and group of its own"
+    assert lines[1] == f"parent={server_pid}", "the command server is the parent, not the executor"
+    assert lines[2] == f"cwd={tmp_path}"
+    assert lines[3] == f"nofile=64 as={(1 << 30) // 1024} fsize={(1 << 20) // 512} cpu=60 core=0"
+    assert "SigIgn:\t0000000000000000" in lines, "no signal stays ignored (Python ignores SIGPIPE and SIGXFSZ)"
+    assert "SigBlk:\t0000000000000000" in lines
+    fds = next(line for line in lines if line.startswith("fds="))
+    assert fds.split("=")[1].split()[:3] == ["0", "1", "2"]
+    assert len(fds.split("=")[1].split()) == 4, f"only stdin, stdout, stderr (and ls's own): {fds}"
+    assert "stdin=1 []" in lines, "stdin reads /dev/null"
+    assert [line for line in lines if "=" in line and line.split("=")[0] in {"ONLY", "PATH"}] == [
+        "ONLY=this",
+        f"PATH={os.environ['PATH']}",
+    ]
+    assert not any(line.startswith(("AUTOMATION_", "PYTHON")) for line in lines), "exactly the environment given"
+
+
+async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    env = {"PATH": os.environ["PATH"]}
+    async with _server() as server:
+        with pytest.raises(FileNotFoundError) as missing:
+            await server.execute(["no-such-command-here"], cwd=str(tmp_path), env=env)
+        assert missing.value.filename == "no-such-command-here"
+        with pytest.raises(PermissionError) as denied:
+            await server.execute([str(script)], cwd=str(tmp_path), env=env)
+        assert denied.value.filename == str(script)
+        with pytest.raises(FileNotFoundError) as no_dir:
+            await server.execute(["true"], cwd=str(tmp_path / "gone"), env=env)
+        assert no_dir.value.filename == str(tmp_path / "gone")
+        with pytest.raises(OSError, match="unknown resource limit"):
+            await server.execute(["true"], cwd=str(tmp_path), env=env, rlimits=[("RLIMIT_NOPE", 1, 1)])
+        out, _, code = await _output(await server.execute(["echo", "still serving"], cwd=str(tmp_path), env=env))
+    assert (out, code) == ("still serving\n", 0)
+
+
+async def test_when_the_executor_goes_its_commands_die(tmp_path: Path) -> None:
+    async with _server() as server:
+        spawned = await server.execute(
+            ["sh", "-c", "sleep 300 & echo $!; wait"], cwd=str(tmp_path), env={"PATH": os.environ["PATH"]}
+        )
+        assert spawned.process.stdout is not None
+        background = int(await spawned.process.stdout.readline())
+        assert _alive(spawned.pid)
+        assert _alive(background)
+        # The executor's end of the socket closes (as when it is SIGKILLed): the server kills every group.
+    assert await _gone(spawned.pid)
+    assert await _gone(background), "the command's background process too (its process group)"
+
+
+def _spec(*types: str, check: str | None = None) -> ChildSpec:
+    steps = [StepInput(name=f"s{index}", type=kind, config={}) for index, kind in enumerate(types)]
+    return ChildSpec(
+        execution_id="e",
+        attempt=1,
+        job_id="j",
+        steps=steps,
+        parameters={},
+        check=StepInput(name="check", type=check, config={}) if check is not None else None,
+    )
+
+
+def test_only_jobs_of_commands_run_without_a_child() -> None:
+    assert runs_direct(_spec("shell", "shell", check="shell"))
+    assert not runs_direct(_spec("shell", "python"))
+    assert not runs_direct(_spec("shell", check="http"))
+    assert not runs_direct(_spec("event.emit"))
+
+
+async def _run_both(tmp_path: Path, job: dict[str, Any]) -> list[tuple[Any, Any, ChildHandle]]:
+    results = []
+    for direct in (True, False):
+        handle = ChildHandle()
+        token = CURRENT_CHILD.set(handle)
+        try:
+            async with direct_commands() if direct else forked_children(), asyncio.timeout(20):
+                outcome, sink = await run_job(
+                    tmp_path,
+                    job["steps"],
+                    check=job.get("check"),
+                    parameters={"v": "a b"},
+                    secrets={"API_TOKEN": "tok-0123456789"},
+                    timeout_seconds=job.get("timeout_seconds", 30),
+                    settings=job.get("settings", {}),
+                    services=RecordingServices(),
+                )
+        finally:
+            CURRENT_CHILD.reset(token)
+        results.append((outcome, sink.lines, handle))
+    return results
+
+
+@pytest.mark.parametrize("name", SHELL_JOBS)
+async def test_a_job_of_commands_reports_as_it_does_in_a_child(tmp_path: Path, name: str) -> None:
+    (direct, direct_lines, direct_handle), (child, child_lines, child_handle) = await _run_both(tmp_path, JOBS[name])
+    assert direct_handle.launcher == "command-server", "ran without a child"
+    assert child_handle.launcher == "forkserver"
+    assert direct == child
+    assert direct_lines == child_lines
+    assert "tok-0123456789" not in repr(direct) + repr(direct_lines)
+    EXPECTED[name](direct, direct_lines)
+
+
+async def test_what_a_step_left_running_is_killed_when_the_run_ends(tmp_path: Path) -> None:
+    steps = [{"name": "bg", "type": "shell", "config": {"command": ["sh", "-c", "sleep 300 & echo $!"]}}]
+    async with direct_commands():
+        outcome, _ = await run_job(tmp_path, steps)
+    assert outcome.status == "succeeded", outcome
+    assert await _gone(int(outcome.outputs["bg"]["stdout_tail"]))
+
+
+async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> None:
+    steps = [
+        {"name": "first", "type": "shell", "config": {"command": ["true"]}},
+        {
+            "name": "wait",
+            "type": "shell",
+            "config": {"command": ["sh", "-c", 'trap "echo got TERM; exit 3" TERM; echo ready; sleep 300 & wait']},
+        },
+    ]
+    handle = ChildHandle()
+    token = CURRENT_CHILD.set(handle)
+    try:
+        async with direct_commands():
+            run = asyncio.create_task(run_job(tmp_path, steps))
+            deadline = time.monotonic() + 10
+            while handle.pid is None or not _mentions(handle.pid, "sleep"):
+                assert time.monotonic() < deadline, "the second command never started"
+                await asyncio.sleep(0.02)
+            os.killpg(handle.pid, signal.SIGTERM)  # what Slot.stop does on a cancellation
+            outcome, sink = await asyncio.wait_for(run, 10)
+    finally:
+        CURRENT_CHILD.reset(token)
+    assert outcome.status == "failed"
+    assert sink.of("wait")[-2:] == ["got TERM", "step wait failed: exit code 3; expected 0"]
+
+
+def _mentions(pgid: int, word: str) -> bool:
+    """Whether a process of group ``pgid`` runs ``word``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if (
+                    int((entry / "stat").read_text().split(") ")[1].split()[2]) == pgid
+                    and word in (entry / "cmdline").read_text()
+                ):
+                    return True
+    return False
+
+
+async def test_without_its_command_server_a_job_of_commands_runs_in_a_child(tmp_path: Path) -> None:
+    steps = [{"name": "hi", "type": "shell", "config": {"command": ["echo", "hi"]}}]
+    handle = ChildHandle()
+    token = CURRENT_CHILD.set(handle)
+    try:
+        async with direct_commands():
+            server = active_command_server()
+            assert server is not None
+            assert server.server_pid is not None
+            os.kill(server.server_pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while server.alive:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            async with forked_children():
+                outcome, _ = await run_job(tmp_path, steps)
+    finally:
+        CURRENT_CHILD.reset(token)
+    assert outcome.status == "succeeded", outcome
+    assert handle.launcher == "forkserver"
+
+
+async def test_the_setting_turns_the_direct_path_off(tmp_path: Path) -> None:
+    steps = [{"name": "hi", "type": "shell", "config": {"command": ["echo", "hi"]}}]
+    handle = ChildHandle()
+    token = CURRENT_CHILD.set(handle)
+    try:
+        async with direct_commands(), forked_children():
+            outcome, _ = await run_job(tmp_path, steps, settings={"executor_direct_commands": False})
+    finally:
+        CURRENT_CHILD.reset(token)
+    assert outcome.status == "succeeded", outcome
+    assert handle.launcher == "forkserver"
