@@ -184,13 +184,13 @@ async def _metrics(url: str) -> dict[str, float]:
 def _launches(before: Mapping[str, float], after: Mapping[str, float]) -> str:
     """How the scenario's children were started, from ``automation_executor_child_launch_seconds``."""
     parts = []
-    for launcher in ("forkserver", "spawn"):
+    for launcher in ("forkserver", "spawn", "command-server"):
         key = f'{{launcher="{launcher}"}}'
         count = after.get(f"{LAUNCH}_count{key}", 0.0) - before.get(f"{LAUNCH}_count{key}", 0.0)
         total = after.get(f"{LAUNCH}_sum{key}", 0.0) - before.get(f"{LAUNCH}_sum{key}", 0.0)
         if count:
             parts.append(f"{launcher} {count:.0f} (mean {total / count * 1000:.1f} ms)")
-    return "child launches: " + (", ".join(parts) or "none seen in /metrics")
+    return "launches (children; commands for the command server): " + (", ".join(parts) or "none seen in /metrics")
 
 
 async def _transactions(conn: asyncpg.Connection) -> int:

@@ -50,8 +50,10 @@ class _Registry:
     """One process-wide server (the fork server, or the command server), shared by every app in the
     process (reference counted) and restarted in the background when it dies."""
 
-    def __init__(self, name: str, unavailable: str) -> None:
+    def __init__(self, name: str, unavailable: str, *, child: bool = True) -> None:
         self.name = name
+        self.child = child
+        """Whether the server preloads the executor child (the command server does not)."""
         self.unavailable = unavailable
         """The log event when the server cannot start."""
         self.server: ForkServer | None = None
@@ -107,7 +109,7 @@ class _Registry:
 
     async def _start(self) -> None:
         """Start a server (the caller holds the lock); on failure, the callers fall back."""
-        server = ForkServer(preload=self.preload, env=self.env, role=self.name)
+        server = ForkServer(preload=self.preload, env=self.env, role=self.name, child=self.child)
         problem: str | None = None
         try:
             await server.start()
@@ -138,7 +140,7 @@ class _Registry:
 
 
 _forks = _Registry("fork_server", unavailable="fork_server_unavailable_spawning_children")
-_commands = _Registry("command_server", unavailable="command_server_unavailable_using_children")
+_commands = _Registry("command_server", unavailable="command_server_unavailable_using_children", child=False)
 
 
 def active_fork_server() -> ForkServer | None:

@@ -43,7 +43,7 @@ SHELL_JOBS = [
 
 @contextlib.asynccontextmanager
 async def _server() -> AsyncIterator[ForkServer]:
-    server = ForkServer(env=fork_server_environment(), role="command_server")
+    server = ForkServer(env=fork_server_environment(), role="command_server", child=False)
     await server.start()
     try:
         yield server

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from automation_core.logging import get_logger
+from automation_executor.forkserver.server import NO_CHILD
 from automation_executor.processes import STREAM_LIMIT, Spawned, signal_group
 
 log = get_logger(__name__)
@@ -93,11 +94,16 @@ class ForkServer:
     """One fork server process and the children it forked for this executor."""
 
     def __init__(
-        self, *, preload: Sequence[str] = (), env: Mapping[str, str] | None = None, role: str = "fork_server"
+        self,
+        *,
+        preload: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        role: str = "fork_server",
+        child: bool = True,
     ) -> None:
         self.role = role
         """Which server this is, in its log events: ``fork_server`` or ``command_server``."""
-        self._preload = list(preload)
+        self._preload = list(preload) if child else [NO_CHILD, *preload]
         self._env = dict(env) if env is not None else None
         self._sock: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None

@@ -34,8 +34,6 @@ import selectors
 import signal
 import socket
 import sys
-import tempfile
-import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -51,6 +49,7 @@ EXEC_SIGNALS = (*SERVER_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ)
 """Also reset before a command's ``exec``: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal
 stays ignored across ``exec`` (the executor child keeps them ignored, as any Python program does)."""
 PREPARE_HOOK = "prepare_fork"
+NO_CHILD = "--no-child"
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -59,12 +58,16 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def preload(modules: Sequence[str]) -> None:
-    """Import the child's entry point (required) and the other modules (best effort).
+    """Import the child's entry point (required, unless the first name is ``--no-child``: the command
+    server, which only executes commands) and the other modules (best effort).
 
     A preloaded module with a ``prepare_fork()`` function gets it called once, here: work done there
     (e.g. reading the python step's entry points) is inherited by every child instead of redone.
     """
-    importlib.import_module(CHILD_ENTRY)
+    if modules[:1] == [NO_CHILD]:
+        modules = modules[1:]
+    else:
+        importlib.import_module(CHILD_ENTRY)
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -97,6 +100,10 @@ def _become(request: dict[str, Any], fds: Sequence[int], signals: Sequence[int],
 
 def run_child(request: dict[str, Any], fds: Sequence[int]) -> NoReturn:
     """In the forked child: become the execution's process (never returns)."""
+    # Imported here, so the command server never imports them (it stays ~12 MiB).
+    import tempfile
+    import traceback
+
     code = EXIT_CHILD_CRASHED
     try:
         gc.enable()
@@ -276,14 +283,14 @@ class Zygote:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``<socket fd> [module ...]``: preload, report ready, serve until the executor goes away."""
+    """``<socket fd> [--no-child] [module ...]``: preload, report ready, serve until the executor goes away."""
     if not argv:
-        print("usage: python -m automation_executor.forkserver <socket fd> [module ...]", file=sys.stderr)
+        print("usage: python -m automation_executor.forkserver <socket fd> [--no-child] [module ...]", file=sys.stderr)
         return 2
     gc.disable()  # no collection may leave holes in (or touch the headers of) the pages children share
     sock = socket.socket(fileno=int(argv[0]))
     try:
-        preload(argv[1:])
+        preload(list(argv[1:]))
     except Exception as exc:  # noqa: BLE001 - reported to the executor, which falls back to spawning
         send(sock, {"op": "failed", "id": None, "error": f"cannot preload the child: {exc!r}"})
         return 1
