@@ -63,6 +63,7 @@ async def test_the_worker_reports_its_launcher_and_sandbox(harness: ExecutorHarn
     assert harness.client is not None
     body = (await harness.client.get("/api/v1/workers/self", headers=harness.admin_headers)).json()
     assert body["launcher"] == "forkserver"
+    assert body["direct_commands"] is True, "jobs of commands only run without a child"
     assert body["sandbox_available"] is True
     assert body["sandbox_problem"] is None
 
