@@ -42,6 +42,7 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     migrate_on_start: bool = True
+    gc_freeze_after_startup: bool = True
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> ServiceSettings:
