@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from automation_core.logging import get_logger
-from automation_executor.forkserver.server import NO_CHILD
+from automation_executor.forkserver.server import FORK_COMMANDS, NO_CHILD
 from automation_executor.processes import STREAM_LIMIT, Spawned, signal_group
 
 log = get_logger(__name__)
@@ -100,10 +100,11 @@ class ForkServer:
         env: Mapping[str, str] | None = None,
         role: str = "fork_server",
         child: bool = True,
+        fork_commands: bool = False,
     ) -> None:
         self.role = role
         """Which server this is, in its log events: ``fork_server`` or ``command_server``."""
-        self._preload = list(preload) if child else [NO_CHILD, *preload]
+        self._preload = (list(preload) if child else [NO_CHILD, *preload]) + ([FORK_COMMANDS] if fork_commands else [])
         self._env = dict(env) if env is not None else None
         self._sock: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
