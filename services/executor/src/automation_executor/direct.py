@@ -1,15 +1,17 @@
-"""Jobs of commands only, run by the executor itself: no Python child per execution.
+"""Jobs that run no code of their own in a child, run by the executor itself: no Python child per execution.
 
-When every step of a job (and its check) is a ``shell`` step, the child process would only start
-commands and relay their output, and it costs more than the commands do: a fork of the ~45 MiB fork
+When every step of a job (and its check) is a ``shell``, ``event.emit`` or ``browser`` step, the child
+process would only start commands, relay their output and forward requests to the executor, and it
+costs more than the commands do: a fork of the ~45 MiB fork
 server, its copy-on-write faults, the spec's parsing and a JSON line per log line, ~8 ms of CPU per run
 against ~1 ms for a ``true`` command. So the runner (:meth:`~automation_executor.runner.ChildRunner.run`)
 runs such a job's orchestration on its own event loop (the same :func:`~automation_executor.child.main.run_steps`
-as the child: check, templates, secrets and redaction, line cap, step timeouts) and starts each command
-from the *command server* (:func:`~automation_executor.launch.command_server`): a fork server with
-nothing preloaded (~10 MiB) that forks, puts the child in a new session (its own process group) in the
-execution's working directory with the command's environment, applies the job's resource limits and
-executes the command. What the job runs is isolated as before:
+as the child: check, templates, secrets and redaction, line cap, step timeouts; an ``event.emit`` or
+``browser`` step's request goes straight to the run's :class:`~automation_executor.bridge.ExecutionBridge`)
+and starts each command from the *command server* (:func:`~automation_executor.launch.command_server`):
+a fork server with nothing preloaded (~12 MiB) that starts the command in a new session (its own
+process group) in the execution's working directory with the command's environment, under the job's
+resource limits (see :mod:`automation_executor.forkserver.server`). What the job runs is isolated as before:
 
 - every command runs in a session and process group of its own, under the same resource limits the
   child would have set on itself (they were the child's, and every command inherited them);
@@ -49,12 +51,13 @@ from automation_executor.metrics import CHILD_LAUNCH
 from automation_executor.processes import Spawned, signal_group
 from automation_executor.rlimits import Plan
 
-DIRECT_KINDS = frozenset({"shell"})
-"""Step types the executor runs without a child: commands only."""
+DIRECT_KINDS = frozenset({"shell", "event.emit", "browser"})
+"""Step types that run no code of the job's in a child: a command runs as its own process, and an
+``event.emit`` or a ``browser`` step only asks the executor (over the bridge) to publish or to send a task."""
 
 
 def runs_direct(spec: ChildSpec) -> bool:
-    """Whether every step and the check of ``spec`` is a command (``shell``)."""
+    """Whether every step and the check of ``spec`` is of :data:`DIRECT_KINDS`."""
     steps: list[StepInput] = [*spec.steps, *([spec.check] if spec.check is not None else [])]
     return all(step.type in DIRECT_KINDS for step in steps)
 

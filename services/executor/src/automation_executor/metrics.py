@@ -25,7 +25,7 @@
   leases (database errors), plus leases found taken over (the run is then stopped).
 - ``automation_executor_child_launch_seconds{launcher}``: time to get an execution's child process
   started, by ``forkserver`` or ``spawn`` (the spawned interpreter's own imports come after this);
-  ``command-server``: a command of a job of commands only, started by the command server.
+  ``command-server``: a command of a job without a child, started by the command server.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ class ChildRunner:
     async def _run_direct(
         self, spec: ChildSpec, server: ForkServer, timeout: int, workdir: str, logs: LogSink
     ) -> RunOutcome:
-        """Run a job of commands only on this event loop, each command from the command server
+        """Run a job without a child on this event loop, each command from the command server
         (:mod:`automation_executor.direct`)."""
         state = _ChildState(redactor=Redactor())
         emitter = LocalEmitter(logs, state.redactor, state.take, spec.max_line_bytes)

@@ -79,9 +79,10 @@ class ExecutorSettings(ServiceSettings):
     blocking path): ~2 ms less CPU per child. ``false`` runs every job on the child's asyncio loop.
     """
     executor_direct_commands: bool = True
-    """A job of ``shell`` steps only runs without a child: the executor runs its steps and a small
-    command server (~10 MiB) starts each command in its own process group under the job's limits
-    (:mod:`automation_executor.direct`). ``false`` runs such jobs in a child like every other job.
+    """A job of ``shell``, ``event.emit`` and ``browser`` steps only runs without a child: the executor
+    runs its steps and a small command server (~12 MiB) starts each command in its own process group
+    under the job's limits (:mod:`automation_executor.direct`). ``false`` runs such jobs in a child
+    like every other job.
     """
     executor_secrets_dir: str | None = None
     """Directory of secrets, one file per secret NAME (as Kubernetes mounts a Secret); unset: none."""

@@ -21,7 +21,7 @@ import pytest
 
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import RecordingServices
-from automation_executor.direct import runs_direct
+from automation_executor.direct import DIRECT_KINDS, runs_direct
 from automation_executor.domain.protocol import ChildSpec, StepInput
 from automation_executor.forkserver.client import ForkServer
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
@@ -29,15 +29,15 @@ from automation_executor.processes import Spawned
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_child_jobs import EXPECTED, JOBS
+from executor_child_jobs import EXPECTED, JOBS, browser_answer, without_ids
 from executor_steps_support import direct_commands, forked_children, run_job
 
 pytestmark = pytest.mark.integration
 
-SHELL_JOBS = [
+DIRECT_JOBS = [
     name
     for name, job in JOBS.items()
-    if all(step["type"] == "shell" for step in [*job["steps"], job.get("check") or job["steps"][0]])
+    if all(step["type"] in DIRECT_KINDS for step in [*job["steps"], job.get("check") or job["steps"][0]])
 ]
 
 
@@ -180,16 +180,20 @@ def _spec(*types: str, check: str | None = None) -> ChildSpec:
     )
 
 
-def test_only_jobs_of_commands_run_without_a_child() -> None:
+def test_only_jobs_that_run_no_code_in_a_child_run_without_one() -> None:
     assert runs_direct(_spec("shell", "shell", check="shell"))
+    assert runs_direct(_spec("shell", "event.emit", "browser"))
     assert not runs_direct(_spec("shell", "python"))
     assert not runs_direct(_spec("shell", check="http"))
-    assert not runs_direct(_spec("event.emit"))
+    assert not runs_direct(_spec("ssh.exec"))
+    assert not runs_direct(_spec("winrm.exec"))
 
 
 async def _run_both(tmp_path: Path, job: dict[str, Any]) -> list[tuple[Any, Any, ChildHandle]]:
     results = []
+    asked = []
     for direct in (True, False):
+        services = RecordingServices(browser_answer)
         handle = ChildHandle()
         token = CURRENT_CHILD.set(handle)
         try:
@@ -202,21 +206,25 @@ async def _run_both(tmp_path: Path, job: dict[str, Any]) -> list[tuple[Any, Any,
                     secrets={"API_TOKEN": "tok-0123456789"},
                     timeout_seconds=job.get("timeout_seconds", 30),
                     settings=job.get("settings", {}),
-                    services=RecordingServices(),
+                    services=services,
                 )
         finally:
             CURRENT_CHILD.reset(token)
         results.append((outcome, sink.lines, handle))
+        asked.append(
+            [(event.type, event.subject, event.data) for event in services.events]
+            + [task.actions for task in services.tasks]
+        )
+    assert asked[0] == asked[1], "the same events published and browser tasks sent"
     return results
 
 
-@pytest.mark.parametrize("name", SHELL_JOBS)
-async def test_a_job_of_commands_reports_as_it_does_in_a_child(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", DIRECT_JOBS)
+async def test_a_job_without_a_child_reports_as_it_does_in_one(tmp_path: Path, name: str) -> None:
     (direct, direct_lines, direct_handle), (child, child_lines, child_handle) = await _run_both(tmp_path, JOBS[name])
     assert direct_handle.launcher == "command-server", "ran without a child"
     assert child_handle.launcher == "forkserver"
-    assert direct == child
-    assert direct_lines == child_lines
+    assert without_ids(direct, direct_lines) == without_ids(child, child_lines)
     assert "tok-0123456789" not in repr(direct) + repr(direct_lines)
     EXPECTED[name](direct, direct_lines)
 

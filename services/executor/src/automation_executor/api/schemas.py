@@ -49,6 +49,7 @@ class WorkerOut(BaseModel):
     draining: bool
     launcher: str
     direct_commands: bool
-    """Whether jobs of ``shell`` steps only run without a child here now (the command server is up)."""
+    """Whether jobs of ``shell``, ``event.emit`` and ``browser`` steps only run without a child here now
+    (the command server is up)."""
     sandbox_available: bool
     sandbox_problem: str | None

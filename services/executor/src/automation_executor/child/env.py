@@ -37,7 +37,7 @@ class StepEnv:
     """On the child's blocking path: runners must never wait for an event loop."""
     spawn: CommandSpawner = spawn
     """Starts a shell step's command: as a child of this process, or (in the executor, for a job of
-    commands only) from the command server (:mod:`automation_executor.direct`)."""
+    commands, events and browser tasks) from the command server (:mod:`automation_executor.direct`)."""
     _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     def emit_key(self, step: str) -> str:

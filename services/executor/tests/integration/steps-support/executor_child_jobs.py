@@ -6,9 +6,12 @@ runs without a child (``test_executor_direct``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from automation_contracts import BrowserResult, BrowserTask
 from automation_executor.domain.outcome import RunOutcome
 
 EXAMPLES = "automation_executor.examples.handlers"
@@ -90,7 +93,69 @@ JOBS: dict[str, dict[str, Any]] = {
     "an unknown secret": {
         "steps": [{"name": "secret", "type": "shell", "config": {"command": ["echo", "${{ secrets.NOPE }}"]}}],
     },
+    "commands, an event and a browser task": {
+        "check": {
+            "type": "shell",
+            "config": {"command": ["echo", '{"should_perform": true, "perform_payload": {"n": 2}}']},
+        },
+        "steps": [
+            {"name": "count", "type": "shell", "config": {"command": ["echo", "${{ check.payload.n }}"]}},
+            {
+                "name": "announce",
+                "type": "event.emit",
+                "config": {
+                    "type": "inventory.synced",
+                    "subject": "${{ parameters.v }}",
+                    "data": {"n": "${{ check.payload.n }}"},
+                },
+            },
+            {
+                "name": "login",
+                "type": "browser",
+                "config": {
+                    "actions": [
+                        {"type": "goto", "url": "https://example.org/${{ parameters.v }}"},
+                        {"type": "fill", "selector": "#pw", "value": "${{ secrets.API_TOKEN }}"},
+                    ]
+                },
+            },
+            {"name": "after", "type": "shell", "config": {"command": ["echo", "${{ steps.login.output.title }}"]}},
+        ],
+    },
 }
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def without_ids(outcome: RunOutcome, lines: Lines) -> tuple[RunOutcome, Lines]:
+    """``outcome`` and ``lines`` with every UUID masked: each run has its own execution and job ids, and
+    what derives from them (emitted events' ids and sources, browser task ids)."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return UUID.sub("<uuid>", value)
+        if isinstance(value, dict):
+            return {key: mask(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [mask(item) for item in value]
+        return value
+
+    return replace(outcome, outputs=mask(outcome.outputs)), [(a, b, mask(text)) for a, b, text in lines]
+
+
+def browser_answer(task: BrowserTask) -> BrowserResult:
+    """browser-pool's answer in these tests: the fills as outputs."""
+    return BrowserResult(
+        task_id=task.task_id,
+        ok=True,
+        title="Login",
+        url="https://example.org/login",
+        outputs={"fills": {a.selector: a.value for a in task.actions if a.type == "fill"}},
+        artifacts=[],
+        error=None,
+        duration_seconds=0.1,
+    )
 
 
 Lines = list[tuple[str, str | None, str]]
@@ -165,6 +230,16 @@ def _unknown_secret(outcome: RunOutcome, lines: Lines) -> None:
     assert "secret 'NOPE': not found" in outcome.error
 
 
+def _event_and_browser(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "succeeded", outcome
+    steps = outcome.outputs["steps"]
+    assert set(steps["announce"]) == {"id", "type", "source", "subject"}
+    assert steps["announce"]["subject"] == "a b"
+    assert steps["login"]["outputs"] == {"fills": {"#pw": "***"}}, "the secret typed is redacted from the output"
+    assert steps["after"]["stdout_tail"] == "Login\n"
+    assert ("system", "announce", f"published inventory.synced ({steps['announce']['id']})") in lines
+
+
 EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "python handlers: plain and async, a secret, print, logging and an event": _handlers,
     "a failing handler": _failing_handler,
@@ -175,4 +250,5 @@ EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "a job timeout, SIGTERM to a command that answers it": _job_timeout,
     "a missing command": _missing_command,
     "an unknown secret": _unknown_secret,
+    "commands, an event and a browser task": _event_and_browser,
 }
