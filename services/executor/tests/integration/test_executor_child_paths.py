@@ -27,34 +27,21 @@ from automation_executor.domain.protocol import ChildSpec
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_child_jobs import EXAMPLES, EXPECTED, JOBS, browser_answer, without_ids
-from executor_steps_support import forked_children, run_job
+from executor_child_jobs import EXAMPLES, EXPECTED, JOBS, asked_of, browser_answer, run_shared_job, without_ids
+from executor_steps_support import forked_children
 
 pytestmark = pytest.mark.integration
 
 
 async def _both(tmp_path: Path, job: dict[str, Any], *, forked: bool) -> list[tuple[RunOutcome, list[Any]]]:
     results = []
-    emitted = []
+    asked = []
     for fast in (True, False):
         services = RecordingServices(browser_answer)
         async with forked_children() if forked else contextlib.nullcontext(), asyncio.timeout(20):
-            outcome, sink = await run_job(
-                tmp_path,
-                job["steps"],
-                check=job.get("check"),
-                parameters={"v": "a b"},
-                secrets={"API_TOKEN": "tok-0123456789"},
-                timeout_seconds=job.get("timeout_seconds", 30),
-                settings={"executor_child_fast_path": fast, **job.get("settings", {})},
-                services=services,
-            )
-        results.append((outcome, sink.lines))
-        emitted.append(
-            [(event.type, event.subject, event.data) for event in services.events]
-            + [task.actions for task in services.tasks]
-        )
-    assert emitted[0] == emitted[1]
+            results.append(await run_shared_job(tmp_path, job, services, {"executor_child_fast_path": fast}))
+        asked.append(asked_of(services))
+    assert asked[0] == asked[1]
     return results
 
 

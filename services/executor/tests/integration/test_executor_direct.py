@@ -29,7 +29,7 @@ from automation_executor.processes import Spawned
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_child_jobs import EXPECTED, JOBS, browser_answer, without_ids
+from executor_child_jobs import EXPECTED, JOBS, asked_of, browser_answer, run_shared_job, without_ids
 from executor_steps_support import direct_commands, forked_children, run_job
 
 pytestmark = pytest.mark.integration
@@ -198,23 +198,11 @@ async def _run_both(tmp_path: Path, job: dict[str, Any]) -> list[tuple[Any, Any,
         token = CURRENT_CHILD.set(handle)
         try:
             async with direct_commands() if direct else forked_children(), asyncio.timeout(20):
-                outcome, sink = await run_job(
-                    tmp_path,
-                    job["steps"],
-                    check=job.get("check"),
-                    parameters={"v": "a b"},
-                    secrets={"API_TOKEN": "tok-0123456789"},
-                    timeout_seconds=job.get("timeout_seconds", 30),
-                    settings=job.get("settings", {}),
-                    services=services,
-                )
+                outcome, lines = await run_shared_job(tmp_path, job, services)
         finally:
             CURRENT_CHILD.reset(token)
-        results.append((outcome, sink.lines, handle))
-        asked.append(
-            [(event.type, event.subject, event.data) for event in services.events]
-            + [task.actions for task in services.tasks]
-        )
+        results.append((outcome, lines, handle))
+        asked.append(asked_of(services))
     assert asked[0] == asked[1], "the same events published and browser tasks sent"
     return results
 

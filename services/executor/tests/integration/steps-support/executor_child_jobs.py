@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from executor_steps_support import run_job
+
 from automation_contracts import BrowserResult, BrowserTask
+from automation_executor.bridge import RecordingServices
 from automation_executor.domain.outcome import RunOutcome
 
 EXAMPLES = "automation_executor.examples.handlers"
@@ -142,6 +146,30 @@ def without_ids(outcome: RunOutcome, lines: Lines) -> tuple[RunOutcome, Lines]:
         return value
 
     return replace(outcome, outputs=mask(outcome.outputs)), [(a, b, mask(text)) for a, b, text in lines]
+
+
+async def run_shared_job(
+    tmp_path: Path, job: dict[str, Any], services: RecordingServices, settings: dict[str, Any] | None = None
+) -> tuple[RunOutcome, Lines]:
+    """Run one of :data:`JOBS` as every test of these runs it: the same parameters and secrets."""
+    outcome, sink = await run_job(
+        tmp_path,
+        job["steps"],
+        check=job.get("check"),
+        parameters={"v": "a b"},
+        secrets={"API_TOKEN": "tok-0123456789"},
+        timeout_seconds=job.get("timeout_seconds", 30),
+        settings={**(settings or {}), **job.get("settings", {})},
+        services=services,
+    )
+    return outcome, sink.lines
+
+
+def asked_of(services: RecordingServices) -> list[Any]:
+    """What a run asked of the platform: the events it published and the browser tasks' actions."""
+    return [(event.type, event.subject, event.data) for event in services.events] + [
+        task.actions for task in services.tasks
+    ]
 
 
 def browser_answer(task: BrowserTask) -> BrowserResult:
