@@ -13,6 +13,12 @@ publishing and browser tasks, and an :class:`~automation_executor.bridge.Executi
 request. Every secret value resolved for the run is redacted (``***``) from its log lines, step outputs,
 result and error before anything is batched or recorded.
 
+A job whose steps are all ``shell``, ``event.emit`` and ``browser`` steps runs no code of its own in a
+child: when the command server is up, the runner runs its steps on this event loop and each command
+is started by the command server, in its own process group under the same limits
+(:mod:`automation_executor.direct`); the timeouts, the final SIGKILL of every command's group and the
+outcome are the same.
+
 With a check step, the outcome's ``outputs`` (the execution's ``result``) is
 ``{"performed": bool, "check": <check output>, "steps": {<name>: <output>}}``; without one, the outputs
 by step name as before.
