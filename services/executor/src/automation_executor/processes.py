@@ -127,5 +127,9 @@ def _send(spawned: Spawned, sig: signal.Signals, *, group: bool) -> None:
     if group:
         signal_group(spawned.pid, sig)
     elif spawned.process.returncode is None:
+        # os.kill, not Popen.send_signal: that polls first, and a poll that reaps a process which has just
+        # exited leaves asyncio's child watcher with "exit status already read: will report returncode
+        # 255" (a warning in the run's log, and the wrong exit code). Until the watcher reaps it, the
+        # pid is the process's own (or its zombie's), so no other process can get the signal.
         with contextlib.suppress(ProcessLookupError):
-            spawned.process.send_signal(sig)
+            os.kill(spawned.pid, sig)
