@@ -12,10 +12,7 @@ import pytest
 
 from automation_executor.processes import spawn, stop
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12 watches children through pidfds itself"),
-]
+pytestmark = pytest.mark.integration
 
 
 def _state(pid: int) -> str:
@@ -25,9 +22,10 @@ def _state(pid: int) -> str:
 async def test_stopping_a_command_that_has_just_exited_keeps_its_exit_code(caplog: pytest.LogCaptureFixture) -> None:
     """The command exits (here: on its own; in a run: on the group's SIGTERM) before the step stops it,
     and before asyncio's watcher has reaped it. Stopping it must not reap it behind the watcher's back."""
-    watcher = asyncio.PidfdChildWatcher()  # what the executor child uses on 3.11
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
+    if sys.version_info < (3, 12):  # what the executor child uses on 3.11 (3.12 watches through pidfds itself)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
     try:
         spawned = await spawn(["sh", "-c", "exit 3"])
         deadline = time.monotonic() + 5
@@ -40,4 +38,5 @@ async def test_stopping_a_command_that_has_just_exited_keeps_its_exit_code(caplo
         assert code == 3, "the command's own exit code, not the watcher's 255"
         assert not [r for r in caplog.records if "already read" in r.getMessage()]
     finally:
-        asyncio.set_child_watcher(None)
+        if sys.version_info < (3, 12):
+            asyncio.set_child_watcher(None)
