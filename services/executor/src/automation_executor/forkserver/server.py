@@ -158,10 +158,16 @@ def exec_child(request: dict[str, Any], fds: Sequence[int], report: int) -> NoRe
     os._exit(EXIT_EXEC_FAILED)
 
 
+def _candidates(program: str, path: str) -> list[str]:
+    """Where ``execvp`` looks for ``program``: itself when it has a ``/``, else each folder of ``path``."""
+    if "/" in program:
+        return [program]
+    return [os.path.join(folder or ".", program) for folder in path.split(os.pathsep)]
+
+
 def find_program(name: str, path: str) -> str | None:
     """The first executable file ``name`` on ``path`` (``os.pathsep``-separated), as ``execvp`` finds it."""
-    for folder in path.split(os.pathsep):
-        candidate = os.path.join(folder or ".", name)
+    for candidate in _candidates(name, path):
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
     return None
@@ -170,22 +176,12 @@ def find_program(name: str, path: str) -> str | None:
 def lookup_error(program: str, env: dict[str, str]) -> OSError | None:
     """The error ``execvpe(program, …, env)`` would fail with for want of the file (None: it is there).
 
-    Relative names with a ``/`` are looked up from the current directory, others on the ``PATH`` of
-    ``env``: ENOENT when no candidate exists, EACCES when one exists but cannot be executed.
+    Names with a ``/`` are looked up from the current directory, others on the ``PATH`` of ``env``:
+    ENOENT when no candidate exists, EACCES when one exists but cannot be executed.
     """
-    candidates = (
-        [program]
-        if "/" in program
-        else [os.path.join(d or ".", program) for d in env.get("PATH", os.defpath).split(os.pathsep)]
-    )
-    denied = False
-    for candidate in candidates:
-        if os.path.isdir(candidate):
-            denied = True
-        elif os.access(candidate, os.X_OK):
-            return None
-        elif os.path.exists(candidate):
-            denied = True
+    if find_program(program, env.get("PATH", os.defpath)) is not None:
+        return None
+    denied = any(os.path.exists(c) for c in _candidates(program, env.get("PATH", os.defpath)))
     number = errno.EACCES if denied else errno.ENOENT
     return OSError(number, os.strerror(number), program)
 
