@@ -42,7 +42,7 @@ from automation_executor.bridge import ExecutionBridge
 from automation_executor.child.bridge import BridgeClient, result_of
 from automation_executor.child.emitter import Emitter
 from automation_executor.domain.lines import cut_line
-from automation_executor.domain.protocol import BridgeOp, ChildSpec, LogMessage, LogStream, RequestMessage, StepInput
+from automation_executor.domain.protocol import BridgeOp, ChildSpec, LogMessage, LogStream, RequestMessage
 from automation_executor.domain.redact import Redactor
 from automation_executor.forkserver.client import ForkServer, ForkServerUnavailable
 from automation_executor.launch import ChildHandle
@@ -58,8 +58,7 @@ DIRECT_KINDS = frozenset({"shell", "event.emit", "browser"})
 
 def runs_direct(spec: ChildSpec) -> bool:
     """Whether every step and the check of ``spec`` is of :data:`DIRECT_KINDS`."""
-    steps: list[StepInput] = [*spec.steps, *([spec.check] if spec.check is not None else [])]
-    return all(step.type in DIRECT_KINDS for step in steps)
+    return spec.step_types() <= DIRECT_KINDS
 
 
 class LocalEmitter(Emitter):

@@ -1,4 +1,5 @@
-"""Which jobs take the child's blocking path, and how a coroutine is driven without an event loop."""
+"""Which jobs take the child's blocking path or run without a child, and how a coroutine is driven
+without an event loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from automation_executor.child.blocking import drive
 from automation_executor.child.main import runs_blocking
+from automation_executor.direct import runs_direct
 from automation_executor.domain.protocol import ChildSpec
 
 
@@ -44,6 +46,23 @@ def _spec(*kinds: str, check: str | None = None, fast: bool = True) -> ChildSpec
 )
 def test_only_jobs_of_shell_and_python_steps_run_blocking(spec: ChildSpec, blocking: bool) -> None:
     assert runs_blocking(spec) is blocking
+
+
+@pytest.mark.parametrize(
+    ("spec", "direct"),
+    [
+        (_spec("shell", "shell", check="shell"), True),
+        (_spec("shell", "event.emit", "browser"), True),
+        (_spec("browser", check="shell", fast=False), True),
+        (_spec("shell", "python"), False),
+        (_spec("shell", check="http"), False),
+        (_spec("ssh.exec"), False),
+        (_spec("winrm.exec"), False),
+    ],
+    ids=["shell-with-shell-check", "event-and-browser", "browser", "with-python", "http-check", "ssh", "winrm"],
+)
+def test_only_jobs_that_run_no_code_in_a_child_run_without_one(spec: ChildSpec, direct: bool) -> None:
+    assert runs_direct(spec) is direct
 
 
 def test_drive_runs_a_coroutine_that_never_waits_for_a_loop() -> None:

@@ -37,7 +37,7 @@ from automation_executor.child.emitter import Emitter
 from automation_executor.child.env import CommandSpawner, StepEnv
 from automation_executor.child.limits import apply_limits
 from automation_executor.domain.check import CheckError, check_decision
-from automation_executor.domain.protocol import ChildSpec, Phase, ResultMessage, StepInput, StepMessage
+from automation_executor.domain.protocol import ChildSpec, Phase, ResultMessage, StepMessage
 from automation_executor.domain.steps import ParsedStep, StepConfigError, parse_job
 from automation_executor.domain.templates import TemplateContext, TemplateError
 
@@ -236,8 +236,7 @@ def prepare(line: bytes, emitter: Emitter) -> ChildSpec | int:
 
 def runs_blocking(spec: ChildSpec) -> bool:
     """Whether the run takes the blocking path: every step and the check have a blocking runner."""
-    steps: list[StepInput] = [*spec.steps, *([spec.check] if spec.check is not None else [])]
-    return spec.fast_path and pidfds_work() and all(step.type in BLOCKING_RUNNERS for step in steps)
+    return spec.fast_path and pidfds_work() and spec.step_types() <= BLOCKING_RUNNERS.keys()
 
 
 def _terminate(*_: object) -> None:

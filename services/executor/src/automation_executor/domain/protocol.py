@@ -72,6 +72,10 @@ class ChildSpec(_Message):
     fast_path: bool = True
     """Whether a job of shell and python steps only may run without an event loop (the blocking path)."""
 
+    def step_types(self) -> set[str]:
+        """The types of the job's steps and of its check (what decides how the job runs)."""
+        return {step.type for step in self.steps} | ({self.check.type} if self.check is not None else set())
+
 
 class LogMessage(_Message):
     """A line of a step's output, or a ``system`` note of the child."""
