@@ -109,7 +109,7 @@ class _Registry:
 
     async def _start(self) -> None:
         """Start a server (the caller holds the lock); on failure, the callers fall back."""
-        server = ForkServer(preload=self.preload, env=self.env, role=self.name, child=self.child)
+        server = ForkServer(preload=self.preload, env=self.env, child=self.child)
         problem: str | None = None
         try:
             await server.start()

@@ -45,8 +45,6 @@ class ProcessLike(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
-    def send_signal(self, signal: int) -> None: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Spawned:

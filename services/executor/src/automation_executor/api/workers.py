@@ -22,7 +22,7 @@ async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> 
         utilization=pool.running / pool.concurrency,
         draining=pool.draining,
         launcher=state.launcher,
-        direct_commands=state.settings.executor_direct_commands and active_command_server() is not None,
+        direct_commands=active_command_server() is not None,  # started only with the setting on
         sandbox_available=state.sandbox.available,
         sandbox_problem=state.sandbox.problem,
     )

@@ -201,15 +201,11 @@ async def run_shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEn
     (:func:`automation_executor.child.blocking.drive`). The step's ``timeout_seconds`` is kept here: the
     command gets SIGTERM, then SIGKILL after the grace period, and the step is ``timed_out``.
     """
-    return _shell_blocking(step, ctx, env)
-
-
-def _shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
     config, argv, environment, cwd = _command(step, ctx, env)
     emitter = env.emitter
     deadline = None if step.timeout_seconds is None else time.monotonic() + step.timeout_seconds
     try:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - no event loop runs here: the blocking path (drive)
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -3,7 +3,8 @@
 :meth:`ForkServer.launch` makes the child's three pipes, hands the child's ends to the server with the
 fork request, and returns a :class:`~automation_executor.processes.Spawned` whose process
 (:class:`ForkedProcess`) behaves like an ``asyncio.subprocess.Process`` for the runner: stdin writer,
-stdout and stderr readers, ``pid``, ``returncode``, ``send_signal``. :meth:`ForkServer.execute` does the
+stdout and stderr readers, ``pid``, ``returncode`` (it is signalled by pid, see
+:func:`automation_executor.processes.stop`). :meth:`ForkServer.execute` does the
 same for a command the server executes itself (no stdin pipe). If the server dies, every child it
 forked is killed (its process group) and reported exited with SIGKILL, and :attr:`ForkServer.alive`
 turns false (callers fall back to spawning).
@@ -56,12 +57,6 @@ class ForkedProcess:
     def returncode(self) -> int | None:
         return self._returncode
 
-    def send_signal(self, signal: int) -> None:
-        """Signal the child itself (not its group) while it runs."""
-        if self._returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal)
-
     def set_exited(self, returncode: int) -> None:
         if self._returncode is None:
             self._returncode = returncode
@@ -98,12 +93,11 @@ class ForkServer:
         *,
         preload: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        role: str = "fork_server",
         child: bool = True,
         fork_commands: bool = False,
     ) -> None:
-        self.role = role
-        """Which server this is, in its log events: ``fork_server`` or ``command_server``."""
+        self.role = "fork_server" if child else "command_server"
+        """Which server this is, in its log events (``child=False``: the command server)."""
         self._preload = (list(preload) if child else [NO_CHILD, *preload]) + ([FORK_COMMANDS] if fork_commands else [])
         self._env = dict(env) if env is not None else None
         self._sock: socket.socket | None = None
