@@ -60,7 +60,7 @@ LEASE_RENEWAL_FAILURES = Counter(
 )
 CHILD_LAUNCH = Histogram(
     "automation_executor_child_launch_seconds",
-    "Time to start an execution's child.",
+    "Time to start an execution's child, or a command of a job without one.",
     ["launcher"],
     buckets=LAUNCH_BUCKETS,
 )

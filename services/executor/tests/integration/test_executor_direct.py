@@ -13,16 +13,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import RecordingServices
-from automation_executor.direct import DIRECT_KINDS, runs_direct
-from automation_executor.domain.protocol import ChildSpec, StepInput
+from automation_executor.direct import DIRECT_KINDS
 from automation_executor.forkserver.client import ForkServer
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
 from automation_executor.processes import Spawned
@@ -48,9 +48,20 @@ def fork_commands(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
+@contextlib.contextmanager
+def _handle() -> Iterator[ChildHandle]:
+    """The handle a run reports its process to, as a worker slot gives it (:data:`CURRENT_CHILD`)."""
+    handle = ChildHandle()
+    token = CURRENT_CHILD.set(handle)
+    try:
+        yield handle
+    finally:
+        CURRENT_CHILD.reset(token)
+
+
 @contextlib.asynccontextmanager
 async def _server(fork_commands: bool) -> AsyncIterator[ForkServer]:
-    server = ForkServer(env=fork_server_environment(), role="command_server", child=False, fork_commands=fork_commands)
+    server = ForkServer(env=fork_server_environment(), child=False, fork_commands=fork_commands)
     await server.start()
     try:
         yield server
@@ -93,8 +104,10 @@ async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing
         ' echo "parent=$(ps -o ppid= -p $$ | tr -d " ")";'
         ' echo "cwd=$(pwd)";'
         ' echo "nofile=$(ulimit -n) as=$(ulimit -v) fsize=$(ulimit -f) cpu=$(ulimit -t) core=$(ulimit -c)";'
-        ' grep -E "^Sig(Ign|Blk):" /proc/$$/status;'
-        ' echo "fds=$(ls /proc/$$/fd | sort -n | tr "\\n" " ")";'
+        # The shell reads its own state with builtins: a child run in between could read it while the
+        # shell is inside fork(), which blocks every signal for a moment.
+        ' while IFS= read -r l; do case "$l" in Sig[IB]*) echo "$l";; esac; done < /proc/$$/status;'
+        " echo fds= /proc/$$/fd/*;"
         ' read -r line; echo "stdin=$? [$line]";'
         " env | sort"
     )
@@ -123,9 +136,9 @@ async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing
     reset = [signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGCHLD]
     assert not [sig.name for sig in reset if ignored & (1 << (sig - 1))], f"SigIgn {ignored:#x}"
     assert "SigBlk:\t0000000000000000" in lines
-    fds = next(line for line in lines if line.startswith("fds="))
-    assert fds.split("=")[1].split()[:3] == ["0", "1", "2"]
-    assert len(fds.split("=")[1].split()) == 4, f"only stdin, stdout, stderr (and ls's own): {fds}"
+    fds = sorted(int(path.rsplit("/", 1)[1]) for path in next(x for x in lines if x.startswith("fds=")).split()[1:])
+    assert fds[:3] == [0, 1, 2]
+    assert len(fds) == 4, f"only stdin, stdout, stderr (and the glob's own directory): {fds}"
     assert "stdin=1 []" in lines, "stdin reads /dev/null"
     assert [line for line in lines if "=" in line and line.split("=")[0] in {"ONLY", "PATH"}] == [
         "ONLY=this",
@@ -168,39 +181,14 @@ async def test_when_the_executor_goes_its_commands_die(tmp_path: Path, fork_comm
     assert await _gone(background), "the command's background process too (its process group)"
 
 
-def _spec(*types: str, check: str | None = None) -> ChildSpec:
-    steps = [StepInput(name=f"s{index}", type=kind, config={}) for index, kind in enumerate(types)]
-    return ChildSpec(
-        execution_id="e",
-        attempt=1,
-        job_id="j",
-        steps=steps,
-        parameters={},
-        check=StepInput(name="check", type=check, config={}) if check is not None else None,
-    )
-
-
-def test_only_jobs_that_run_no_code_in_a_child_run_without_one() -> None:
-    assert runs_direct(_spec("shell", "shell", check="shell"))
-    assert runs_direct(_spec("shell", "event.emit", "browser"))
-    assert not runs_direct(_spec("shell", "python"))
-    assert not runs_direct(_spec("shell", check="http"))
-    assert not runs_direct(_spec("ssh.exec"))
-    assert not runs_direct(_spec("winrm.exec"))
-
-
 async def _run_both(tmp_path: Path, job: dict[str, Any]) -> list[tuple[Any, Any, ChildHandle]]:
     results = []
     asked = []
     for direct in (True, False):
         services = RecordingServices(browser_answer)
-        handle = ChildHandle()
-        token = CURRENT_CHILD.set(handle)
-        try:
+        with _handle() as handle:
             async with direct_commands() if direct else forked_children(), asyncio.timeout(20):
                 outcome, lines = await run_shared_job(tmp_path, job, services)
-        finally:
-            CURRENT_CHILD.reset(token)
         results.append((outcome, lines, handle))
         asked.append(asked_of(services))
     assert asked[0] == asked[1], "the same events published and browser tasks sent"
@@ -215,6 +203,16 @@ async def test_a_job_without_a_child_reports_as_it_does_in_one(tmp_path: Path, n
     assert without_ids(direct, direct_lines) == without_ids(child, child_lines)
     assert "tok-0123456789" not in repr(direct) + repr(direct_lines)
     EXPECTED[name](direct, direct_lines)
+
+
+async def test_each_command_start_is_measured_under_the_command_server_label(tmp_path: Path) -> None:
+    steps = [{"name": f"s{n}", "type": "shell", "config": {"command": ["true"]}} for n in range(3)]
+    labels = {"launcher": "command-server"}
+    before = REGISTRY.get_sample_value("automation_executor_child_launch_seconds_count", labels) or 0.0
+    async with direct_commands():
+        outcome, _ = await run_job(tmp_path, steps)
+    assert outcome.status == "succeeded", outcome
+    assert REGISTRY.get_sample_value("automation_executor_child_launch_seconds_count", labels) == before + 3
 
 
 async def test_what_a_step_left_running_is_killed_when_the_run_ends(tmp_path: Path) -> None:
@@ -234,9 +232,7 @@ async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> Non
             "config": {"command": ["sh", "-c", 'trap "echo got TERM; exit 3" TERM; echo ready; sleep 300 & wait']},
         },
     ]
-    handle = ChildHandle()
-    token = CURRENT_CHILD.set(handle)
-    try:
+    with _handle() as handle:
         async with direct_commands():
             run = asyncio.create_task(run_job(tmp_path, steps))
             deadline = time.monotonic() + 10
@@ -245,8 +241,6 @@ async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> Non
                 await asyncio.sleep(0.02)
             os.killpg(handle.pid, signal.SIGTERM)  # what Slot.stop does on a cancellation
             outcome, sink = await asyncio.wait_for(run, 10)
-    finally:
-        CURRENT_CHILD.reset(token)
     assert outcome.status == "failed"
     assert sink.of("wait")[-2:] == ["got TERM", "step wait failed: exit code 3; expected 0"]
 
@@ -266,9 +260,7 @@ def _mentions(pgid: int, word: str) -> bool:
 
 async def test_without_its_command_server_a_job_of_commands_runs_in_a_child(tmp_path: Path) -> None:
     steps = [{"name": "hi", "type": "shell", "config": {"command": ["echo", "hi"]}}]
-    handle = ChildHandle()
-    token = CURRENT_CHILD.set(handle)
-    try:
+    with _handle() as handle:
         async with direct_commands():
             server = active_command_server()
             assert server is not None
@@ -280,20 +272,14 @@ async def test_without_its_command_server_a_job_of_commands_runs_in_a_child(tmp_
                 await asyncio.sleep(0.02)
             async with forked_children():
                 outcome, _ = await run_job(tmp_path, steps)
-    finally:
-        CURRENT_CHILD.reset(token)
     assert outcome.status == "succeeded", outcome
     assert handle.launcher == "forkserver"
 
 
 async def test_the_setting_turns_the_direct_path_off(tmp_path: Path) -> None:
     steps = [{"name": "hi", "type": "shell", "config": {"command": ["echo", "hi"]}}]
-    handle = ChildHandle()
-    token = CURRENT_CHILD.set(handle)
-    try:
+    with _handle() as handle:
         async with direct_commands(), forked_children():
             outcome, _ = await run_job(tmp_path, steps, settings={"executor_direct_commands": False})
-    finally:
-        CURRENT_CHILD.reset(token)
     assert outcome.status == "succeeded", outcome
     assert handle.launcher == "forkserver"
