@@ -27,8 +27,8 @@ from automation_executor.domain.protocol import ChildSpec
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_child_jobs import EXAMPLES, EXPECTED, JOBS, asked_of, browser_answer, run_shared_job, without_ids
-from executor_steps_support import forked_children
+from executor_child_jobs import EXAMPLES, EXPECTED, JOBS, asked_of, run_shared_job, without_ids
+from executor_steps_support import browser_answer, forked_children
 
 pytestmark = pytest.mark.integration
 

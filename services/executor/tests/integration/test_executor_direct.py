@@ -29,8 +29,8 @@ from automation_executor.processes import Spawned
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_child_jobs import EXPECTED, JOBS, asked_of, browser_answer, run_shared_job, without_ids
-from executor_steps_support import direct_commands, forked_children, run_job
+from executor_child_jobs import EXPECTED, JOBS, asked_of, run_shared_job, without_ids
+from executor_steps_support import browser_answer, direct_commands, forked_children, run_job
 
 pytestmark = pytest.mark.integration
 

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from automation_contracts import BrowserResult, BrowserTask
 from automation_executor.bridge import RecordingServices
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
-from executor_steps_support import run_job
+from executor_steps_support import browser_answer, run_job
 
 pytestmark = pytest.mark.integration
 EXAMPLES = "automation_executor.examples.handlers"
@@ -126,23 +125,8 @@ async def test_a_hanging_sync_handler_times_out_with_its_step(tmp_path: Path) ->
     assert outcome.error == "step slow: timed out after 1s"
 
 
-def _browser_answer(task: BrowserTask) -> BrowserResult:
-    fills = {a.selector: a.value for a in task.actions if a.type == "fill"}
-    ok = not any(a.type == "click" and a.selector == "#missing" for a in task.actions)
-    return BrowserResult(
-        task_id=task.task_id,
-        ok=ok,
-        title="Login",
-        url="https://example.org/login",
-        outputs={"fills": fills},
-        artifacts=[],
-        error=None if ok else "action 1 (click): Timeout 500ms exceeded.",
-        duration_seconds=0.2,
-    )
-
-
 async def test_event_emit_and_browser_go_through_the_bridge(tmp_path: Path) -> None:
-    services = RecordingServices(_browser_answer)
+    services = RecordingServices(browser_answer)
     outcome, sink = await run_job(
         tmp_path,
         [

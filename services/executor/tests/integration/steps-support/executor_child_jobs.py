@@ -14,7 +14,6 @@ from typing import Any
 
 from executor_steps_support import run_job
 
-from automation_contracts import BrowserResult, BrowserTask
 from automation_executor.bridge import RecordingServices
 from automation_executor.domain.outcome import RunOutcome
 
@@ -170,20 +169,6 @@ def asked_of(services: RecordingServices) -> list[Any]:
     return [(event.type, event.subject, event.data) for event in services.events] + [
         task.actions for task in services.tasks
     ]
-
-
-def browser_answer(task: BrowserTask) -> BrowserResult:
-    """browser-pool's answer in these tests: the fills as outputs."""
-    return BrowserResult(
-        task_id=task.task_id,
-        ok=True,
-        title="Login",
-        url="https://example.org/login",
-        outputs={"fills": {a.selector: a.value for a in task.actions if a.type == "fill"}},
-        artifacts=[],
-        error=None,
-        duration_seconds=0.1,
-    )
 
 
 Lines = list[tuple[str, str | None, str]]

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from automation_contracts import LogStream, RunRequested
+from automation_contracts import BrowserResult, BrowserTask, LogStream, RunRequested
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import PlatformServices
 from automation_executor.domain.outcome import RunOutcome
@@ -105,3 +105,19 @@ async def run_job(
     sink = ListSink()
     outcome = await runner.run(request, sink)
     return outcome, sink
+
+
+def browser_answer(task: BrowserTask) -> BrowserResult:
+    """browser-pool's answer in these tests: the fills as outputs; a click on ``#missing`` fails."""
+    fills = {a.selector: a.value for a in task.actions if a.type == "fill"}
+    ok = not any(a.type == "click" and a.selector == "#missing" for a in task.actions)
+    return BrowserResult(
+        task_id=task.task_id,
+        ok=ok,
+        title="Login",
+        url="https://example.org/login",
+        outputs={"fills": fills},
+        artifacts=[],
+        error=None if ok else "action 1 (click): Timeout 500ms exceeded.",
+        duration_seconds=0.2,
+    )
