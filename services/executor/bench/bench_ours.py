@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import aio_pika
 import asyncpg
@@ -35,6 +35,7 @@ from bench_common import Latency, Published, Sampler, publish
 from bench_result import Result, Scenario
 
 from automation_contracts import build_event
+from automation_executor.launch import Launcher
 from automation_executor.testing import run_request_data
 from automation_messaging import CLOUDEVENTS_JSON
 from automation_messaging.topology import COMMANDS, EXECUTOR_RUNS, RUN_REQUESTED
@@ -184,7 +185,7 @@ async def _metrics(url: str) -> dict[str, float]:
 def _launches(before: Mapping[str, float], after: Mapping[str, float]) -> str:
     """How the scenario's children were started, from ``automation_executor_child_launch_seconds``."""
     parts = []
-    for launcher in ("forkserver", "spawn", "command-server"):
+    for launcher in get_args(Launcher):
         key = f'{{launcher="{launcher}"}}'
         count = after.get(f"{LAUNCH}_count{key}", 0.0) - before.get(f"{LAUNCH}_count{key}", 0.0)
         total = after.get(f"{LAUNCH}_sum{key}", 0.0) - before.get(f"{LAUNCH}_sum{key}", 0.0)
