@@ -61,7 +61,7 @@ from automation_executor.domain.protocol import (
 from automation_executor.domain.redact import Redactor
 from automation_executor.domain.steps import StepConfigError, parse_job
 from automation_executor.forkserver.client import ForkServer
-from automation_executor.launch import CURRENT_CHILD, active_command_server, start_child
+from automation_executor.launch import CURRENT_CHILD, active_command_server, active_fork_server, start_child
 from automation_executor.logstream import LogSink
 from automation_executor.processes import Spawned, signal_group, stop
 from automation_executor.secrets import SecretResolver, SecretsConfig
@@ -85,11 +85,15 @@ class _ChildState:
     result: ResultMessage | None = None
     protocol_error: str | None = None
     last_stderr: str = ""
+    handlers: set[str] = field(default_factory=set)
+    """The declared ``python`` handlers the child loaded."""
 
     def take(self, message: BaseModel) -> None:
         """Keep a step's output or the final result (secret values redacted)."""
         redact = self.redactor
         if isinstance(message, StepMessage):
+            if message.handler is not None:
+                self.handlers.add(message.handler)
             output = redact.value(message.output)
             if message.phase == "check":
                 self.check_output = output
@@ -326,11 +330,20 @@ class ChildRunner:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
+        self._learn_handlers(state)
         if timed_out:
             return RunOutcome(
                 status="timed_out", error=f"timed out after {timeout}s", outputs=self._outputs(spec, state)
             )
         return self._outcome(spec, state, returncode, sink)
+
+    def _learn_handlers(self, state: _ChildState) -> None:
+        """Have the fork server import the modules of the handlers this child loaded, for later children."""
+        if not state.handlers or not self._settings.executor_preload_handlers:
+            return
+        server = active_fork_server()
+        if server is not None:
+            server.learn(state.handlers)
 
     @staticmethod
     def _outputs(spec: ChildSpec, state: _ChildState, performed: bool | None = None) -> dict[str, Any]:

@@ -74,6 +74,11 @@ class ExecutorSettings(ServiceSettings):
     The common step runners are imported once in the fork server so no child imports them again
     (measured +50 % shell and +90 % python runs/s in make bench-executor); ssh and winrm load on use.
     """
+    executor_preload_handlers: bool = True
+    """Once a child has loaded a declared ``python`` handler, the fork server imports its module too, so
+    later children find it loaded instead of importing (and, without bytecode, compiling) it each run.
+    The module's top-level code then runs once, in the fork server. ``false``: every child imports it.
+    """
     executor_child_fast_path: bool = True
     """A job of ``shell`` and ``python`` steps only runs in its child without an event loop (the
     blocking path): ~2 ms less CPU per child. ``false`` runs every job on the child's asyncio loop.

@@ -146,3 +146,34 @@ async def test_a_disabled_fork_server_spawns(tmp_path: Path) -> None:
         outcome = await _run(tmp_path, "true", handle=handle)
     assert outcome.status == "succeeded"
     assert handle.launcher == "spawn"
+
+
+WHERE = "automation_executor.examples.handlers:where"
+
+
+async def _where(tmp_path: Path, handler: str = WHERE, *, preload: bool = True) -> RunOutcome:
+    data = run_request_data([{"name": "probe", "type": "python", "config": {"handler": handler}}])
+    request = RunRequested.model_validate(json.loads(json.dumps(data)))
+    settings = ExecutorSettings(
+        env="development", executor_workdir_root=str(tmp_path), executor_preload_handlers=preload
+    )
+    return await ChildRunner(settings).run(request, Sink())
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "setting-off"])
+async def test_the_fork_server_imports_a_handler_once_a_child_has_loaded_it(tmp_path: Path, preload: bool) -> None:
+    async with fork_server(enabled=True, env=fork_server_environment()) as server:
+        assert server is not None
+        refused = await _where(tmp_path, "automation_executor.examples.handlers:undeclared", preload=preload)
+        runs = [await _where(tmp_path, preload=preload) for _ in range(3)]
+    assert refused.status == "failed"
+    assert refused.error is not None
+    assert "is not declared" in refused.error
+    assert all(run.status == "succeeded" for run in runs), runs
+    where = [run.outputs["probe"] for run in runs]
+    assert len({w["pid"] for w in where}) == 3, "a child of its own for every run"
+    assert where[0]["imported_in"] == where[0]["pid"], "the first child to call it imports the module itself"
+    if preload:
+        assert [w["imported_in"] for w in where[1:]] == [server.server_pid] * 2, "then the fork server holds it"
+    else:
+        assert [w["imported_in"] for w in where[1:]] == [w["pid"] for w in where[1:]], "every child imports it"

@@ -157,3 +157,30 @@ def test_entry_points_prepared_in_the_fork_server_are_not_read_again(monkeypatch
     monkeypatch.setattr(importlib.metadata, "entry_points", _unreadable_entry_points)
     assert is_declared("automation_executor.examples.entry_point:ping")
     assert not is_declared("automation_executor.examples.handlers:undeclared")
+
+
+def test_preloading_a_declared_handler_imports_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "automation_executor.examples.handlers")  # put back after the test
+    assert python_step.preload_handler("automation_executor.examples.handlers:where") is None
+    assert "automation_executor.examples.handlers" in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        ("automation_executor.examples.handlers:undeclared", "HandlerRefused: handler "),
+        ("no_such_package_anywhere.mod:f", "HandlerRefused: cannot import no_such_package_anywhere"),
+        ("exits_on_import:run", "SystemExit: 3"),
+        ("raises_on_import:run", "ZeroDivisionError: division by zero"),
+    ],
+)
+def test_preloading_never_raises_and_says_why_it_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: str, error: str
+) -> None:
+    """What the fork server gets back instead of an exception, whatever the module's import does."""
+    (tmp_path / "exits_on_import.py").write_text('automation_handlers = ["exits_on_import:run"]\nraise SystemExit(3)\n')
+    (tmp_path / "raises_on_import.py").write_text('automation_handlers = ["raises_on_import:run"]\n1 / 0\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = python_step.preload_handler(handler)
+    assert result is not None
+    assert result.startswith(error)

@@ -292,7 +292,12 @@ def _raised(step: ParsedStep, config: PythonConfig, env: StepEnv, call: _Call, e
     """The step's result when the handler raised (its traceback goes to the log)."""
     for line in (call.trace or "".join(traceback.format_exception(exc))).splitlines():
         env.emitter.log("stderr", step.name, line)
-    return StepMessage(name=step.name, status="failed", error=f"{config.handler} raised {type(exc).__name__}: {exc}")
+    return StepMessage(
+        name=step.name,
+        status="failed",
+        error=f"{config.handler} raised {type(exc).__name__}: {exc}",
+        handler=config.handler,
+    )
 
 
 def _returned(step: ParsedStep, config: PythonConfig, value: Any) -> StepMessage:
@@ -301,9 +306,24 @@ def _returned(step: ParsedStep, config: PythonConfig, value: Any) -> StepMessage
         output = _json_output(value)
     except (TypeError, ValueError) as exc:
         return StepMessage(
-            name=step.name, status="failed", error=f"{config.handler} returned a value that is not JSON: {exc}"
+            name=step.name,
+            status="failed",
+            error=f"{config.handler} returned a value that is not JSON: {exc}",
+            handler=config.handler,
         )
-    return StepMessage(name=step.name, status="succeeded", output=output)
+    return StepMessage(name=step.name, status="succeeded", output=output, handler=config.handler)
+
+
+def preload_handler(handler: str) -> str | None:
+    """Import a declared handler's module in the fork server, so that the children forked after it find
+    it loaded; the error (never raised) when that fails. The executor only asks for handlers that a
+    child has loaded already (:attr:`StepMessage.handler`), so nothing undeclared is imported here.
+    """
+    try:
+        load_handler(handler)
+    except BaseException as exc:  # noqa: BLE001 - whatever the module's import does, the fork server goes on
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 async def run_python(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
@@ -346,7 +366,7 @@ async def run_python_blocking(step: ParsedStep, ctx: TemplateContext, env: StepE
             if _raised_by(call.done, exc):
                 return _raised(step, config, env, call, exc)
             call.cancel()
-            return timed_out(step)
+            return timed_out(step).model_copy(update={"handler": config.handler})
     return _returned(step, config, value)
 
 

@@ -138,7 +138,9 @@ class BrowserArgs(_Message):
 class StepMessage(_Message):
     """A step ended; ``output`` is kept by the step's name for later templates and the result.
 
-    ``phase`` tells the job's check step (run first) from its steps.
+    ``phase`` tells the job's check step (run first) from its steps. ``handler``: the declared handler a
+    ``python`` step loaded (whatever it did then), which the fork server may import ahead for the runs
+    after this one (see ``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``).
     """
 
     type: Literal["step"] = "step"
@@ -148,6 +150,7 @@ class StepMessage(_Message):
     output: Any = None
     exit_code: int | None = None
     error: str | None = None
+    handler: str | None = None
 
 
 class ResultMessage(_Message):

@@ -18,4 +18,5 @@ automation_handlers = [
     "automation_executor.examples.handlers:fail",
     "automation_executor.examples.handlers:not_json",
     "automation_executor.examples.handlers:sleep",
+    "automation_executor.examples.handlers:where",
 ]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from automation_executor.handlers import AsyncContext, Context
+
+IMPORTED_IN = os.getpid()
+"""The process that ran this module's top-level code (see :func:`where`)."""
 
 
 def noop(_ctx: Context) -> None:
@@ -63,6 +67,12 @@ def fail(_ctx: Context, message: str = "boom") -> None:
 def not_json(_ctx: Context) -> object:
     """Return something that is not JSON: the step fails."""
     return {1, 2}
+
+
+def where(_ctx: Context) -> dict[str, int]:
+    """Which process runs the handler, and which one imported its module: the child itself, or (once a
+    child has loaded it) the fork server, for every child forked after (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``)."""
+    return {"pid": os.getpid(), "imported_in": IMPORTED_IN}
 
 
 def sleep(_ctx: Context, seconds: float) -> dict[str, float]:

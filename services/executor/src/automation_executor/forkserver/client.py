@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from automation_core.logging import get_logger
@@ -108,6 +108,15 @@ class ForkServer:
         self._ready: asyncio.Future[int] | None = None
         self.alive = False
         self.server_pid: int | None = None
+        self._handlers: set[str] = set()
+        self._unsent_handlers: list[str] = []
+
+    def learn(self, handlers: Iterable[str]) -> None:
+        """Declared ``python`` handlers a child loaded: the next fork request asks the server to import
+        each one not asked for before, so the children after it find the module loaded."""
+        for handler in sorted(set(handlers) - self._handlers):
+            self._handlers.add(handler)
+            self._unsent_handlers.append(handler)
 
     async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Start the server process and wait until it has preloaded (ForkServerUnavailable on failure)."""
@@ -148,9 +157,10 @@ class ForkServer:
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
-        process = await self._start(
-            {"op": "fork", "cwd": cwd, "env": dict(env)}, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r]
-        )
+        payload: dict[str, Any] = {"op": "fork", "cwd": cwd, "env": dict(env)}
+        if self._unsent_handlers:
+            payload["handlers"], self._unsent_handlers = self._unsent_handlers, []
+        process = await self._start(payload, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r])
         await _connect(process, stdin_w, stdout_r, stderr_r)
         return Spawned(process, process.exited)
 
@@ -243,17 +253,25 @@ class ForkServer:
             ended = self._children.pop(int(message["pid"]), None)
             if ended is not None:
                 ended.set_exited(int(message["returncode"]))
+        elif op == "preloaded":
+            if message.get("error") is None:
+                log.info("fork_server_handler_preloaded", handler=message.get("handler"))
+            else:
+                log.warning("fork_server_handler_not_preloaded", handler=message.get("handler"), error=message["error"])
         elif op == "failed":
-            error: Exception = ForkServerUnavailable(str(message.get("error")))
-            if isinstance(message.get("errno"), int):  # the command could not be executed
-                error = OSError(message["errno"], str(message.get("error")), message.get("filename"))
-            ident = message.get("id")
-            if ident is None and self._ready is not None and not self._ready.done():
-                self._ready.set_exception(error)
-            elif ident is not None:
-                future = self._pending.pop(int(ident), None)
-                if future is not None and not future.done():
-                    future.set_exception(error)
+            self._on_failed(message)
+
+    def _on_failed(self, message: dict[str, Any]) -> None:
+        error: Exception = ForkServerUnavailable(str(message.get("error")))
+        if isinstance(message.get("errno"), int):  # the command could not be executed
+            error = OSError(message["errno"], str(message.get("error")), message.get("filename"))
+        ident = message.get("id")
+        if ident is None and self._ready is not None and not self._ready.done():
+            self._ready.set_exception(error)
+        elif ident is not None:
+            future = self._pending.pop(int(ident), None)
+            if future is not None and not future.done():
+                future.set_exception(error)
 
     def _lost(self, why: str) -> None:
         if self._sock is not None:

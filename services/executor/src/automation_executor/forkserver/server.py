@@ -43,6 +43,8 @@ from typing import Any, NoReturn
 from automation_executor.rlimits import apply_plan
 
 CHILD_ENTRY = "automation_executor.child.main"
+HANDLERS_MODULE = "automation_executor.child.python_step"
+"""Where ``preload_handler(handler)`` comes from, for a fork request's ``handlers``."""
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_CRASHED = 70
 EXIT_EXEC_FAILED = 127
@@ -230,6 +232,8 @@ class Zygote:
         self.prlimit = None if fork_commands else find_program("prlimit", os.environ.get("PATH", os.defpath))
         """util-linux's ``prlimit``: commands are then spawned without a fork of this process (:meth:`_spawn`)."""
         self.children: set[int] = set()
+        self.handlers: set[str] = set()
+        """The ``python`` handlers whose modules were asked for (see :meth:`_preload_handlers`)."""
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -281,6 +285,7 @@ class Zygote:
             if request["op"] == "exec":
                 reply = self._exec(request, fds)
             else:
+                self._preload_handlers(request.get("handlers"))
                 gc.freeze()  # everything so far is shared with the child and never scanned by its collector
                 pid = os.fork()
                 if pid == 0:
@@ -293,6 +298,18 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
         send(self.sock, reply)
+
+    def _preload_handlers(self, handlers: object) -> None:
+        """Import the modules of declared ``python`` handlers (each once) before the fork, so this child
+        and the next ones find them loaded instead of importing them each. Each one is reported."""
+        if not isinstance(handlers, list):
+            return
+        for handler in handlers:
+            if not isinstance(handler, str) or handler in self.handlers:
+                continue
+            self.handlers.add(handler)
+            error = importlib.import_module(HANDLERS_MODULE).preload_handler(handler)
+            send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
 
     def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
         """Start the request's command; the reply once its ``exec`` is done (or failed)."""
