@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aio_pika
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
@@ -225,3 +227,12 @@ class Sampler:
 def mib(n: int) -> str:
     """Bytes as MiB for a table cell."""
     return f"{n / 2**20:.0f} MiB"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the configuration a benchmark prints."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import platform
@@ -30,6 +29,7 @@ import asyncpg
 import celery  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
 from bench_celery import CeleryBench
+from bench_common import cpu_model
 from bench_ours import Platform, open_platform, steps_for
 from bench_result import HEADER, Result, Scenario, ratio, table
 from bench_steps import SHELL_TRUE, python_noop_step
@@ -90,14 +90,6 @@ def passthrough_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if k.startswith("AUTOMATION_") and k.removeprefix("AUTOMATION_") not in OWN_SETTINGS
     }
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 async def versions(database_url: str, amqp_url: str) -> dict[str, str]:

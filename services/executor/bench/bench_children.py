@@ -1,0 +1,145 @@
+"""The CPU of a run's child alone: the fork server and the runner, without broker, database or job-api.
+
+Runs the same job N times through :class:`~automation_executor.runner.ChildRunner` and the replica's
+fork server, ``--concurrency`` at a time, once per variant, and repeats the variants alternately
+(``--rounds``), so that a machine whose speed drifts shows in every variant alike. Per run it prints
+the CPU of the children (user and system, from the fork server's reaped children), of the fork server
+itself, and of this process (the executor's side of the runner), with the runs per second.
+
+Variants: ``preloaded`` (the default settings: the fork server imports a ``python`` handler's module
+once a child has loaded it) and ``every-child`` (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS=false``: every
+child imports it). Nothing is asserted.
+
+    uv run --group bench python services/executor/bench/bench_children.py [--runs 600] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
+from bench_common import cpu_model
+
+from automation_contracts import LogStream, RunRequested
+from automation_executor.app import fork_server_environment
+from automation_executor.launch import fork_server
+from automation_executor.runner import ChildRunner
+from automation_executor.settings import ExecutorSettings
+from automation_executor.testing import run_request_data
+
+NOOP_HANDLER = "automation_executor.examples.handlers:noop"
+VARIANTS = {"preloaded": True, "every-child": False}
+"""Each variant's ``executor_preload_handlers``."""
+WARM_UP_RUNS = 20
+
+
+class _Discard:
+    def add(self, stream: LogStream, step: str | None, text: str, ts: datetime | None = None) -> None:
+        """The runs' log lines are not kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    variant: str
+    runs_per_second: float
+    children_ms: float
+    children_system_ms: float
+    server_ms: float
+    runner_ms: float
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_children", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=600, help="runs per variant and round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the variants (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=4, help="runs at a time (default %(default)s)")
+    parser.add_argument("--handler", default=NOOP_HANDLER, help="the python step's handler (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.rounds < 1 or args.concurrency < 1:
+        parser.error("--runs, --rounds and --concurrency must be positive")
+    return args
+
+
+def _request(handler: str) -> RunRequested:
+    data = run_request_data([{"name": "step", "type": "python", "config": {"handler": handler}}])
+    return RunRequested.model_validate(json.loads(json.dumps(data)))
+
+
+async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> Figures:
+    """One variant: a fresh fork server, warm-up runs, then ``args.runs`` measured runs."""
+    settings = ExecutorSettings(
+        env="development", executor_workdir_root=workdirs, executor_preload_handlers=VARIANTS[variant]
+    )
+    runner = ChildRunner(settings)
+    request = _request(args.handler)
+    async with fork_server(
+        enabled=True, preload=settings.executor_forkserver_preload, env=fork_server_environment()
+    ) as server:
+        if server is None or server.server_pid is None:
+            raise SystemExit("the fork server did not start")
+        process = psutil.Process(server.server_pid)
+        for _ in range(WARM_UP_RUNS):
+            await runner.run(request, _Discard())
+        gate = asyncio.Semaphore(args.concurrency)
+        failed: list[str] = []
+
+        async def one() -> None:
+            async with gate:
+                outcome = await runner.run(request, _Discard())
+                if outcome.status != "succeeded":
+                    failed.append(f"{outcome.status}: {outcome.error}")
+
+        before, own_before, started = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(args.runs)))
+        elapsed = time.perf_counter() - started
+        after, own_after = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+    if failed:
+        raise SystemExit(f"{len(failed)} runs did not succeed, e.g. {failed[0]}")
+    per_run = 1000.0 / args.runs
+    children_system = after.children_system - before.children_system
+    return Figures(
+        variant=variant,
+        runs_per_second=args.runs / elapsed,
+        children_ms=(after.children_user - before.children_user + children_system) * per_run,
+        children_system_ms=children_system * per_run,
+        server_ms=(after.user - before.user + after.system - before.system) * per_run,
+        runner_ms=(own_after.ru_utime - own_before.ru_utime + own_after.ru_stime - own_before.ru_stime) * per_run,
+    )
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    python = sys.version.split()[0]
+    print(f"machine  {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}")
+    print(
+        f"runs     {args.runs} per variant and round, {args.concurrency} at a time, {args.rounds} rounds alternated;"
+        f" one python step, handler {args.handler}"
+    )
+    print(f"load     {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min) before the run\n")
+    print("| round | variant | runs/s | children CPU ms/run (system) | fork server ms/run | runner ms/run |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-children-") as workdirs:
+        for round_number in range(1, args.rounds + 1):
+            for variant in VARIANTS:
+                f = await measure(variant, args, workdirs)
+                children = f"{f.children_ms:.2f} ({f.children_system_ms:.2f})"
+                print(
+                    f"| {round_number} | {f.variant} | {f.runs_per_second:.1f} | {children}"
+                    f" | {f.server_ms:.2f} | {f.runner_ms:.2f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
