@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -50,9 +51,13 @@ class Attempts(Protocol):
 
     async def begin(self, request: RunRequested) -> Begin: ...
 
-    async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished: ...
+    async def finish(
+        self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished: ...
 
-    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished: ...
+    async def finish_cancelled(
+        self, request: RunRequested, begun: Begin, reason: str, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished: ...
 
     async def release(self, request: RunRequested, begun: Begin) -> bool: ...
 
@@ -188,8 +193,14 @@ class RunRequestHandler:
             if slot.stop_kind == "cancel":
                 summary = f"attempt {attempt} cancelled after {duration:.2f}s: {slot.stop_reason}"
             logs.add("system", None, summary, datetime.now(UTC))
+            rest = await logs.rest()  # recorded with the outcome (see automation_executor.logstream)
         metrics.EXECUTION_DURATION.observe(duration)
-        await self._record(request, begun, slot, outcome, duration)
+        recorded = False
+        try:
+            recorded = await self._record(request, begun, slot, outcome, duration, logs=rest)
+        finally:
+            if not recorded:
+                await logs.publish_events(rest)
 
     async def _execute(self, request: RunRequested, slot: Slot, logs: LogSink) -> RunOutcome | None:
         """Run the steps in their own task; None when a cancellation or a lost lease stopped them."""
@@ -216,21 +227,29 @@ class RunRequestHandler:
             return None
 
     async def _record(
-        self, request: RunRequested, begun: Begin, slot: Slot, outcome: RunOutcome | None, duration: float
-    ) -> None:
+        self,
+        request: RunRequested,
+        begun: Begin,
+        slot: Slot,
+        outcome: RunOutcome | None,
+        duration: float,
+        *,
+        logs: list[CloudEvent],
+    ) -> bool:
+        """Record the run's outcome with the last ``logs`` batches; whether it was (and they with it)."""
         if slot.stop_kind == "lease_lost":
             log.warning("run_stopped_lease_lost", reason=slot.stop_reason, duration_seconds=round(duration, 3))
-            return
+            return False
         if slot.stop_kind == "cancel":
-            finished = await self._service.finish_cancelled(request, begun, slot.stop_reason or "cancelled")
+            finished = await self._service.finish_cancelled(request, begun, slot.stop_reason or "cancelled", logs=logs)
             status = "cancelled"
         else:
             assert outcome is not None
-            finished = await self._service.finish(request, begun, outcome)
+            finished = await self._service.finish(request, begun, outcome, logs=logs)
             status = outcome.status
         if not finished.recorded:
             log.warning("attempt_superseded_outcome_discarded", outcome=status)
-            return
+            return False
         metrics.EXECUTIONS.labels(status).inc()
         if status == "cancelled":
             metrics.CANCELLATIONS.labels("running").inc()
@@ -247,3 +266,4 @@ class RunRequestHandler:
             retry_in_seconds=finished.delay_seconds,
             dead_letter=finished.dead_letter,
         )
+        return True

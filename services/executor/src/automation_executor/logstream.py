@@ -1,11 +1,18 @@
 """Streaming an attempt's output as ``execution.log`` batches.
 
-Logs are published straight to ``automation.events`` with the broker publisher, not through the outbox:
-they are high-volume, and losing the tail of a log when the executor crashes is acceptable (the
-outcome itself always goes through the outbox). A batch leaves every ``executor_log_batch_seconds``
-(200 ms) or as soon as ``executor_log_batch_entries`` (100) lines are waiting; ``seq`` counts the
-batches of an attempt from 0. A batch that cannot be published is dropped (and logged) and leaves a gap
-in ``seq``, so consumers can tell.
+While a run goes on, logs are published straight to ``automation.events`` with the broker publisher,
+not through the outbox: they are high-volume, and losing some lines of a run that a crash interrupts
+is acceptable. A batch leaves every ``executor_log_batch_seconds`` (200 ms) or as soon as
+``executor_log_batch_entries`` (100) lines are waiting; ``seq`` counts the batches of an attempt from
+0. A batch that cannot be published is dropped (and logged) and leaves a gap in ``seq``, so consumers
+can tell.
+
+What is left when the run ends (for a short run, its whole log) is taken with :meth:`LogStreamer.rest`
+and recorded with the outcome: its batches go into the outbox in the same statement as the outcome,
+ahead of the outcome's own messages. So the end of a log is as durable as the outcome, reaches
+consumers before it, and costs the run no publish of its own. If the outcome cannot be recorded
+(another replica took the attempt over, or the run lost its lease), they are published directly as
+before (:meth:`LogStreamer.publish_events`).
 
 Lines of the executor's own (stream ``system``: "attempt 1 started", "limits: ...", "step x started")
 do not make a batch leave on their own before :data:`SYSTEM_ONLY_DELAY_SECONDS`: they go with the
@@ -68,7 +75,6 @@ class LogStreamer:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self.next_seq = seq_start
-        self.published_batches = 0
         self._output_waiting = False
         self._waiting_since: float | None = None
 
@@ -104,19 +110,41 @@ class LogStreamer:
 
     async def close(self) -> None:
         """Publish what is left and stop."""
+        await self._stop()
+        await self._flush()
+
+    async def rest(self) -> list[CloudEvent]:
+        """Stop, and return what is left as ``execution.log`` events instead of publishing them (each
+        takes its ``seq``): the caller records them with the outcome, or publishes them with
+        :meth:`publish_events` when it cannot."""
+        await self._stop()
+        self._output_waiting, self._waiting_since = False, None
+        events = []
+        while (batch := self._buffer.take(self._batch_entries)) is not None:
+            events.append(log_event(self._request, seq=self.next_seq, entries=batch.entries, truncated=batch.truncated))
+            self.next_seq += 1
+        return events
+
+    async def publish_events(self, events: list[CloudEvent]) -> None:
+        """Publish events taken with :meth:`rest` (a batch that fails is dropped and logged)."""
+        for event in events:
+            await self._send(event)
+
+    async def _stop(self) -> None:
         self._closed = True
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._flush()
 
     async def _run(self) -> None:
         while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._batch_seconds)
             self._wake.clear()
+            if self._closed:  # what is left is the closer's: published by close(), returned by rest()
+                return
             if self._due():
                 await self._flush()
 
@@ -128,10 +156,13 @@ class LogStreamer:
     async def _publish(self, batch: Batch) -> None:
         seq = self.next_seq
         self.next_seq += 1
+        await self._send(log_event(self._request, seq=seq, entries=batch.entries, truncated=batch.truncated))
+
+    async def _send(self, event: CloudEvent) -> None:
         try:
-            event = log_event(self._request, seq=seq, entries=batch.entries, truncated=batch.truncated)
             await self._publisher.publish(event, exchange=EVENTS)
         except Exception as exc:  # noqa: BLE001 - a lost log batch must not fail the execution
-            log.warning("log_batch_publish_failed", seq=seq, entries=len(batch.entries), error=repr(exc))
-            return
-        self.published_batches += 1
+            data = event.data if isinstance(event.data, dict) else {}
+            log.warning(
+                "log_batch_publish_failed", seq=data.get("seq"), entries=len(data.get("entries", ())), error=repr(exc)
+            )

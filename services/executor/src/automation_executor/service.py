@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_contracts import RunRequested
+from automation_contracts import CloudEvent, RunRequested
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_executor.db.hot import DB_ERRORS, HotPath
@@ -32,7 +32,15 @@ from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.attempts import TERMINAL_STATUSES
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.events import started_event
-from automation_executor.followups import Ending, Rand, enqueue_ending, plan_cancelled, plan_lost, plan_outcome
+from automation_executor.followups import (
+    Ending,
+    Outgoing,
+    Rand,
+    enqueue_ending,
+    plan_cancelled,
+    plan_lost,
+    plan_outcome,
+)
 from automation_executor.retry import RetryRoutes
 from automation_messaging import enqueue
 from automation_messaging.outbox import outbox_row
@@ -108,6 +116,14 @@ async def reap_row(
     await repo.update_row(row.id, ending.values)
     await enqueue_ending(session, ending)
     return ending
+
+
+def with_logs(ending: Ending, logs: Sequence[CloudEvent]) -> Ending:
+    """``ending`` with ``logs`` (``execution.log`` events) ahead of its messages: the relay publishes
+    the rows of one statement in order, so consumers get the end of the log before the outcome."""
+    if not logs:
+        return ending
+    return replace(ending, messages=[*(Outgoing(event, exchange=EVENTS) for event in logs), *ending.messages])
 
 
 class AttemptService:
@@ -276,20 +292,27 @@ class AttemptService:
         event = started_event(request, started_at=now, worker=self._worker_id, run_number=run_number)
         await enqueue(session, outbox, event, exchange=EVENTS)
 
-    async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
-        """Record ``outcome`` of run ``begun.run_id`` and enqueue what follows (retrying database errors)."""
+    async def finish(
+        self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
+        """Record ``outcome`` of run ``begun.run_id`` and enqueue what follows (retrying database errors).
+
+        ``logs``: the run's last ``execution.log`` batches, enqueued with the outcome, ahead of its messages.
+        """
         assert begun.started_at is not None
         finished_at = max(self._clock(), begun.started_at)
         ending = plan_outcome(
             request, outcome, started_at=begun.started_at, finished_at=finished_at, routes=self._routes, rand=self._rand
         )
-        return await self._record(request, begun, ending)
+        return await self._record(request, begun, with_logs(ending, logs))
 
-    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished:
-        """Record that run ``begun.run_id`` was stopped on request."""
+    async def finish_cancelled(
+        self, request: RunRequested, begun: Begin, reason: str, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
+        """Record that run ``begun.run_id`` was stopped on request (``logs`` as in :meth:`finish`)."""
         assert begun.started_at is not None
         ending = plan_cancelled(request, finished_at=max(self._clock(), begun.started_at), reason=reason)
-        return await self._record(request, begun, ending)
+        return await self._record(request, begun, with_logs(ending, logs))
 
     async def release(self, request: RunRequested, begun: Begin) -> bool:
         """Hand the attempt back (shutdown): ``released``, to be run again when its request comes back."""

@@ -15,13 +15,14 @@ import pytest_asyncio
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_contracts import RunRequested
-from automation_db import create_engine, migrate, session_factory
+from automation_contracts import CloudEvent, LogEntry, RunRequested
+from automation_db import create_engine, migrate, session_factory, utcnow
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import CHANNEL, SCHEMA, HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
+from automation_executor.events import log_event
 from automation_executor.service import AttemptService
 from automation_executor.testing import run_request_data
 from automation_messaging.outbox import notify_channel
@@ -205,3 +206,35 @@ async def test_the_hot_statements_wake_the_outbox_relay(
     [row] = await service.attempts_of(request.execution_id, account_id=None, after_attempt=0, limit=5)
     assert (row.status, row.request, row.lease_expires_at) == ("succeeded", None, None)
     assert row.updated_at > row.created_at
+
+
+@pytest.mark.parametrize("status", ["succeeded", "cancelled"])
+async def test_the_end_of_the_log_is_recorded_with_the_outcome_ahead_of_it(
+    sessions: async_sessionmaker[AsyncSession], make: Make, status: str
+) -> None:
+    service = make("worker-logs")
+    request = _request()
+    begun = await service.begin(request)
+
+    def batch(seq: int) -> CloudEvent:
+        entry = LogEntry(ts=utcnow(), stream="stdout", step="s", text=f"line {seq}")
+        return log_event(request, seq=seq, entries=[entry], truncated=False)
+
+    batches = [batch(3), batch(4)]
+    if status == "cancelled":
+        finished = await service.finish_cancelled(request, begun, "asked", logs=batches)
+    else:
+        finished = await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0), logs=batches)
+    assert finished.recorded
+    messages = await _outbox_for(sessions, request.execution_id)
+    assert [(m["exchange"], m["event"]["type"]) for m in messages] == [
+        ("automation.events", "execution.started"),
+        ("automation.events", "execution.log"),
+        ("automation.events", "execution.log"),
+        ("automation.events", f"execution.{status}"),
+    ], "in the order the relay publishes them: the log's end before the outcome"
+    assert [m["event"]["data"]["seq"] for m in messages[1:3]] == [3, 4]
+    assert messages[1]["event"]["id"] == batches[0].id
+    again = await service.finish(request, begun, RunOutcome(status="failed"), logs=[batch(5)])
+    assert not again.recorded
+    assert len(await _outbox_for(sessions, request.execution_id)) == 4, "nothing of a run that no longer holds it"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,8 @@ class Attempts:
     finished: list[RunOutcome] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     released: list[uuid.UUID] = field(default_factory=list)
+    logs: list[CloudEvent] = field(default_factory=list)
+    """The ``execution.log`` batches recorded with the outcomes."""
 
     async def begin(self, request: RunRequested) -> Begin:
         if self.on_begin is not None:
@@ -45,11 +47,17 @@ class Attempts:
             return Begin(self.action, reason="asked")  # type: ignore[arg-type]
         return Begin("run", run_id=uuid.uuid4(), started_at=datetime.now(UTC))
 
-    async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
+    async def finish(
+        self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
+        self.logs.extend(logs)
         self.finished.append(outcome)
         return Finished(recorded=True, dead_letter="final_failure" if outcome.permanent else None)
 
-    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished:
+    async def finish_cancelled(
+        self, request: RunRequested, begun: Begin, reason: str, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
+        self.logs.extend(logs)
         self.cancelled.append(reason)
         return Finished(recorded=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +30,14 @@ class FakeAttempts:
 
     action: str = "run"
     lease_seconds: float = 30.0
+    recorded: bool = True
+    """What ``finish`` answers (False: another replica took the attempt over)."""
     begun: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     finished: list[tuple[RunRequested, RunOutcome]] = field(default_factory=list)
     cancelled: list[tuple[RunRequested, str]] = field(default_factory=list)
     released: list[RunRequested] = field(default_factory=list)
+    logs: list[CloudEvent] = field(default_factory=list)
+    """The ``execution.log`` batches recorded with the outcomes."""
 
     async def begin(self, request: RunRequested) -> Begin:
         self.begun.append((request.execution_id, request.attempt))
@@ -40,11 +45,19 @@ class FakeAttempts:
             return Begin(self.action, status="succeeded")  # type: ignore[arg-type]
         return Begin("run", run_id=uuid.uuid4(), started_at=datetime.now(UTC))
 
-    async def finish(self, request: RunRequested, begun: Begin, outcome: RunOutcome) -> Finished:
+    async def finish(
+        self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
         self.finished.append((request, outcome))
+        if not self.recorded:
+            return Finished(recorded=False)
+        self.logs.extend(logs)
         return Finished(recorded=True)
 
-    async def finish_cancelled(self, request: RunRequested, begun: Begin, reason: str) -> Finished:
+    async def finish_cancelled(
+        self, request: RunRequested, begun: Begin, reason: str, *, logs: Sequence[CloudEvent] = ()
+    ) -> Finished:
+        self.logs.extend(logs)
         self.cancelled.append((request, reason))
         return Finished(recorded=True)
 
@@ -120,9 +133,22 @@ async def test_a_new_attempt_runs_and_is_recorded_before_the_handler_returns() -
     assert attempts.begun == [(attempts.begun[0][0], 1)]
     [(_, outcome)] = attempts.finished
     assert outcome.status == "succeeded"
-    texts = [entry["text"] for e in publisher.events for entry in e.data["entries"]]
-    assert "hello" in texts
-    assert any(t.startswith("attempt 1 succeeded") for t in texts)
+    published = [entry["text"] for e in publisher.events for entry in e.data["entries"]]
+    recorded = [entry["text"] for e in attempts.logs for entry in e.data["entries"]]
+    assert [e.type for e in attempts.logs] == ["execution.log"]
+    assert recorded[-1].startswith("attempt 1 succeeded"), "the end of the log is recorded with the outcome"
+    assert "hello" in published + recorded
+    assert not any(t.startswith("attempt 1 succeeded") for t in published), "and not published on its own"
+
+
+async def test_the_end_of_the_log_is_published_when_the_outcome_cannot_be_recorded() -> None:
+    attempts, runner = FakeAttempts(recorded=False), FakeRunner()
+    handler, publisher = _handler(attempts, runner)
+    assert await handler.handle(_event(), _delivery()) is None
+    assert attempts.logs == []
+    published = [entry["text"] for e in publisher.events for entry in e.data["entries"]]
+    assert "hello" in published
+    assert any(t.startswith("attempt 1 succeeded") for t in published)
 
 
 @pytest.mark.parametrize("action", ["duplicate", "in_progress"])

@@ -211,3 +211,45 @@ async def test_streamer_marks_truncation_in_later_batches(size: int) -> None:
     texts = [entry["text"] for e, _ in publisher.events for entry in e.data["entries"]]
     assert sum(t.startswith(TRUNCATED_MARKER) for t in texts) == 1
     assert len(texts) < 100
+
+
+async def test_rest_returns_what_is_left_as_events_and_publishes_nothing() -> None:
+    publisher = FakePublisher()
+    async with _streamer(publisher, batch_seconds=30, batch_entries=2) as logs:
+        for text in ("one", "two"):
+            logs.add("stdout", "s", text)
+        for _ in range(100):  # the full batch leaves on its own
+            if publisher.events:
+                break
+            await asyncio.sleep(0.01)
+        logs.add("stdout", "s", "three")
+        logs.add("system", None, "attempt 1 succeeded after 0.01s")  # a full batch again, but taken at once
+        rest = await logs.rest()
+    assert [[x["text"] for x in e.data["entries"]] for e, _ in publisher.events] == [["one", "two"]]
+    assert [[x["text"] for x in e.data["entries"]] for e in rest] == [["three", "attempt 1 succeeded after 0.01s"]]
+    assert [e.data["seq"] for e in rest] == [1], "the next seq; nothing left for the close to publish"
+    assert len(publisher.events) == 1
+    for event in rest:
+        assert event.type == "execution.log"
+        validate_event(event)
+
+
+async def test_rest_of_a_run_without_lines_is_empty_and_the_interval_never_publishes_it() -> None:
+    publisher = FakePublisher()
+    async with _streamer(publisher, batch_seconds=0.01) as logs:
+        logs.add("stdout", "s", "only")
+        rest = await logs.rest()  # before the interval: the periodic task must not take it meanwhile
+        assert await logs.rest() == []
+    assert publisher.events == []
+    assert [[x["text"] for x in e.data["entries"]] for e in rest] == [["only"]]
+
+
+async def test_publish_events_publishes_the_rest_when_it_cannot_be_recorded() -> None:
+    publisher = FakePublisher()
+    async with _streamer(publisher, batch_seconds=30, batch_entries=1) as logs:
+        for text in ("a", "b"):
+            logs.add("stdout", "s", text)
+        rest = await logs.rest()
+        publisher.fail_next = 1
+        await logs.publish_events(rest)  # the first fails: dropped and logged, the second goes
+    assert [[x["text"] for x in e.data["entries"]] for e, _ in publisher.events] == [["b"]]
