@@ -139,7 +139,7 @@ class LogStreamer:
             self._task = None
 
     async def _run(self) -> None:
-        while not self._closed:
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._batch_seconds)
             self._wake.clear()
