@@ -310,10 +310,15 @@ def run_chain(job_id: str, parent_id: str) -> list[Expectation]:
             "executor",
             "PRODUCER",
             chained_to=executor_consume,
-            **{
-                "messaging.destination.name": "automation.events",
-                "messaging.rabbitmq.destination.routing_key": "execution.log",
-            },
+            **{"messaging.destination.name": "automation.events"},
+        ),
+        # A short run's log goes through the outbox with its outcome (the relay publishes both in one
+        # batch), so its consume descends from the executor's consume like the outcome's.
+        message_span(
+            "job-api",
+            "CONSUMER",
+            chained_to=executor_consume,
+            **{"messaging.rabbitmq.destination.routing_key": "execution.log"},
         ),
         message_span(
             "job-api",
