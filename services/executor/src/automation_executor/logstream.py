@@ -9,8 +9,8 @@ can tell.
 
 What is left when the run ends (for a short run, its whole log) is taken with :meth:`LogStreamer.rest`
 and recorded with the outcome: its batches go into the outbox in the same statement as the outcome,
-ahead of the outcome's own messages. So the end of a log is as durable as the outcome, reaches
-consumers before it, and costs the run no publish of its own. If the outcome cannot be recorded
+ahead of the outcome's own messages. So the end of a log is as durable as the outcome, normally
+reaches consumers before it, and costs the run no publish of its own. If the outcome cannot be recorded
 (another replica took the attempt over, or the run lost its lease), they are published directly as
 before (:meth:`LogStreamer.publish_events`).
 

@@ -120,7 +120,8 @@ async def reap_row(
 
 def with_logs(ending: Ending, logs: Sequence[CloudEvent]) -> Ending:
     """``ending`` with ``logs`` (``execution.log`` events) ahead of its messages: the relay publishes
-    the rows of one statement in order, so consumers get the end of the log before the outcome."""
+    the rows of one statement in id order, so consumers normally get the end of the log before the
+    outcome (two replicas' relays may split the rows between them)."""
     if not logs:
         return ending
     return replace(ending, messages=[*(Outgoing(event, exchange=EVENTS) for event in logs), *ending.messages])
