@@ -64,8 +64,25 @@ async def test_the_worker_reports_its_launcher_and_sandbox(harness: ExecutorHarn
     body = (await harness.client.get("/api/v1/workers/self", headers=harness.admin_headers)).json()
     assert body["launcher"] == "forkserver"
     assert body["direct_commands"] is True, "jobs of commands only run without a child"
+    assert isinstance(body["preloaded_handlers"], list)
     assert body["sandbox_available"] is True
     assert body["sandbox_problem"] is None
+
+
+async def test_a_handler_the_first_run_loaded_is_held_by_the_fork_server_for_the_next(harness: ExecutorHarness) -> None:
+    assert harness.client is not None
+    where = "automation_executor.examples.handlers:where"
+    seen = []
+    for _ in range(2):
+        data = run_request_data([{"name": "w", "type": "python", "config": {"handler": where}}])
+        await harness.request_run(data)
+        outcome = await harness.wait_outcome(data["execution_id"], timeout=30)
+        assert outcome.type == "execution.succeeded", outcome.data
+        seen.append(outcome.data["result"]["w"])
+    assert seen[0]["imported_in"] == seen[0]["pid"], "the first child imports the module itself"
+    assert seen[1]["imported_in"] not in {seen[1]["pid"], seen[0]["pid"]}, "the next one finds it in the fork server"
+    body = (await harness.client.get("/api/v1/workers/self", headers=harness.admin_headers)).json()
+    assert where in body["preloaded_handlers"]
 
 
 async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(harness: ExecutorHarness) -> None:

@@ -51,5 +51,8 @@ class WorkerOut(BaseModel):
     direct_commands: bool
     """Whether jobs of ``shell``, ``event.emit`` and ``browser`` steps only run without a child here now
     (the command server is up)."""
+    preloaded_handlers: list[str]
+    """The ``python`` handlers whose modules the fork server holds now, so that children do not import
+    them (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``), sorted."""
     sandbox_available: bool
     sandbox_problem: str | None

@@ -110,6 +110,8 @@ class ForkServer:
         self.server_pid: int | None = None
         self._handlers: set[str] = set()
         self._unsent_handlers: list[str] = []
+        self.preloaded_handlers: list[str] = []
+        """The ``python`` handlers whose modules the server has imported (see :meth:`learn`)."""
 
     def learn(self, handlers: Iterable[str]) -> None:
         """Declared ``python`` handlers a child loaded: the next fork request asks the server to import
@@ -255,6 +257,7 @@ class ForkServer:
                 ended.set_exited(int(message["returncode"]))
         elif op == "preloaded":
             if message.get("error") is None:
+                self.preloaded_handlers.append(str(message.get("handler")))
                 log.info("fork_server_handler_preloaded", handler=message.get("handler"))
             else:
                 log.warning("fork_server_handler_not_preloaded", handler=message.get("handler"), error=message["error"])
