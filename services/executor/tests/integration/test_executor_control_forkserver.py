@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from automation_contracts import LogStream, RunRequested
+from automation_executor import launch
 from automation_executor.app import fork_server_environment
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_fork_server, fork_server
@@ -177,3 +178,53 @@ async def test_the_fork_server_imports_a_handler_once_a_child_has_loaded_it(tmp_
         assert [w["imported_in"] for w in where[1:]] == [server.server_pid] * 2, "then the fork server holds it"
     else:
         assert [w["imported_in"] for w in where[1:]] == [w["pid"] for w in where[1:]], "every child imports it"
+
+
+EXITS_IN_FORK_SERVER = """
+import os
+
+automation_handlers = ["exits_in_fork_server:run"]
+if "TMPDIR" not in os.environ:  # the fork server's environment has none; every run's child has its own
+    os._exit(3)
+
+
+def run(_ctx):
+    return {"pid": os.getpid()}
+"""
+
+
+async def test_a_handler_whose_import_kills_the_fork_server_is_never_asked_of_one_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "exits_in_fork_server.py").write_text(EXITS_IN_FORK_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(modules))  # the fork server's and the children's
+    monkeypatch.setattr(launch, "RESTART_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(launch._forks, "next_restart", 0.0)  # an earlier test's backoff must not hold it back
+    handler = "exits_in_fork_server:run"
+    async with fork_server(enabled=True, env=fork_server_environment()) as first:
+        assert first is not None
+        assert (await _where(tmp_path, handler)).status == "succeeded", "a child imports it without harm"
+        killed = await _where(tmp_path, handler)  # the fork server imports it before this run's fork, and dies
+        assert killed.status == "succeeded", killed
+        assert not first.alive
+
+        async def restarted() -> bool:
+            server = active_fork_server()
+            return server is not None and server is not first
+
+        await wait_until(restarted, timeout=30, what="a new fork server")
+        second = active_fork_server()
+        assert second is not None
+        for _ in range(2):
+            handle = ChildHandle()
+            token = CURRENT_CHILD.set(handle)
+            try:
+                outcome = await _where(tmp_path, handler)
+            finally:
+                CURRENT_CHILD.reset(token)
+            assert outcome.status == "succeeded", outcome
+            assert handle.launcher == "forkserver"
+        assert second.alive, "the new server was never asked to import it"
+        assert second.preloaded_handlers == []

@@ -34,6 +34,11 @@ START_TIMEOUT_SECONDS = 30.0
 FORK_TIMEOUT_SECONDS = 10.0
 
 
+_DIED_IMPORTING: set[str] = set()
+"""Handlers whose module a fork server was asked to import and that died before it answered: never
+asked of a fork server again in this process (its children go on importing them each)."""
+
+
 class ForkServerUnavailable(Exception):
     """The fork server is not running (or stopped answering); spawn the child instead."""
 
@@ -110,13 +115,15 @@ class ForkServer:
         self.server_pid: int | None = None
         self._handlers: set[str] = set()
         self._unsent_handlers: list[str] = []
+        self._importing: set[str] = set()
+        """Handlers sent to the server whose import it has not answered yet."""
         self.preloaded_handlers: list[str] = []
         """The ``python`` handlers whose modules the server has imported (see :meth:`learn`)."""
 
     def learn(self, handlers: Iterable[str]) -> None:
         """Declared ``python`` handlers a child loaded: the next fork request asks the server to import
         each one not asked for before, so the children after it find the module loaded."""
-        for handler in sorted(set(handlers) - self._handlers):
+        for handler in sorted(set(handlers) - self._handlers - _DIED_IMPORTING):
             self._handlers.add(handler)
             self._unsent_handlers.append(handler)
 
@@ -162,6 +169,7 @@ class ForkServer:
         payload: dict[str, Any] = {"op": "fork", "cwd": cwd, "env": dict(env)}
         if self._unsent_handlers:
             payload["handlers"], self._unsent_handlers = self._unsent_handlers, []
+            self._importing.update(payload["handlers"])
         process = await self._start(payload, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r])
         await _connect(process, stdin_w, stdout_r, stderr_r)
         return Spawned(process, process.exited)
@@ -256,6 +264,7 @@ class ForkServer:
             if ended is not None:
                 ended.set_exited(int(message["returncode"]))
         elif op == "preloaded":
+            self._importing.discard(str(message.get("handler")))
             if message.get("error") is None:
                 self.preloaded_handlers.append(str(message.get("handler")))
                 log.info("fork_server_handler_preloaded", handler=message.get("handler"))
@@ -293,6 +302,10 @@ class ForkServer:
             self._ready.set_exception(ForkServerUnavailable(why))
         if was_alive:
             log.error("fork_server_lost", role=self.role, reason=why)
+        if self._importing:  # it died importing one of them: none is asked of a fork server again
+            _DIED_IMPORTING.update(self._importing)
+            log.error("fork_server_lost_importing_handlers", handlers=sorted(self._importing))
+            self._importing.clear()
 
     async def close(self) -> None:
         """Stop the server (it kills any child still running) and wait for it to exit."""
