@@ -17,6 +17,7 @@ from automation_contracts import LogStream, RunRequested
 from automation_executor import launch
 from automation_executor.app import fork_server_environment
 from automation_executor.domain.outcome import RunOutcome
+from automation_executor.forkserver import client as forkserver_client
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_fork_server, fork_server
 from automation_executor.runner import ChildRunner
 from automation_executor.settings import ExecutorSettings
@@ -228,3 +229,41 @@ async def test_a_handler_whose_import_kills_the_fork_server_is_never_asked_of_on
             assert handle.launcher == "forkserver"
         assert second.alive, "the new server was never asked to import it"
         assert second.preloaded_handlers == []
+
+
+HANGS_IN_FORK_SERVER = """
+import os
+import time
+
+automation_handlers = ["hangs_in_fork_server:run"]
+if "TMPDIR" not in os.environ:  # the fork server's environment has none; every run's child has its own
+    time.sleep(120)
+
+
+def run(_ctx):
+    return {"pid": os.getpid()}
+"""
+
+
+async def test_a_handler_whose_import_hangs_in_the_fork_server_is_given_up_and_the_forks_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "hangs_in_fork_server.py").write_text(HANGS_IN_FORK_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    monkeypatch.setattr(forkserver_client, "PRELOAD_SECONDS", 0.5)
+    handler = "hangs_in_fork_server:run"
+    async with fork_server(enabled=True, env=fork_server_environment()) as server:
+        assert server is not None
+        for _ in range(3):  # the second run's fork waits for the import to be given up
+            handle = ChildHandle()
+            token = CURRENT_CHILD.set(handle)
+            try:
+                outcome = await asyncio.wait_for(_where(tmp_path, handler), 20)
+            finally:
+                CURRENT_CHILD.reset(token)
+            assert outcome.status == "succeeded", outcome
+            assert handle.launcher == "forkserver"
+        assert server.alive
+        assert server.preloaded_handlers == []

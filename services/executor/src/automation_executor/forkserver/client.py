@@ -32,6 +32,9 @@ SERVER_MODULE = "automation_executor.forkserver"
 MAX_REPLY = 1 << 16
 START_TIMEOUT_SECONDS = 30.0
 FORK_TIMEOUT_SECONDS = 10.0
+PRELOAD_SECONDS = 5.0
+"""How long the server may spend importing one handler's module before a fork (well under the fork
+timeout); a slower import is interrupted and the handler's children import it each."""
 
 
 _DIED_IMPORTING: set[str] = set()
@@ -169,6 +172,7 @@ class ForkServer:
         payload: dict[str, Any] = {"op": "fork", "cwd": cwd, "env": dict(env)}
         if self._unsent_handlers:
             payload["handlers"], self._unsent_handlers = self._unsent_handlers, []
+            payload["handlers_seconds"] = PRELOAD_SECONDS
             self._importing.update(payload["handlers"])
         process = await self._start(payload, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r])
         await _connect(process, stdin_w, stdout_r, stderr_r)

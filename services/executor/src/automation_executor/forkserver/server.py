@@ -45,6 +45,8 @@ from automation_executor.rlimits import apply_plan
 CHILD_ENTRY = "automation_executor.child.main"
 HANDLERS_MODULE = "automation_executor.child.python_step"
 """Where ``preload_handler(handler)`` comes from, for a fork request's ``handlers``."""
+PRELOAD_SECONDS = 5.0
+"""How long a handler's import may take in the server when the request does not say."""
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_CRASHED = 70
 EXIT_EXEC_FAILED = 127
@@ -69,6 +71,14 @@ PRLIMIT_OPTIONS = {
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
     """One reply packet (blocking)."""
     sock.sendall(json.dumps(message).encode())
+
+
+class ImportTooSlow(Exception):
+    """A handler's import took longer than the fork request allowed (raised by SIGALRM)."""
+
+
+def _too_slow(*_: object) -> None:
+    raise ImportTooSlow("the import took too long in the fork server")
 
 
 def preload(modules: Sequence[str]) -> None:
@@ -285,7 +295,7 @@ class Zygote:
             if request["op"] == "exec":
                 reply = self._exec(request, fds)
             else:
-                self._preload_handlers(request.get("handlers"))
+                self._preload_handlers(request.get("handlers"), request.get("handlers_seconds"))
                 gc.freeze()  # everything so far is shared with the child and never scanned by its collector
                 pid = os.fork()
                 if pid == 0:
@@ -299,16 +309,29 @@ class Zygote:
                 os.close(fd)
         send(self.sock, reply)
 
-    def _preload_handlers(self, handlers: object) -> None:
+    def _preload_handlers(self, handlers: object, seconds: object) -> None:
         """Import the modules of declared ``python`` handlers (each once) before the fork, so this child
-        and the next ones find them loaded instead of importing them each. Each one is reported."""
+        and the next ones find them loaded instead of importing them each. Each one is reported.
+
+        An import may take ``seconds`` at most: SIGALRM then interrupts it, and the handler is reported
+        not preloaded (its children import it each), so a module that hangs at import in this
+        environment cannot hold up the forks.
+        """
         if not isinstance(handlers, list):
             return
+        limit = float(seconds) if isinstance(seconds, int | float) and seconds > 0 else PRELOAD_SECONDS
+        preload_handler = importlib.import_module(HANDLERS_MODULE).preload_handler
         for handler in handlers:
             if not isinstance(handler, str) or handler in self.handlers:
                 continue
             self.handlers.add(handler)
-            error = importlib.import_module(HANDLERS_MODULE).preload_handler(handler)
+            previous = signal.signal(signal.SIGALRM, _too_slow)
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                error = preload_handler(handler)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
             send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
 
     def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
