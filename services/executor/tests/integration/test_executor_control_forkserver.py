@@ -181,32 +181,42 @@ async def test_the_fork_server_imports_a_handler_once_a_child_has_loaded_it(tmp_
         assert [w["imported_in"] for w in where[1:]] == [w["pid"] for w in where[1:]], "every child imports it"
 
 
-EXITS_IN_FORK_SERVER = """
-import os
+def _handler_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, in_fork_server: str) -> str:
+    """A declared handler ``<name>:run`` in a module whose import runs ``in_fork_server`` only in the
+    fork server's environment (which has no ``TMPDIR``; every run's child has its own); the handler."""
+    modules = tmp_path / "modules"
+    modules.mkdir(exist_ok=True)
+    (modules / f"{name}.py").write_text(
+        "import os\nimport time\n\n"
+        f"automation_handlers = [{name + ':run'!r}]\n"
+        f'if "TMPDIR" not in os.environ:\n    {in_fork_server}\n\n\n'
+        "def run(_ctx):\n    return {'pid': os.getpid()}\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(modules))  # the fork server's and the children's
+    return f"{name}:run"
 
-automation_handlers = ["exits_in_fork_server:run"]
-if "TMPDIR" not in os.environ:  # the fork server's environment has none; every run's child has its own
-    os._exit(3)
 
-
-def run(_ctx):
-    return {"pid": os.getpid()}
-"""
+async def _forked(tmp_path: Path, handler: str) -> None:
+    """Run ``handler`` once: it succeeds, in a child forked by the fork server."""
+    handle = ChildHandle()
+    token = CURRENT_CHILD.set(handle)
+    try:
+        outcome = await asyncio.wait_for(_where(tmp_path, handler), 20)
+    finally:
+        CURRENT_CHILD.reset(token)
+    assert outcome.status == "succeeded", outcome
+    assert handle.launcher == "forkserver"
 
 
 async def test_a_handler_whose_import_kills_the_fork_server_is_never_asked_of_one_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "exits_in_fork_server.py").write_text(EXITS_IN_FORK_SERVER)
-    monkeypatch.setenv("PYTHONPATH", str(modules))  # the fork server's and the children's
+    handler = _handler_module(tmp_path, monkeypatch, "exits_in_fork_server", "os._exit(3)")
     monkeypatch.setattr(launch, "RESTART_BACKOFF_SECONDS", 0.0)
     monkeypatch.setattr(launch._forks, "next_restart", 0.0)  # an earlier test's backoff must not hold it back
-    handler = "exits_in_fork_server:run"
     async with fork_server(enabled=True, env=fork_server_environment()) as first:
         assert first is not None
-        assert (await _where(tmp_path, handler)).status == "succeeded", "a child imports it without harm"
+        await _forked(tmp_path, handler)  # a child imports it without harm
         killed = await _where(tmp_path, handler)  # the fork server imports it before this run's fork, and dies
         assert killed.status == "succeeded", killed
         assert not first.alive
@@ -219,51 +229,19 @@ async def test_a_handler_whose_import_kills_the_fork_server_is_never_asked_of_on
         second = active_fork_server()
         assert second is not None
         for _ in range(2):
-            handle = ChildHandle()
-            token = CURRENT_CHILD.set(handle)
-            try:
-                outcome = await _where(tmp_path, handler)
-            finally:
-                CURRENT_CHILD.reset(token)
-            assert outcome.status == "succeeded", outcome
-            assert handle.launcher == "forkserver"
+            await _forked(tmp_path, handler)
         assert second.alive, "the new server was never asked to import it"
         assert second.preloaded_handlers == []
-
-
-HANGS_IN_FORK_SERVER = """
-import os
-import time
-
-automation_handlers = ["hangs_in_fork_server:run"]
-if "TMPDIR" not in os.environ:  # the fork server's environment has none; every run's child has its own
-    time.sleep(120)
-
-
-def run(_ctx):
-    return {"pid": os.getpid()}
-"""
 
 
 async def test_a_handler_whose_import_hangs_in_the_fork_server_is_given_up_and_the_forks_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    modules = tmp_path / "modules"
-    modules.mkdir()
-    (modules / "hangs_in_fork_server.py").write_text(HANGS_IN_FORK_SERVER)
-    monkeypatch.setenv("PYTHONPATH", str(modules))
+    handler = _handler_module(tmp_path, monkeypatch, "hangs_in_fork_server", "time.sleep(120)")
     monkeypatch.setattr(forkserver_client, "PRELOAD_SECONDS", 0.5)
-    handler = "hangs_in_fork_server:run"
     async with fork_server(enabled=True, env=fork_server_environment()) as server:
         assert server is not None
         for _ in range(3):  # the second run's fork waits for the import to be given up
-            handle = ChildHandle()
-            token = CURRENT_CHILD.set(handle)
-            try:
-                outcome = await asyncio.wait_for(_where(tmp_path, handler), 20)
-            finally:
-                CURRENT_CHILD.reset(token)
-            assert outcome.status == "succeeded", outcome
-            assert handle.launcher == "forkserver"
+            await _forked(tmp_path, handler)
         assert server.alive
         assert server.preloaded_handlers == []
