@@ -3,7 +3,9 @@
 Messages are JSON over a ``SOCK_SEQPACKET`` Unix socket (one message per packet). Requests, each with
 three file descriptors (the child's stdin, stdout, stderr):
 
-- ``{"op": "fork", "id", "cwd", "env"}``: the child runs the executor child's ``main()``;
+- ``{"op": "fork", "id", "cwd", "env"[, "handlers", "handlers_seconds"]}``: the child runs the executor
+  child's ``main()``; first, the server imports the modules of the ``python`` handlers listed (each
+  once, at most ``handlers_seconds`` each), replying ``{"op": "preloaded", "handler", "error"}`` for each;
 - ``{"op": "exec", "id", "cwd", "env", "argv", "rlimits"}``: the command ``argv`` (looked up on the
   ``PATH`` of ``env``) runs under ``rlimits`` (a plan of :mod:`automation_executor.rlimits`). This is
   what the *command server* (started with ``--no-child``: nothing preloaded, ~12 MiB) does for jobs
