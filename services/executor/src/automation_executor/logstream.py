@@ -31,7 +31,7 @@ from typing import Protocol
 
 from automation_contracts import CloudEvent, LogStream, RunRequested
 from automation_core.logging import get_logger
-from automation_executor.domain.logs import Batch, LogBuffer
+from automation_executor.domain.logs import LogBuffer
 from automation_executor.events import log_event
 from automation_messaging.topology import EVENTS
 
@@ -114,21 +114,24 @@ class LogStreamer:
         await self._flush()
 
     async def rest(self) -> list[CloudEvent]:
-        """Stop, and return what is left as ``execution.log`` events instead of publishing them (each
-        takes its ``seq``): the caller records them with the outcome, or publishes them with
-        :meth:`publish_events` when it cannot."""
+        """Stop, and return what is left as ``execution.log`` events instead of publishing them: the
+        caller records them with the outcome, or publishes them with :meth:`publish_events` when it cannot."""
         await self._stop()
-        self._output_waiting, self._waiting_since = False, None
-        events = []
-        while (batch := self._buffer.take(self._batch_entries)) is not None:
-            events.append(log_event(self._request, seq=self.next_seq, entries=batch.entries, truncated=batch.truncated))
-            self.next_seq += 1
-        return events
+        return self._take()
 
     async def publish_events(self, events: list[CloudEvent]) -> None:
-        """Publish events taken with :meth:`rest` (a batch that fails is dropped and logged)."""
+        """Publish events (a batch that fails is dropped and logged, leaving a gap in ``seq``)."""
         for event in events:
-            await self._send(event)
+            try:
+                await self._publisher.publish(event, exchange=EVENTS)
+            except Exception as exc:  # noqa: BLE001 - a lost log batch must not fail the execution
+                data = event.data if isinstance(event.data, dict) else {}
+                log.warning(
+                    "log_batch_publish_failed",
+                    seq=data.get("seq"),
+                    entries=len(data.get("entries", ())),
+                    error=repr(exc),
+                )
 
     async def _stop(self) -> None:
         self._closed = True
@@ -149,20 +152,14 @@ class LogStreamer:
                 await self._flush()
 
     async def _flush(self) -> None:
+        await self.publish_events(self._take())
+
+    def _take(self) -> list[CloudEvent]:
+        """Every waiting line, as ``execution.log`` events of at most ``batch_entries`` lines, each
+        numbered with the next ``seq``."""
         self._output_waiting, self._waiting_since = False, None
+        events = []
         while (batch := self._buffer.take(self._batch_entries)) is not None:
-            await self._publish(batch)
-
-    async def _publish(self, batch: Batch) -> None:
-        seq = self.next_seq
-        self.next_seq += 1
-        await self._send(log_event(self._request, seq=seq, entries=batch.entries, truncated=batch.truncated))
-
-    async def _send(self, event: CloudEvent) -> None:
-        try:
-            await self._publisher.publish(event, exchange=EVENTS)
-        except Exception as exc:  # noqa: BLE001 - a lost log batch must not fail the execution
-            data = event.data if isinstance(event.data, dict) else {}
-            log.warning(
-                "log_batch_publish_failed", seq=data.get("seq"), entries=len(data.get("entries", ())), error=repr(exc)
-            )
+            events.append(log_event(self._request, seq=self.next_seq, entries=batch.entries, truncated=batch.truncated))
+            self.next_seq += 1
+        return events

@@ -37,8 +37,6 @@ class Attempts:
     finished: list[RunOutcome] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     released: list[uuid.UUID] = field(default_factory=list)
-    logs: list[CloudEvent] = field(default_factory=list)
-    """The ``execution.log`` batches recorded with the outcomes."""
 
     async def begin(self, request: RunRequested) -> Begin:
         if self.on_begin is not None:
@@ -50,14 +48,12 @@ class Attempts:
     async def finish(
         self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
     ) -> Finished:
-        self.logs.extend(logs)
         self.finished.append(outcome)
         return Finished(recorded=True, dead_letter="final_failure" if outcome.permanent else None)
 
     async def finish_cancelled(
         self, request: RunRequested, begun: Begin, reason: str, *, logs: Sequence[CloudEvent] = ()
     ) -> Finished:
-        self.logs.extend(logs)
         self.cancelled.append(reason)
         return Finished(recorded=True)
 
