@@ -32,6 +32,8 @@ class FakeAttempts:
     lease_seconds: float = 30.0
     recorded: bool = True
     """What ``finish`` answers (False: another replica took the attempt over)."""
+    fails: BaseException | None = None
+    """What ``finish`` raises instead (the database still down after its retries)."""
     begun: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     finished: list[tuple[RunRequested, RunOutcome]] = field(default_factory=list)
     cancelled: list[tuple[RunRequested, str]] = field(default_factory=list)
@@ -49,6 +51,8 @@ class FakeAttempts:
         self, request: RunRequested, begun: Begin, outcome: RunOutcome, *, logs: Sequence[CloudEvent] = ()
     ) -> Finished:
         self.finished.append((request, outcome))
+        if self.fails is not None:
+            raise self.fails
         if not self.recorded:
             return Finished(recorded=False)
         self.logs.extend(logs)
@@ -141,10 +145,17 @@ async def test_a_new_attempt_runs_and_is_recorded_before_the_handler_returns() -
     assert not any(t.startswith("attempt 1 succeeded") for t in published), "and not published on its own"
 
 
-async def test_the_end_of_the_log_is_published_when_the_outcome_cannot_be_recorded() -> None:
+@pytest.mark.parametrize("why", ["superseded", "database down"])
+async def test_the_end_of_the_log_is_published_when_the_outcome_cannot_be_recorded(why: str) -> None:
     attempts, runner = FakeAttempts(recorded=False), FakeRunner()
+    if why == "database down":
+        attempts.fails = ConnectionError("database down")
     handler, publisher = _handler(attempts, runner)
-    assert await handler.handle(_event(), _delivery()) is None
+    if why == "database down":
+        with pytest.raises(ConnectionError):  # the consumer then hands the message back
+            await handler.handle(_event(), _delivery())
+    else:
+        assert await handler.handle(_event(), _delivery()) is None
     assert attempts.logs == []
     published = [entry["text"] for e in publisher.events for entry in e.data["entries"]]
     assert "hello" in published
