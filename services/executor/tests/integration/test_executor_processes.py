@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,13 @@ async def test_stopping_a_command_that_has_just_exited_keeps_its_exit_code(caplo
         watcher.attach_loop(asyncio.get_running_loop())
         asyncio.set_child_watcher(watcher)
     try:
-        spawned = await spawn(["sh", "-c", "exit 3"])
+        gate_r, gate_w = os.pipe()  # the command exits only once told, while the event loop does not run
+        try:
+            spawned = await spawn(["sh", "-c", "read _; exit 3"], stdin=gate_r)
+        finally:
+            os.close(gate_r)
+        os.write(gate_w, b"go\n")
+        os.close(gate_w)
         deadline = time.monotonic() + 5
         while _state(spawned.pid) != "Z":  # exited; the loop does not run, so nobody has reaped it yet
             assert time.monotonic() < deadline
