@@ -7,14 +7,14 @@ import asyncio
 import gc
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from automation_core.logging import get_logger
-from automation_core.settings import ServiceSettings
+from automation_core.settings import EventLoopName, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -58,6 +58,7 @@ async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
     )
     server = uvicorn.Server(config)
+    log.info("event_loop_running", implementation=type(asyncio.get_running_loop()).__module__.split(".")[0])
     freezing = asyncio.create_task(freeze_when_started(server)) if settings.gc_freeze_after_startup else None
     try:
         await server.serve()
@@ -68,21 +69,44 @@ async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
         raise SystemExit(1)
 
 
+def loop_factory(name: EventLoopName) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``AUTOMATION_EVENT_LOOP`` names (None: asyncio's own).
+
+    ``uvloop`` (libuv) spends less CPU per message, query and pipe than asyncio's selector loop; it is
+    installed with the services on Linux and macOS. ``auto`` takes it where it is installed. Its clock
+    and timers have millisecond resolution, which is why the scheduler's fire loop defaults to asyncio's.
+    """
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop  # optional: not on every platform
+    except ImportError as exc:
+        if name == "uvloop":
+            raise SystemExit(f"AUTOMATION_EVENT_LOOP=uvloop, but uvloop cannot be imported: {exc}") from exc
+        return None
+    return cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+
+
 def run_cli(
     argv: Sequence[str] | None,
     *,
     prog: str,
     serve: Callable[[], Coroutine[Any, Any, None]],
     migrate: Callable[[], Coroutine[Any, Any, None]],
+    event_loop: Callable[[], EventLoopName] = lambda: "asyncio",
 ) -> int:
-    """Parse ``serve``/``migrate`` and run the matching coroutine."""
+    """Parse ``serve``/``migrate`` and run the matching coroutine on the loop ``event_loop()`` names.
+
+    ``event_loop`` is called after the arguments are parsed (it may read the configuration).
+    """
     parser = argparse.ArgumentParser(prog=prog, description=f"{prog}: an Automation Platform service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="apply migrations, then serve HTTP and consume messages")
     sub.add_parser("migrate", help="apply this service's database migrations and exit")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve() if args.command == "serve" else migrate())
+        with asyncio.Runner(loop_factory=loop_factory(event_loop())) as runner:
+            runner.run(serve() if args.command == "serve" else migrate())
     except KeyboardInterrupt:
         return 130
     except ValidationError as exc:

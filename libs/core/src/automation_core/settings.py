@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+EventLoopName = Literal["auto", "uvloop", "asyncio"]
+"""``AUTOMATION_EVENT_LOOP``: ``auto`` is uvloop where it is installed, else asyncio's own loop."""
 
 
 class ServiceSettings(BaseSettings):
@@ -43,6 +45,7 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     migrate_on_start: bool = True
     gc_freeze_after_startup: bool = True
+    event_loop: EventLoopName = "auto"
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> ServiceSettings:

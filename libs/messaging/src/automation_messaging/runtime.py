@@ -132,10 +132,14 @@ def service_main(
     fields = getattr(settings_factory, "model_fields", {})
     name = fields["service_name"].default if "service_name" in fields else "service"
 
+    loaded: list[ServiceSettings] = []
+
     def configured() -> ServiceSettings:
-        settings = settings_factory()
-        configure_logging(settings.service_name, settings.log_level, settings.log_format)
-        return settings
+        if not loaded:
+            settings = settings_factory()
+            configure_logging(settings.service_name, settings.log_level, settings.log_format)
+            loaded.append(settings)
+        return loaded[0]
 
     async def serve() -> None:
         settings = configured()
@@ -146,4 +150,10 @@ def service_main(
         await migrate(settings.database_url.get_secret_value(), migrations_dir)
         log.info("migrations_applied")
 
-    return run_cli(argv, prog=f"automation-{name}", serve=serve, migrate=run_migrations)
+    return run_cli(
+        argv,
+        prog=f"automation-{name}",
+        serve=serve,
+        migrate=run_migrations,
+        event_loop=lambda: configured().event_loop,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from automation_core.settings import ServiceSettings
+from automation_core.settings import EventLoopName, ServiceSettings
 
 
 class SchedulerSettings(ServiceSettings):
@@ -37,6 +37,9 @@ class SchedulerSettings(ServiceSettings):
     - ``AUTOMATION_SCHEDULER_PUBLISH_LEASE_SECONDS``: how long after its time a committed fire is left
       to the replica that decided it before any replica's outbox relay publishes it (the delay a fire
       suffers when its replica dies between the commit and the publish).
+    - ``AUTOMATION_EVENT_LOOP`` defaults to ``asyncio`` here, not ``auto``: uvloop's clock and timers
+      have millisecond resolution, and the dispatcher publishes each fire at its time to well under
+      a millisecond.
     """
 
     service_name: str = "scheduler"
@@ -56,3 +59,4 @@ class SchedulerSettings(ServiceSettings):
     scheduler_fire_workers: int = Field(default=2, ge=1, le=8)
     scheduler_dispatch_coalesce_ms: float = Field(default=2.0, ge=0, le=100)
     scheduler_publish_lease_seconds: float = Field(default=5.0, ge=1.0, le=600)
+    event_loop: EventLoopName = "asyncio"
