@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_contracts import CloudEvent, RunRequested
 from automation_core.logging import get_logger
 from automation_db import utcnow
-from automation_executor.db.hot import DB_ERRORS, HotPath
+from automation_db.statements import DB_ERRORS
+from automation_executor.db.hot import HotPath
 from automation_executor.db.repository import AttemptRepository, lease_until
 from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.attempts import TERMINAL_STATUSES

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -16,6 +16,7 @@ from automation_job_api.api import TAGS, api_router
 from automation_job_api.api.problems import install_problem_openapi
 from automation_job_api.bootstrap import JobApi, build
 from automation_job_api.db import MIGRATIONS_DIR
+from automation_job_api.db.recording import Recording
 from automation_job_api.db.tables import outbox
 from automation_job_api.settings import JobApiSettings
 from automation_messaging import open_runtime
@@ -48,10 +49,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_runtime(
-            job_settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox
-        ) as runtime:
-            job_api = build(job_settings, runtime.sessions, broker=runtime.broker)
+        # Closed after open_runtime has stopped the consumers that record through it.
+        recording = Recording(job_settings.database_url.get_secret_value())
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(recording.close)
+            runtime = await stack.enter_async_context(
+                open_runtime(job_settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox)
+            )
+            job_api = build(job_settings, runtime.sessions, recording, broker=runtime.broker)
             await job_api.gauge.start()
             await job_api.dead_letters_gauge.start()
             await job_api.watch.start()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_job_api.consumers import ExecutionEventsConsumer
+from automation_job_api.db.recording import Recording
 from automation_job_api.dead_letter_consumer import AmqpRepublisher, DeadLetterConsumer
 from automation_job_api.service import AccountService, ExecutionService, JobService, JobsGauge
 from automation_job_api.service.dead_letters import DeadLetterService
@@ -35,11 +36,16 @@ class JobApi:
 
 
 def build(
-    settings: JobApiSettings, sessions: async_sessionmaker[AsyncSession], *, broker: Broker | None = None
+    settings: JobApiSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    recording: Recording,
+    *,
+    broker: Broker | None = None,
 ) -> JobApi:
-    """Wire the use cases to a session factory (and to the broker, for dead letters, when given)."""
+    """Wire the use cases to a session factory and the recording pool (and to the broker, for dead
+    letters, when given)."""
     gauge = JobsGauge(sessions, settings.jobs_gauge_refresh_seconds)
-    executions = ExecutionService(sessions)
+    executions = ExecutionService(sessions, recording)
     watch = ExecutionWatch(settings.database_url.get_secret_value())
     follow = FollowSettings(
         heartbeat_seconds=settings.log_follow_heartbeat_seconds,

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
@@ -343,3 +344,78 @@ async def test_events_recorded_together_apply_as_if_one_transaction_each(
         assert (execution["status"], execution["attempt"], execution["job_id"]) == ("succeeded", 1, job_id)
         assert execution["started_at"] == "2026-11-23T12:00:08Z"
         assert (await _logs(client, account, run.ids["execution_id"])).endswith("stdout [main] only line\n")
+
+
+async def _record(executions: ExecutionService, event: CloudEvent) -> bool:
+    data: Any = parse_data(event, EVENT_MODELS[event.type])
+    return await executions.record(
+        event.type,
+        data,
+        execution_id=data.execution_id,
+        account_id=data.account_id,
+        job_id=data.job_id,
+        trigger=None,
+    )
+
+
+async def test_a_row_another_replica_creates_meanwhile_is_locked_and_the_batch_applied_on_top(
+    app: FastAPI, client: httpx.AsyncClient, account: AccountCreds, database_url: str
+) -> None:
+    executions: ExecutionService = app.state.job_api.executions
+    run = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id)
+    other = await asyncpg.connect(database_url)
+    try:
+        # "Another replica" has inserted the row (its start) and not committed yet: the batch sees no row,
+        # its insert waits on that one, and finds it there once it commits.
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "INSERT INTO job_api.executions (id, account_id, job_id, status, attempt, phase, trigger, created_at,"
+            " updated_at, started_at) VALUES ($1, $2, $3, 'running', 1, 1, 'manual', now(), now(), $4)",
+            uuid.UUID(run.ids["execution_id"]),
+            uuid.UUID(account.id),
+            uuid.UUID(run.ids["job_id"]),
+            T0,
+        )
+        recording = asyncio.create_task(_record(executions, run.succeeded(1, 9)))
+        await asyncio.sleep(0.3)
+        assert not recording.done(), "the batch waits for the other replica's row"
+        await transaction.commit()
+        assert await asyncio.wait_for(recording, 10) is True
+    finally:
+        await other.close()
+    execution = await _execution(client, account, run.ids["execution_id"])
+    assert (execution["status"], execution["trigger"]) == ("succeeded", "manual"), "applied on top of that row"
+    assert execution["result"] == {"steps": {"build": {"exit_code": 0}}}
+
+
+async def test_a_batch_whose_connection_the_database_drops_is_tried_again_on_a_new_one(
+    app: FastAPI, client: httpx.AsyncClient, account: AccountCreds, database_url: str
+) -> None:
+    executions: ExecutionService = app.state.job_api.executions
+    run = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id)
+    assert await _record(executions, run.started(1, 1)) is True
+    other = await asyncpg.connect(database_url)
+    try:
+        # Hold the row, so the next batch waits in its lock; then drop the batch's connection under it.
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "SELECT 1 FROM job_api.executions WHERE id = $1 FOR UPDATE", uuid.UUID(run.ids["execution_id"])
+        )
+        recording = asyncio.create_task(_record(executions, run.succeeded(1, 9)))
+
+        async def dropped() -> bool:
+            return bool(
+                await other.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name ="
+                    " 'job-api-recording' AND datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+
+        await wait_until(dropped, timeout=10, what="the batch waiting on the row, dropped")
+        await transaction.commit()
+        assert await asyncio.wait_for(recording, 10) is True, "tried again on a new connection"
+    finally:
+        await other.close()
+    assert (await _execution(client, account, run.ids["execution_id"]))["status"] == "succeeded"

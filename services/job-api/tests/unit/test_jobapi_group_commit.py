@@ -10,6 +10,7 @@ import pytest
 
 from automation_contracts import ExecutionFailed, ExecutionStarted, ExecutionSucceeded
 from automation_job_api.domain.executions import ExecutionState, Phase, observe
+from automation_job_api.domain.notifications import notify_payloads, parse_payload
 from automation_job_api.service.executions import (
     BatchFailed,
     ForeignExecution,
@@ -18,7 +19,6 @@ from automation_job_api.service.executions import (
     _fold,
     _Row,
 )
-from automation_job_api.service.log_follow import notify_payloads, parse_payload
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -30,13 +30,12 @@ from typing import Any
 
 import asyncpg
 
+from automation_db.statements import open_statement_pool
 from automation_messaging.outbox import notify_channel
 
 SCHEMA = "executor"
 CHANNEL = notify_channel(SCHEMA)
 """The relay's ``LISTEN`` channel (``notify_channel(SCHEMA)``), written into the statements below."""
-DB_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-"""What a failed hot statement raises (connection lost, server error)."""
 
 
 def _outbox_tail(source: str, flag: str) -> str:
@@ -108,10 +107,6 @@ def _outbox_arrays(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     ]
 
 
-async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """Nothing to reset: the hot statements leave no session state (see the module docstring)."""
-
-
 class HotPath:
     """The claim and the record of the common case, one statement each."""
 
@@ -121,14 +116,7 @@ class HotPath:
     @classmethod
     async def open(cls, dsn: str, *, size: int, application_name: str = "executor") -> HotPath:
         """Connect a pool of at most ``size`` connections (one at first)."""
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=1,
-            max_size=size,
-            reset=_no_reset,
-            server_settings={"application_name": f"{application_name}-hot"},
-        )
-        return cls(pool)
+        return cls(await open_statement_pool(dsn, size=size, application_name=f"{application_name}-hot"))
 
     async def close(self) -> None:
         await self._pool.close()

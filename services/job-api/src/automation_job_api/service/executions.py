@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import ExecutionLog
 from automation_core.errors import Conflict, NotFound
 from automation_core.logging import get_logger
 from automation_db import utcnow
+from automation_job_api.db.recording import RECONNECT_ERRORS, STATE_COLUMNS, Recording
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
 from automation_job_api.domain.executions import (
     TERMINAL_STATUSES,
@@ -41,11 +41,10 @@ from automation_job_api.domain.executions import (
 from automation_job_api.domain.logs import LogBatch, render_log
 from automation_job_api.metrics import CANCELS_REQUESTED, EXECUTIONS_RECORDED
 from automation_job_api.service.events import cancel_requested, publish_control
-from automation_job_api.service.log_follow import notify_execution, notify_executions
+from automation_job_api.service.log_follow import notify_execution
 from automation_job_api.service.paging import Page, newest_first
 
 log = get_logger(__name__)
-_STATE_FIELDS = ("status", "attempt", "phase", "started_at", "finished_at", "exit_code", "error", "result")
 
 
 class ForeignExecution(Exception):
@@ -157,14 +156,6 @@ class _ConcurrentInsert(Exception):
     """A row this batch meant to create was created by someone else first."""
 
 
-executions = cast(Table, Execution.__table__)
-_READ = [executions.c[name] for name in ("id", "account_id", "job_id", "trigger", "scheduled_for", *_STATE_FIELDS)]
-_WRITTEN = ("trigger", "scheduled_for", *_STATE_FIELDS, "updated_at")
-_UPDATE = (
-    update(executions).where(executions.c.id == bindparam("b_id")).values({name: bindparam(name) for name in _WRITTEN})
-)
-
-
 @dataclass(slots=True)
 class _Row:
     """An execution row as a batch sees it: loaded (or created by the batch) and changed in memory."""
@@ -179,27 +170,25 @@ class _Row:
     dirty: bool = False
 
     @classmethod
-    def of(cls, row: Any) -> _Row:
+    def of(cls, row: Mapping[str, Any]) -> _Row:
         state = ExecutionState(
-            status=row.status,
-            attempt=row.attempt,
-            phase=Phase(row.phase),
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            exit_code=row.exit_code,
-            error=row.error,
-            result=row.result,
+            status=row["status"],
+            attempt=row["attempt"],
+            phase=Phase(row["phase"]),
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            exit_code=row["exit_code"],
+            error=row["error"],
+            result=row["result"],
         )
-        return cls(row.id, row.account_id, row.job_id, row.trigger, row.scheduled_for, state)
+        return cls(row["id"], row["account_id"], row["job_id"], row["trigger"], row["scheduled_for"], state)
 
-    def values(self, now: datetime) -> dict[str, Any]:
-        """The columns to write (all of them for a new row)."""
-        values = {name: getattr(self.state, name) for name in _STATE_FIELDS}
-        values |= {"phase": int(self.state.phase), "trigger": self.trigger, "scheduled_for": self.scheduled_for}
-        values["updated_at"] = now
-        if self.new:
-            values |= {"id": self.id, "account_id": self.account_id, "job_id": self.job_id, "created_at": now}
-        return values
+    def values(self) -> dict[str, Any]:
+        """The row's columns (:data:`~automation_job_api.db.recording.ROW_COLUMNS`) as the batch left them."""
+        values = {name: getattr(self.state, name) for name in STATE_COLUMNS}
+        values["phase"] = int(self.state.phase)
+        values |= {"id": self.id, "account_id": self.account_id, "job_id": self.job_id}
+        return values | {"trigger": self.trigger, "scheduled_for": self.scheduled_for}
 
 
 @dataclass(slots=True)
@@ -265,8 +254,11 @@ def _fold(events: Sequence[RecordedEvent], rows: dict[uuid.UUID, _Row]) -> _Plan
 class ExecutionService:
     """Use cases of the executions read model."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], recording: Recording, *, max_batch: int = MAX_BATCH
+    ) -> None:
         self._sessions = sessions
+        self._recording = recording
         self._commits: GroupCommit[RecordedEvent, bool | ForeignExecution] = GroupCommit(
             self.record_batch, max_batch=max_batch
         )
@@ -312,34 +304,21 @@ class ExecutionService:
                 return await self._record_batch_once(events)
             except _ConcurrentInsert:
                 continue  # another replica created one of these rows meanwhile: lock it and apply on top
+            except RECONNECT_ERRORS as exc:  # the pool replaces the connection it met broken
+                log.warning("recording_batch_retried", events=len(events), error=repr(exc))
         return await self._record_batch_once(events)
 
     async def _record_batch_once(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution]:
         now = utcnow()
         ids = sorted({e.execution_id for e in events})
-        async with self._sessions.begin() as session:
-            found = (
-                await session.execute(
-                    select(*_READ).where(executions.c.id.in_(ids)).order_by(executions.c.id).with_for_update()
-                )
-            ).all()
-            rows = {row.id: _Row.of(row) for row in found}
+        async with self._recording.transaction() as batch:
+            rows = {row["id"]: _Row.of(row) for row in await batch.lock(ids)}
             plan = _fold(events, rows)
-            inserts = [row.values(now) for row in plan.rows.values() if row.new]
-            if inserts:
-                stmt = insert(executions).on_conflict_do_nothing(index_elements=["id"]).returning(executions.c.id)
-                inserted = (await session.execute(stmt, inserts)).scalars().all()
-                if len(inserted) != len(inserts):
-                    raise _ConcurrentInsert  # rolled back by the session; the batch is tried again
-            updates = [row.values(now) | {"b_id": row.id} for row in plan.rows.values() if row.dirty and not row.new]
-            if updates:
-                await session.execute(_UPDATE, updates)
-            if plan.logs:
-                logs = insert(ExecutionLogBatch).on_conflict_do_nothing(
-                    index_elements=["execution_id", "attempt", "seq"]
-                )
-                await session.execute(logs, [log | {"received_at": now} for log in plan.logs])
-            await notify_executions(session, plan.notify)
+            new = [row.values() for row in plan.rows.values() if row.new]
+            changed = [row.values() for row in plan.rows.values() if row.dirty and not row.new]
+            inserted = await batch.write(now, new=new, changed=changed, logs=plan.logs, notify=plan.notify)
+            if inserted != len(new):
+                raise _ConcurrentInsert  # rolled back on the way out; the batch is tried again
         for status in plan.recorded:
             EXECUTIONS_RECORDED.labels(status).inc()
         return plan.results

@@ -27,13 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_core.logging import get_logger
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
 from automation_job_api.domain.executions import TERMINAL_STATUSES
+from automation_job_api.domain.notifications import NOTIFY_CHANNEL, notify_payloads, parse_payload
 from automation_job_api.domain.sse import START, LogPosition, comment, frame
 from automation_job_api.metrics import LOG_FOLLOW_STREAMS
 
-NOTIFY_CHANNEL = "job_api_executions"
-MAX_PAYLOAD_BYTES = 7999
-"""PostgreSQL's limit on a notification payload is 8000 bytes."""
-UUID_TEXT_BYTES = 36
 PAGE = 500
 log = get_logger(__name__)
 
@@ -41,13 +38,6 @@ log = get_logger(__name__)
 async def notify_execution(session: AsyncSession, execution_id: uuid.UUID) -> None:
     """Tell every follower of the execution, at commit, that something about it was recorded."""
     await notify_executions(session, [execution_id])
-
-
-def notify_payloads(execution_ids: Sequence[uuid.UUID]) -> list[str]:
-    """The payloads naming ``execution_ids``: comma-separated, each within PostgreSQL's payload limit."""
-    per_payload = MAX_PAYLOAD_BYTES // (UUID_TEXT_BYTES + 1)
-    ids = [str(execution_id) for execution_id in execution_ids]
-    return [",".join(ids[i : i + per_payload]) for i in range(0, len(ids), per_payload)]
 
 
 async def notify_executions(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> None:
@@ -59,17 +49,6 @@ async def notify_executions(session: AsyncSession, execution_ids: Sequence[uuid.
         text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
         {"channel": NOTIFY_CHANNEL, "payloads": payloads},
     )
-
-
-def parse_payload(payload: object) -> list[uuid.UUID]:
-    """The execution ids a notification names (malformed ones are skipped)."""
-    ids = []
-    for part in str(payload).split(","):
-        try:
-            ids.append(uuid.UUID(part))
-        except ValueError:
-            continue
-    return ids
 
 
 class ExecutionWatch:
