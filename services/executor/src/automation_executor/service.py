@@ -190,7 +190,12 @@ class AttemptService:
     async def _claim_new(self, request: RunRequested, run_id: uuid.UUID, now: datetime) -> bool:
         """Insert a new running attempt with its ``execution.started`` unless it exists or is cancelled."""
         if self._hot is not None:
-            row = self._running_row(request, run_id, now) | {"request": request.model_dump_json()}
+            # The statement computes the lease from lease_seconds and takes the request as JSON text.
+            row = self._base_row(request, now) | {
+                "status": "running",
+                "run_id": run_id,
+                "request": request.model_dump_json(),
+            }
             event = started_event(request, started_at=now, worker=self._worker_id, run_number=0)
             return await self._hot.claim(row, [outbox_row(event, exchange=EVENTS)], self.lease_seconds)
         async with self._sessions.begin() as session:
