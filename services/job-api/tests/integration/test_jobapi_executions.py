@@ -94,6 +94,18 @@ async def _logs(client: httpx.AsyncClient, creds: AccountCreds, execution_id: st
     return resp.text
 
 
+async def _record(executions: ExecutionService, event: CloudEvent) -> bool:
+    data: Any = parse_data(event, EVENT_MODELS[event.type])
+    return await executions.record(
+        event.type,
+        data,
+        execution_id=data.execution_id,
+        account_id=data.account_id,
+        job_id=data.job_id,
+        trigger=None,
+    )
+
+
 async def test_a_manual_run_that_retries_then_succeeds(
     client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
 ) -> None:
@@ -325,18 +337,7 @@ async def test_events_recorded_together_apply_as_if_one_transaction_each(
     intruder = Run(runs[0].ids["execution_id"], str(uuid.uuid4()), account.id).started(1, 3)
     events.append(intruder)
 
-    async def record(event: CloudEvent) -> bool:
-        data: Any = parse_data(event, EVENT_MODELS[event.type])
-        return await executions.record(
-            event.type,
-            data,
-            execution_id=data.execution_id,
-            account_id=data.account_id,
-            job_id=data.job_id,
-            trigger=None,
-        )
-
-    results = await asyncio.gather(*(record(e) for e in events), return_exceptions=True)
+    results = await asyncio.gather(*(_record(executions, e) for e in events), return_exceptions=True)
     assert results[:-1] == [True, False, False] * len(runs)
     assert isinstance(results[-1], ForeignExecution), "an event of another job fails alone, and nothing of it is kept"
     for run in runs:
@@ -344,18 +345,6 @@ async def test_events_recorded_together_apply_as_if_one_transaction_each(
         assert (execution["status"], execution["attempt"], execution["job_id"]) == ("succeeded", 1, job_id)
         assert execution["started_at"] == "2026-11-23T12:00:08Z"
         assert (await _logs(client, account, run.ids["execution_id"])).endswith("stdout [main] only line\n")
-
-
-async def _record(executions: ExecutionService, event: CloudEvent) -> bool:
-    data: Any = parse_data(event, EVENT_MODELS[event.type])
-    return await executions.record(
-        event.type,
-        data,
-        execution_id=data.execution_id,
-        account_id=data.account_id,
-        job_id=data.job_id,
-        trigger=None,
-    )
 
 
 async def test_a_row_another_replica_creates_meanwhile_is_locked_and_the_batch_applied_on_top(
