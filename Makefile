@@ -66,8 +66,8 @@ test-deploy: install ## Compose, Dockerfile, Kubernetes and Prometheus checks
 test-e2e: install ## Start the five services as processes and drive them through HTTP and AMQP
 	$(PYTEST) tests-e2e
 
-.PHONY: bench bench-schedule bench-scheduler bench-executor bench-executor-children
-bench: bench-schedule bench-scheduler bench-executor bench-executor-children ## All benchmarks (figures printed side by side with peers, nothing asserted)
+.PHONY: bench bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands
+bench: bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands ## All benchmarks (figures printed side by side with peers, nothing asserted)
 
 bench-schedule: install-python ## Fire-time maths: microseconds per next_after
 	$(UV) run --frozen python libs/schedule/bench_next_after.py
@@ -80,3 +80,6 @@ bench-executor: install ## Executor: runs/s, start latency, RSS vs Celery (prefo
 
 bench-executor-children: install ## Executor: CPU of a python run's child, its handler preloaded in the fork server or not
 	$(UV) run --frozen --group bench python services/executor/bench/bench_children.py
+
+bench-executor-commands: install ## Executor: CPU of a shell step's command, started under prlimit or by a fork
+	$(UV) run --frozen --group bench python services/executor/bench/bench_commands.py

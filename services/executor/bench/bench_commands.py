@@ -1,0 +1,144 @@
+"""The CPU of a shell step's command alone: the command server and what it starts, nothing else.
+
+Starts ``true`` N times through the replica's command server (``ForkServer.execute``, as a job of
+commands does), ``--concurrency`` at a time, under the default limits, once per way the server can
+start a command, and repeats the ways alternately (``--rounds``), so that a machine whose speed drifts
+shows in every way alike. Per command it prints the CPU of what the server started (``prlimit`` and
+``true``, or the forked child; from the server's reaped children), of the server itself, and of this
+process (the executor's side), with the commands per second.
+
+Ways: ``prlimit`` (``posix_spawn`` under util-linux's ``prlimit``, the default where it is installed)
+and ``fork`` (the server forks a child that sets the limits, then ``exec``). Nothing is asserted.
+
+    uv run --group bench python services/executor/bench/bench_commands.py [--commands 2000] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
+from bench_common import cpu_model
+
+from automation_core.logging import configure_logging
+from automation_executor.app import fork_server_environment
+from automation_executor.child.limits import limit_plan
+from automation_executor.domain.protocol import Limits
+from automation_executor.forkserver.client import ForkServer
+from automation_executor.settings import ExecutorSettings
+
+WAYS = {"prlimit": False, "fork": True}
+"""Each way's ``ForkServer(fork_commands=...)``."""
+WARM_UP_COMMANDS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    way: str
+    per_second: float
+    started_ms: float
+    server_ms: float
+    executor_ms: float
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench_commands", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=2000, help="per way and round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the ways (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=4, help="commands at a time (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.commands < 1 or args.rounds < 1 or args.concurrency < 1:
+        parser.error("--commands, --rounds and --concurrency must be positive")
+    return args
+
+
+def default_plan() -> list[tuple[str, int, int]]:
+    """The limits a shell step runs under with the executor's default settings."""
+    settings = ExecutorSettings(env="development")
+    limits = Limits(
+        open_files=settings.executor_max_open_files,
+        address_space_bytes=settings.executor_max_address_space_bytes,
+        cpu_seconds=settings.executor_max_cpu_seconds,
+        file_size_bytes=settings.executor_max_file_size_bytes,
+    )
+    plan, _ = limit_plan(limits)
+    return plan
+
+
+async def measure(way: str, args: argparse.Namespace, cwd: str) -> Figures:
+    """One way: a fresh command server, warm-up commands, then ``args.commands`` measured ones."""
+    server = ForkServer(env=fork_server_environment(), child=False, fork_commands=WAYS[way])
+    await server.start()
+    plan, env = default_plan(), {"PATH": os.environ.get("PATH", os.defpath)}
+
+    async def one() -> None:
+        spawned = await server.execute(["true"], cwd=cwd, env=env, rlimits=plan)
+        assert spawned.process.stdout is not None
+        assert spawned.process.stderr is not None
+        await asyncio.gather(spawned.process.stdout.read(), spawned.process.stderr.read())
+        code = await spawned.wait_exit()
+        spawned.close()
+        if code != 0:
+            raise SystemExit(f"true exited {code} ({way})")
+
+    try:
+        assert server.server_pid is not None
+        process = psutil.Process(server.server_pid)
+        for _ in range(WARM_UP_COMMANDS):
+            await one()
+        gate = asyncio.Semaphore(args.concurrency)
+
+        async def gated() -> None:
+            async with gate:
+                await one()
+
+        before, own_before, started = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await asyncio.gather(*(gated() for _ in range(args.commands)))
+        elapsed = time.perf_counter() - started
+        after, own_after = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        await server.close()
+    per = 1000.0 / args.commands
+    return Figures(
+        way=way,
+        per_second=args.commands / elapsed,
+        started_ms=(after.children_user - before.children_user + after.children_system - before.children_system) * per,
+        server_ms=(after.user - before.user + after.system - before.system) * per,
+        executor_ms=(own_after.ru_utime - own_before.ru_utime + own_after.ru_stime - own_before.ru_stime) * per,
+    )
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_logging("bench-commands", "WARNING", "console")  # not a line per command server started
+    python = sys.version.split()[0]
+    print(f"machine   {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}")
+    print(
+        f"commands  `true` {args.commands} per way and round, {args.concurrency} at a time, {args.rounds} rounds"
+        f" alternated; limits {', '.join(name for name, _, _ in default_plan())}"
+    )
+    print(f"load      {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min) before the run\n")
+    print("| round | way | commands/s | started, CPU ms/command | server ms/command | executor ms/command |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-commands-") as cwd:
+        for round_number in range(1, args.rounds + 1):
+            for way in WAYS:
+                f = await measure(way, args, cwd)
+                print(
+                    f"| {round_number} | {f.way} | {f.per_second:.1f} | {f.started_ms:.2f}"
+                    f" | {f.server_ms:.2f} | {f.executor_ms:.2f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
