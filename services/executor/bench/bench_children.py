@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from bench_common import cpu_model
+from bench_common import add_round_arguments, check_round_arguments, machine_lines
 
 from automation_contracts import LogStream, RunRequested
 from automation_executor.app import fork_server_environment
@@ -61,13 +58,10 @@ class Figures:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_children", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=600, help="runs per variant and round (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of the variants (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=4, help="runs at a time (default %(default)s)")
+    add_round_arguments(parser, count="runs", default=600, rounds=3)
     parser.add_argument("--handler", default=NOOP_HANDLER, help="the python step's handler (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.rounds < 1 or args.concurrency < 1:
-        parser.error("--runs, --rounds and --concurrency must be positive")
+    check_round_arguments(parser, args, count="runs")
     return args
 
 
@@ -120,13 +114,13 @@ async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> Figu
 
 async def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    python = sys.version.split()[0]
-    print(f"machine  {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}")
+    machine, load = machine_lines()
+    print(machine)
     print(
-        f"runs     {args.runs} per variant and round, {args.concurrency} at a time, {args.rounds} rounds alternated;"
+        f"runs      {args.runs} per variant and round, {args.concurrency} at a time, {args.rounds} rounds alternated;"
         f" one python step, handler {args.handler}"
     )
-    print(f"load     {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min) before the run\n")
+    print(f"{load}\n")
     print("| round | variant | runs/s | children CPU ms/run (system) | fork server ms/run | runner ms/run |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-children-") as workdirs:

@@ -18,22 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from bench_common import cpu_model
+from bench_common import add_round_arguments, check_round_arguments, machine_lines
 
 from automation_core.logging import configure_logging
 from automation_executor.app import fork_server_environment
 from automation_executor.child.limits import limit_plan
-from automation_executor.domain.protocol import Limits
 from automation_executor.forkserver.client import ForkServer
+from automation_executor.runner import default_limits
 from automation_executor.settings import ExecutorSettings
 
 WAYS = {"prlimit": False, "fork": True}
@@ -52,25 +50,15 @@ class Figures:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_commands", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--commands", type=int, default=2000, help="per way and round (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the ways (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=4, help="commands at a time (default %(default)s)")
+    add_round_arguments(parser, count="commands", default=2000, rounds=2)
     args = parser.parse_args(argv)
-    if args.commands < 1 or args.rounds < 1 or args.concurrency < 1:
-        parser.error("--commands, --rounds and --concurrency must be positive")
+    check_round_arguments(parser, args, count="commands")
     return args
 
 
 def default_plan() -> list[tuple[str, int, int]]:
     """The limits a shell step runs under with the executor's default settings."""
-    settings = ExecutorSettings(env="development")
-    limits = Limits(
-        open_files=settings.executor_max_open_files,
-        address_space_bytes=settings.executor_max_address_space_bytes,
-        cpu_seconds=settings.executor_max_cpu_seconds,
-        file_size_bytes=settings.executor_max_file_size_bytes,
-    )
-    plan, _ = limit_plan(limits)
+    plan, _ = limit_plan(default_limits(ExecutorSettings(env="development")))
     return plan
 
 
@@ -120,13 +108,13 @@ async def measure(way: str, args: argparse.Namespace, cwd: str) -> Figures:
 async def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging("bench-commands", "WARNING", "console")  # not a line per command server started
-    python = sys.version.split()[0]
-    print(f"machine   {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}")
+    machine, load = machine_lines()
+    print(machine)
     print(
         f"commands  `true` {args.commands} per way and round, {args.concurrency} at a time, {args.rounds} rounds"
         f" alternated; limits {', '.join(name for name, _, _ in default_plan())}"
     )
-    print(f"load      {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min) before the run\n")
+    print(f"{load}\n")
     print("| round | way | commands/s | started, CPU ms/command | server ms/command | executor ms/command |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as cwd:

@@ -9,10 +9,13 @@ moment it left the client.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
+import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -236,3 +239,26 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def add_round_arguments(parser: argparse.ArgumentParser, *, count: str, default: int, rounds: int) -> None:
+    """``--<count>`` per variant and round, ``--rounds`` (alternations) and ``--concurrency``."""
+    parser.add_argument(f"--{count}", type=int, default=default, help="per variant and round (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternations of the variants (default %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=4, help="at a time (default %(default)s)")
+
+
+def check_round_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, *, count: str) -> None:
+    """Refuse a count, round or concurrency below 1 (the parser's usage error)."""
+    if getattr(args, count) < 1 or args.rounds < 1 or args.concurrency < 1:
+        parser.error(f"--{count}, --rounds and --concurrency must be positive")
+
+
+def machine_lines() -> list[str]:
+    """The machine and the load before the run, as the alternating benchmarks print them."""
+    python = sys.version.split()[0]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return [
+        f"machine   {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}",
+        f"load      {load} (1, 5, 15 min) before the run",
+    ]

@@ -149,6 +149,16 @@ def secrets_config(settings: ExecutorSettings) -> SecretsConfig:
     )
 
 
+def default_limits(settings: ExecutorSettings) -> Limits:
+    """The resource limits every run's child (and every command it starts) gets, from the settings."""
+    return Limits(
+        open_files=settings.executor_max_open_files,
+        address_space_bytes=settings.executor_max_address_space_bytes,
+        cpu_seconds=settings.executor_max_cpu_seconds,
+        file_size_bytes=settings.executor_max_file_size_bytes,
+    )
+
+
 class ChildRunner:
     """Runs executions in child processes with this replica's limits.
 
@@ -167,12 +177,7 @@ class ChildRunner:
         self._services = services
         self._secrets = secrets or SecretResolver(secrets_config(settings))
         self._direct = settings.executor_direct_commands
-        self._limits = Limits(
-            open_files=settings.executor_max_open_files,
-            address_space_bytes=settings.executor_max_address_space_bytes,
-            cpu_seconds=settings.executor_max_cpu_seconds,
-            file_size_bytes=settings.executor_max_file_size_bytes,
-        )
+        self._limits = default_limits(settings)
 
     def child_spec(self, request: RunRequested) -> ChildSpec:
         """What the child gets on stdin."""
