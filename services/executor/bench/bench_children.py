@@ -18,15 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from bench_common import add_round_arguments, check_round_arguments, machine_lines
+from bench_common import PerItem, add_round_arguments, check_round_arguments, machine_lines, measure_items
 
 from automation_contracts import LogStream, RunRequested
 from automation_executor.app import fork_server_environment
@@ -46,16 +42,6 @@ class _Discard:
         """The runs' log lines are not kept."""
 
 
-@dataclass(frozen=True, slots=True)
-class Figures:
-    variant: str
-    runs_per_second: float
-    children_ms: float
-    children_system_ms: float
-    server_ms: float
-    runner_ms: float
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_children", description=__doc__.split("\n\n")[0])
     add_round_arguments(parser, count="runs", default=600, rounds=3)
@@ -70,7 +56,7 @@ def _request(handler: str) -> RunRequested:
     return RunRequested.model_validate(json.loads(json.dumps(data)))
 
 
-async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> Figures:
+async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> PerItem:
     """One variant: a fresh fork server, warm-up runs, then ``args.runs`` measured runs."""
     settings = ExecutorSettings(
         env="development", executor_workdir_root=workdirs, executor_preload_handlers=VARIANTS[variant]
@@ -82,34 +68,19 @@ async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> Figu
     ) as server:
         if server is None or server.server_pid is None:
             raise SystemExit("the fork server did not start")
-        process = psutil.Process(server.server_pid)
         for _ in range(WARM_UP_RUNS):
             await runner.run(request, _Discard())
-        gate = asyncio.Semaphore(args.concurrency)
         failed: list[str] = []
 
         async def one() -> None:
-            async with gate:
-                outcome = await runner.run(request, _Discard())
-                if outcome.status != "succeeded":
-                    failed.append(f"{outcome.status}: {outcome.error}")
+            outcome = await runner.run(request, _Discard())
+            if outcome.status != "succeeded":
+                failed.append(f"{outcome.status}: {outcome.error}")
 
-        before, own_before, started = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(args.runs)))
-        elapsed = time.perf_counter() - started
-        after, own_after = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+        spent = await measure_items(server.server_pid, one, count=args.runs, concurrency=args.concurrency)
     if failed:
         raise SystemExit(f"{len(failed)} runs did not succeed, e.g. {failed[0]}")
-    per_run = 1000.0 / args.runs
-    children_system = after.children_system - before.children_system
-    return Figures(
-        variant=variant,
-        runs_per_second=args.runs / elapsed,
-        children_ms=(after.children_user - before.children_user + children_system) * per_run,
-        children_system_ms=children_system * per_run,
-        server_ms=(after.user - before.user + after.system - before.system) * per_run,
-        runner_ms=(own_after.ru_utime - own_before.ru_utime + own_after.ru_stime - own_before.ru_stime) * per_run,
-    )
+    return spent
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -129,8 +100,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
                 f = await measure(variant, args, workdirs)
                 children = f"{f.children_ms:.2f} ({f.children_system_ms:.2f})"
                 print(
-                    f"| {round_number} | {f.variant} | {f.runs_per_second:.1f} | {children}"
-                    f" | {f.server_ms:.2f} | {f.runner_ms:.2f} |",
+                    f"| {round_number} | {variant} | {f.per_second:.1f} | {children}"
+                    f" | {f.server_ms:.2f} | {f.own_ms:.2f} |",
                     flush=True,
                 )
 

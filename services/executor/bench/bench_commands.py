@@ -18,14 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from bench_common import add_round_arguments, check_round_arguments, machine_lines
+from bench_common import PerItem, add_round_arguments, check_round_arguments, machine_lines, measure_items
 
 from automation_core.logging import configure_logging
 from automation_executor.app import fork_server_environment
@@ -37,15 +33,6 @@ from automation_executor.settings import ExecutorSettings
 WAYS = {"prlimit": False, "fork": True}
 """Each way's ``ForkServer(fork_commands=...)``."""
 WARM_UP_COMMANDS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Figures:
-    way: str
-    per_second: float
-    started_ms: float
-    server_ms: float
-    executor_ms: float
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,7 +49,7 @@ def default_plan() -> list[tuple[str, int, int]]:
     return plan
 
 
-async def measure(way: str, args: argparse.Namespace, cwd: str) -> Figures:
+async def measure(way: str, args: argparse.Namespace, cwd: str) -> PerItem:
     """One way: a fresh command server, warm-up commands, then ``args.commands`` measured ones."""
     server = ForkServer(env=fork_server_environment(), child=False, fork_commands=WAYS[way])
     await server.start()
@@ -80,29 +67,12 @@ async def measure(way: str, args: argparse.Namespace, cwd: str) -> Figures:
 
     try:
         assert server.server_pid is not None
-        process = psutil.Process(server.server_pid)
         for _ in range(WARM_UP_COMMANDS):
             await one()
-        gate = asyncio.Semaphore(args.concurrency)
-
-        async def gated() -> None:
-            async with gate:
-                await one()
-
-        before, own_before, started = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        await asyncio.gather(*(gated() for _ in range(args.commands)))
-        elapsed = time.perf_counter() - started
-        after, own_after = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+        spent = await measure_items(server.server_pid, one, count=args.commands, concurrency=args.concurrency)
     finally:
         await server.close()
-    per = 1000.0 / args.commands
-    return Figures(
-        way=way,
-        per_second=args.commands / elapsed,
-        started_ms=(after.children_user - before.children_user + after.children_system - before.children_system) * per,
-        server_ms=(after.user - before.user + after.system - before.system) * per,
-        executor_ms=(own_after.ru_utime - own_before.ru_utime + own_after.ru_stime - own_before.ru_stime) * per,
-    )
+    return spent
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -122,8 +92,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
             for way in WAYS:
                 f = await measure(way, args, cwd)
                 print(
-                    f"| {round_number} | {f.way} | {f.per_second:.1f} | {f.started_ms:.2f}"
-                    f" | {f.server_ms:.2f} | {f.executor_ms:.2f} |",
+                    f"| {round_number} | {way} | {f.per_second:.1f} | {f.children_ms:.2f}"
+                    f" | {f.server_ms:.2f} | {f.own_ms:.2f} |",
                     flush=True,
                 )
 

@@ -15,9 +15,10 @@ import contextlib
 import math
 import os
 import platform
+import resource
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,3 +263,41 @@ def machine_lines() -> list[str]:
         f"machine   {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}",
         f"load      {load} (1, 5, 15 min) before the run",
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PerItem:
+    """What one item of a measured batch cost, in milliseconds of CPU (see :func:`measure_items`)."""
+
+    per_second: float
+    children_ms: float
+    children_system_ms: float
+    server_ms: float
+    own_ms: float
+
+
+async def measure_items(
+    server_pid: int, one: Callable[[], Awaitable[None]], *, count: int, concurrency: int
+) -> PerItem:
+    """Await ``one()`` ``count`` times, ``concurrency`` at a time; the CPU per item of the server process
+    ``server_pid`` itself, of its reaped children, and of this process, with the items per second."""
+    process = psutil.Process(server_pid)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated() -> None:
+        async with gate:
+            await one()
+
+    before, own_before, started = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    await asyncio.gather(*(gated() for _ in range(count)))
+    elapsed = time.perf_counter() - started
+    after, own_after = process.cpu_times(), resource.getrusage(resource.RUSAGE_SELF)
+    per = 1000.0 / count
+    children_system = after.children_system - before.children_system
+    return PerItem(
+        per_second=count / elapsed,
+        children_ms=(after.children_user - before.children_user + children_system) * per,
+        children_system_ms=children_system * per,
+        server_ms=(after.user - before.user + after.system - before.system) * per,
+        own_ms=(own_after.ru_utime - own_before.ru_utime + own_after.ru_stime - own_before.ru_stime) * per,
+    )
