@@ -191,11 +191,7 @@ class AttemptService:
         """Insert a new running attempt with its ``execution.started`` unless it exists or is cancelled."""
         if self._hot is not None:
             # The statement computes the lease from lease_seconds and takes the request as JSON text.
-            row = self._base_row(request, now) | {
-                "status": "running",
-                "run_id": run_id,
-                "request": request.model_dump_json(),
-            }
+            row = self._base_row(request, now) | {"run_id": run_id, "request": request.model_dump_json()}
             event = started_event(request, started_at=now, worker=self._worker_id, run_number=0)
             return await self._hot.claim(row, [outbox_row(event, exchange=EVENTS)], self.lease_seconds)
         async with self._sessions.begin() as session:

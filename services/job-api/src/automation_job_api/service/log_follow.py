@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_core.logging import get_logger
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
 from automation_job_api.domain.executions import TERMINAL_STATUSES
-from automation_job_api.domain.notifications import NOTIFY_CHANNEL, notify_payloads, parse_payload
+from automation_job_api.domain.notifications import NOTIFY_CHANNEL, parse_payload
 from automation_job_api.domain.sse import START, LogPosition, comment, frame
 from automation_job_api.metrics import LOG_FOLLOW_STREAMS
 
@@ -36,18 +36,13 @@ log = get_logger(__name__)
 
 
 async def notify_execution(session: AsyncSession, execution_id: uuid.UUID) -> None:
-    """Tell every follower of the execution, at commit, that something about it was recorded."""
-    await notify_executions(session, [execution_id])
+    """Tell every follower of the execution, at commit, that something about it was recorded.
 
-
-async def notify_executions(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> None:
-    """:func:`notify_execution` for many executions, in one statement (one notification per 216 ids)."""
-    payloads = notify_payloads(execution_ids)
-    if not payloads:
-        return
+    (A batch of recorded events notifies for all its executions at once: see
+    :mod:`automation_job_api.db.recording`.)
+    """
     await session.execute(
-        text("SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"),
-        {"channel": NOTIFY_CHANNEL, "payloads": payloads},
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(execution_id)}
     )
 
 
