@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from automation_contracts import CloudEvent, LogEntry, RunRequested
 from automation_db import create_engine, migrate, session_factory, utcnow
 from automation_executor.db import MIGRATIONS_DIR
-from automation_executor.db.hot import CHANNEL, SCHEMA, HotPath
+from automation_executor.db.hot import SCHEMA, HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
@@ -184,28 +184,34 @@ async def test_last_and_permanent_failures_do_not_retry(sessions: async_sessionm
     assert await service.attempts_of(last.execution_id, account_id=uuid.uuid4(), after_attempt=0, limit=10) == []
 
 
-async def test_the_hot_statements_wake_the_outbox_relay(
-    sessions: async_sessionmaker[AsyncSession], hot_path: HotPath, database_url: str
+async def test_the_hot_statements_wake_the_relay_in_process_and_notify_nobody(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    assert notify_channel(SCHEMA) == CHANNEL
     listener = await asyncpg.connect(database_url)
-    woken: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(CHANNEL, lambda _c, _p, channel, _payload: woken.put_nowait(channel))
+    notified: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(notify_channel(SCHEMA), lambda _c, _p, channel, _payload: notified.put_nowait(channel))
+    wakes: list[str] = []
+    hot = await HotPath.open(database_url, size=2, wake=lambda: wakes.append("woken"))
     try:
-        service = AttemptService(sessions, worker_id="worker-hot", retry_routes=ROUTES, hot=hot_path)
+        service = AttemptService(sessions, worker_id="worker-hot", retry_routes=ROUTES, hot=hot)
         request = _request()
         begun = await service.begin(request)
         assert begun.action == "run"
-        assert await asyncio.wait_for(woken.get(), 5) == CHANNEL
+        assert wakes == ["woken"], "the claim committed execution.started"
         assert (await service.finish(request, begun, RunOutcome(status="succeeded", exit_code=0))).recorded
-        assert await asyncio.wait_for(woken.get(), 5) == CHANNEL
+        assert wakes == ["woken", "woken"], "the record committed the outcome"
         assert not (await service.finish(request, begun, RunOutcome(status="failed"))).recorded
-        assert woken.empty(), "a compare-and-set that changed nothing enqueues nothing, so wakes nobody"
+        assert len(wakes) == 2, "a compare-and-set that changed nothing enqueues nothing, so wakes nobody"
+        await asyncio.sleep(0.2)
+        await listener.execute("SELECT 1")  # whatever was sent to it has arrived by the end of a round trip
+        assert notified.empty(), "no pg_notify: each one costs every listening backend a transaction"
     finally:
+        await hot.close()
         await listener.close()
     [row] = await service.attempts_of(request.execution_id, account_id=None, after_attempt=0, limit=5)
     assert (row.status, row.request, row.lease_expires_at) == ("succeeded", None, None)
     assert row.updated_at > row.created_at
+    assert len(await _outbox_for(sessions, request.execution_id)) == 2, "started and succeeded, for the relay"
 
 
 @pytest.mark.parametrize("status", ["succeeded", "cancelled"])

@@ -4,8 +4,8 @@ Every run claims its attempt and later records its outcome. Through the ORM sess
 a pool checkout with pre-ping (``BEGIN``, ``SELECT 1``, ``ROLLBACK``), ``BEGIN``, two or three
 statements and ``COMMIT``: about eight round trips, most of the executor's own CPU per run. Here each
 is one prepared statement run in autocommit mode (a single statement is its own transaction): the
-attempt's state change, its outbox messages and the relay's ``pg_notify`` are data-modifying CTEs of
-that one statement, so they still commit together or not at all.
+attempt's state change and its outbox messages are data-modifying CTEs of that one statement, so they
+still commit together or not at all.
 
 - :meth:`HotPath.claim`: insert the ``running`` attempt unless it exists or its execution has a
   remembered cancellation, with ``execution.started`` in the outbox. False says only "not claimed":
@@ -13,6 +13,15 @@ that one statement, so they still commit together or not at all.
 - :meth:`HotPath.record`: compare-and-set of a ``running`` attempt held by ``run_id`` to its ending,
   with the ending's messages in the outbox. False: the run no longer holds the attempt (or the row
   was recorded by an earlier try whose answer was lost; the caller checks).
+
+The relay is woken in process (``wake``, the replica's own :meth:`OutboxRelay.wake`) once a statement
+has committed outbox rows, not by ``pg_notify``: at these rates a notification is the dearest part of
+the statement. PostgreSQL serialises the commits of notifying transactions on one lock and signals
+every backend that listens in the database, on any channel, and each of those then runs a
+transaction of its own to read the queue: with the executor's and job-api's relays and job-api's log
+watch listening, two notifications a run cost ~2.5 transactions a run and a quarter of PostgreSQL's
+CPU. Rows of a replica that died between the commit and its drain are published by the other
+replicas' relays at their next poll (``AUTOMATION_OUTBOX_POLL_SECONDS``).
 
 The pool never needs a reset between uses (these statements leave no session state behind), so a
 connection goes back to it without a round trip. A broken connection raises (``asyncpg`` and OS
@@ -24,24 +33,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from automation_db.statements import open_statement_pool
-from automation_messaging.outbox import notify_channel
 
 SCHEMA = "executor"
-CHANNEL = notify_channel(SCHEMA)
-"""The relay's ``LISTEN`` channel (``notify_channel(SCHEMA)``), written into the statements below."""
 
 
 def _outbox_tail(source: str, flag: str) -> str:
     """The end both hot statements share: insert the outbox rows ($1-$5: arrays of their columns) once
-    ``source`` (the attempt's CTE) wrote its row, wake the relay once if any row was written, and
-    report whether ``source`` did (as ``flag``)."""
+    ``source`` (the attempt's CTE) wrote its row, and report whether ``source`` did (as ``flag``) and
+    whether any outbox row was written (``written``: the relay is to be woken)."""
     # Only this module's constants and CTE names go into the text.
     return f"""
 , sent AS (
@@ -51,8 +57,7 @@ def _outbox_tail(source: str, flag: str) -> str:
         AS m(event_id, exchange, routing_key, body, headers)
     RETURNING 1
 )
-SELECT EXISTS (SELECT 1 FROM {source}) AS {flag},
-    (SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') FROM sent LIMIT 1) AS one) AS notified
+SELECT EXISTS (SELECT 1 FROM {source}) AS {flag}, EXISTS (SELECT 1 FROM sent) AS written
 """  # noqa: S608
 
 
@@ -70,7 +75,7 @@ WITH claimed AS (
     RETURNING 1
 )
 """ + _outbox_tail("claimed", "claimed")  # noqa: S608 - constants only
-"""Claim a new attempt with its outbox rows ($1-$5: arrays of the rows' columns) and wake the relay."""
+"""Claim a new attempt with its outbox rows ($1-$5: arrays of the rows' columns)."""
 
 RECORDED_COLUMNS = (
     "status",
@@ -93,7 +98,7 @@ WITH done AS (
     RETURNING 1
 )
 """ + _outbox_tail("done", "recorded")  # noqa: S608 - constants only
-"""Record a running attempt's ending (compare-and-set on ``run_id``) with its outbox rows; wake the relay."""
+"""Record a running attempt's ending (compare-and-set on ``run_id``) with its outbox rows."""
 
 
 def _outbox_arrays(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
@@ -108,15 +113,27 @@ def _outbox_arrays(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
 
 
 class HotPath:
-    """The claim and the record of the common case, one statement each."""
+    """The claim and the record of the common case, one statement each.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    ``wake`` is called after a statement committed outbox rows (the replica's relay: see the module).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, wake: Callable[[], None] | None = None) -> None:
         self._pool = pool
+        self._wake = wake
 
     @classmethod
-    async def open(cls, dsn: str, *, size: int, application_name: str = "executor") -> HotPath:
+    async def open(
+        cls, dsn: str, *, size: int, application_name: str = "executor", wake: Callable[[], None] | None = None
+    ) -> HotPath:
         """Connect a pool of at most ``size`` connections (one at first)."""
-        return cls(await open_statement_pool(dsn, size=size, application_name=f"{application_name}-hot"))
+        return cls(await open_statement_pool(dsn, size=size, application_name=f"{application_name}-hot"), wake)
+
+    def _written(self, result: asyncpg.Record | None) -> asyncpg.Record:
+        assert result is not None  # the statements' final SELECT always returns its one row
+        if result["written"] and self._wake is not None:
+            self._wake()
+        return result
 
     async def close(self) -> None:
         await self._pool.close()
@@ -142,8 +159,7 @@ class HotPath:
         ]
         async with self._pool.acquire() as conn:
             result = await conn.fetchrow(CLAIM_SQL, *args)
-        assert result is not None
-        return bool(result["claimed"])
+        return bool(self._written(result)["claimed"])
 
     async def record(
         self,
@@ -169,8 +185,7 @@ class HotPath:
         ]
         async with self._pool.acquire() as conn:
             result = await conn.fetchrow(RECORD_SQL, *args)
-        assert result is not None
-        return bool(result["recorded"])
+        return bool(self._written(result)["recorded"])
 
     @staticmethod
     def handles(values: Mapping[str, Any]) -> bool:
