@@ -3,8 +3,8 @@
 (deploy/tests runs it). Edit the definitions (``platform_boards.py``: overview, scheduler, events;
 ``worker_boards.py``: executor, browser-pool; shared pieces in ``panels.py``), not the JSON, and rebuild.
 
-Every query names only metrics the services expose (libs/core's common metrics and each service's
-``metrics.py``, listed in docs/observability.md) plus Prometheus' own ``up``; deploy/tests and the
+Every query names only metrics the services expose (libs/core's common metrics, libs/db's pool gauges
+and each service's ``metrics.py``, listed in docs/observability.md) plus Prometheus' own ``up``; deploy/tests and the
 end-to-end suite check it.
 """
 

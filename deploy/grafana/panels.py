@@ -225,6 +225,22 @@ def outbox(service: str, *, width: int = 9) -> Panel:
     )
 
 
+def db_pools(service: str, *, width: int = 12) -> Panel:
+    """Database connections in use per pool, against what each pool may open."""
+    return timeseries(
+        "Database connections",
+        f"Connections {service}'s database pools hold in use, and the most they may open, summed over "
+        "replicas (pool main: the SQLAlchemy engine; hot: the executor's hot statements; recording: "
+        "job-api's recording of execution events). In use at the maximum: callers wait for a connection "
+        "(DatabasePoolExhausted).",
+        Query(
+            f'sum by (pool) (automation_db_pool_connections{{service="{service}", state="in_use"}})', "{{pool}} in use"
+        ),
+        Query(f'sum by (pool) (automation_db_pool_max_connections{{service="{service}"}})', "{{pool}} max"),
+        width=width,
+    )
+
+
 def published(service: str, *, width: int = 9) -> Panel:
     return timeseries(
         "Published by routing key",

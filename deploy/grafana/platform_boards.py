@@ -11,6 +11,7 @@ from panels import (
     Panel,
     Query,
     dashboard,
+    db_pools,
     handling_time,
     health,
     http_latency,
@@ -150,12 +151,13 @@ def overview() -> dict[str, Any]:
         outbox(svc, width=8),
         handling_time(svc),
         published(svc, width=12),
+        db_pools(svc, width=24),
     ]
     return dashboard(
         "automation-overview",
         "Automation Platform / Overview",
         "Platform health at a glance, then one row per service: traffic, errors, latency, queues, "
-        "outbox and connections.",
+        "outbox, connections and database pools.",
         panels,
         [service_variable()],
     )

@@ -1,8 +1,9 @@
 """Dashboards and alert rules name only metrics the services export, and the dashboards are
 provisionable: schema version 39+, a unique uid, the Prometheus datasource by uid.
 
-What the services export is read from the Prometheus registry after importing libs/core's metrics and
-every ``services/*/src/automation_*/metrics.py`` (the only place a service defines metrics), so no
+What the services export is read from the Prometheus registry after importing libs/core's metrics,
+libs/db's pool gauges and every ``services/*/src/automation_*/metrics.py`` (the only place a service
+defines metrics), so no
 hand-kept list can drift. The end-to-end suite (tests-e2e/test_e2e_observability.py) repeats the check
 against the ``/metrics`` of the five running services, which is the final word. Besides those, a query
 may name only what Prometheus synthesizes itself for every target (:data:`PROMETHEUS_SYNTHESIZED`).
@@ -90,8 +91,8 @@ def service_metric_modules(repo_root: Path) -> list[str]:
 
 
 def registry_metric_names(repo_root: Path) -> set[str]:
-    """Every series name of the process registry once libs/core's and each service's metrics are imported."""
-    for module in ("automation_core.metrics", *service_metric_modules(repo_root)):
+    """Every series name of the process registry once libs/core's, libs/db's and each service's metrics are imported."""
+    for module in ("automation_core.metrics", "automation_db.pools", *service_metric_modules(repo_root)):
         importlib.import_module(module)
     return exposed_metric_names(generate_latest(REGISTRY).decode())
 

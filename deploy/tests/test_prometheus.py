@@ -23,6 +23,7 @@ ALERTS = {
     "DeadLettersGrowing",
     "OutboxStuck",
     "QueueBackingUp",
+    "DatabasePoolExhausted",
 }
 RULES = "deploy/prometheus/rules/automation.rules.yml"
 

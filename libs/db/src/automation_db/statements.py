@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from automation_db.pools import watch_pool
+
 DB_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 """What a failed statement on such a pool raises (connection lost, server error)."""
 
@@ -20,12 +22,15 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
     """Nothing to reset: the statements leave no session state (see the module docstring)."""
 
 
-async def open_statement_pool(dsn: str, *, size: int, application_name: str) -> asyncpg.Pool:
-    """Connect a pool of at most ``size`` connections (one at first), named ``application_name``."""
-    return await asyncpg.create_pool(
+async def open_statement_pool(dsn: str, *, size: int, service: str, name: str) -> asyncpg.Pool:
+    """Connect a pool of at most ``size`` connections (one at first), ``application_name``
+    ``<service>-<name>``, reported as ``{service, pool=name}`` (:mod:`automation_db.pools`)."""
+    pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=size,
         reset=_no_reset,
-        server_settings={"application_name": application_name},
+        server_settings={"application_name": f"{service}-{name}"},
     )
+    watch_pool(service, name, pool)
+    return pool

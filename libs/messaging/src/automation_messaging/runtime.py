@@ -25,6 +25,7 @@ from automation_core.server import run_cli, serve_app
 from automation_core.settings import ServiceSettings
 from automation_core.tracing import setup_tracing
 from automation_db import check_database, create_engine, migrate, session_factory
+from automation_db.pools import watch_pool
 from automation_messaging.broker import Broker, Publisher
 from automation_messaging.consumer import Consumer, Handler, QueueFactory
 from automation_messaging.outbox import OutboxRelay
@@ -85,6 +86,7 @@ async def open_runtime(
         application_name=settings.service_name,
         ping_after_idle=settings.db_ping_after_idle_seconds,
     )
+    watch_pool(settings.service_name, "main", engine)
     broker = Broker(settings)
     relay: OutboxRelay | None = None
     runtime: Runtime | None = None

@@ -55,3 +55,11 @@ async def test_what_the_session_path_enqueues_is_published_at_once_by_its_notifi
     await harness.wait_for(data["execution_id"], "execution.started", timeout=PROMPT_SECONDS)
     outcome = await harness.wait_outcome(data["execution_id"], timeout=PROMPT_SECONDS)
     assert outcome.type == "execution.succeeded", outcome.data
+
+
+async def test_the_replicas_database_pools_are_in_its_metrics(harness: ExecutorHarness) -> None:
+    assert harness.client is not None
+    text = (await harness.client.get("/metrics")).text
+    for pool in ("main", "hot"):
+        assert f'automation_db_pool_max_connections{{pool="{pool}",service="executor"}}' in text, pool
+        assert f'automation_db_pool_connections{{pool="{pool}",service="executor",state="in_use"}}' in text, pool

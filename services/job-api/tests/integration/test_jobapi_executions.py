@@ -323,6 +323,8 @@ async def test_recorded_statuses_are_counted(
 
     await wait_until(both_handled, what="both copies handled")
     assert await count(recorded) == recorded_before + 1
+    for pool in ("main", "recording"):  # the engine, and the pool the batch was recorded through
+        assert await count(f'automation_db_pool_max_connections{{pool="{pool}",service="job-api"}} ') > 0, pool
 
 
 async def test_events_recorded_together_apply_as_if_one_transaction_each(

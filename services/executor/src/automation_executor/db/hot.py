@@ -127,7 +127,7 @@ class HotPath:
         cls, dsn: str, *, size: int, application_name: str = "executor", wake: Callable[[], None] | None = None
     ) -> HotPath:
         """Connect a pool of at most ``size`` connections (one at first)."""
-        return cls(await open_statement_pool(dsn, size=size, application_name=f"{application_name}-hot"), wake)
+        return cls(await open_statement_pool(dsn, size=size, service=application_name, name="hot"), wake)
 
     def _written(self, result: asyncpg.Record | None) -> asyncpg.Record:
         assert result is not None  # the statements' final SELECT always returns its one row

@@ -144,7 +144,7 @@ class Recording:
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
             if self._pool is None:
-                self._pool = await open_statement_pool(self._dsn, size=self._size, application_name="job-api-recording")
+                self._pool = await open_statement_pool(self._dsn, size=self._size, service="job-api", name="recording")
             return self._pool
 
 
