@@ -74,7 +74,9 @@ JOBS: dict[str, dict[str, Any]] = {
         ],
     },
     "a job timeout, SIGTERM to a command that answers it": {
-        "timeout_seconds": 1,
+        # Long enough for a spawned child to start and its command to say "ready" on a loaded machine
+        # (at 1 s, a slow start under the full suite once timed the job out before the step began).
+        "timeout_seconds": 3,
         "steps": [
             {
                 "name": "trap",
