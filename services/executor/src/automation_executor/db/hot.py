@@ -15,12 +15,12 @@ still commit together or not at all.
   was recorded by an earlier try whose answer was lost; the caller checks).
 
 The relay is woken in process (``wake``, the replica's own :meth:`OutboxRelay.wake`) once a statement
-has committed outbox rows, not by ``pg_notify``: at these rates a notification is the dearest part of
-the statement. PostgreSQL serialises the commits of notifying transactions on one lock and signals
-every backend that listens in the database, on any channel, and each of those then runs a
-transaction of its own to read the queue: with the executor's and job-api's relays and job-api's log
-watch listening, two notifications a run cost ~2.5 transactions a run and a quarter of PostgreSQL's
-CPU. Rows of a replica that died between the commit and its drain are published by the other
+has committed outbox rows, not by ``pg_notify``. A notification costs far more than it looks:
+PostgreSQL serialises the commits of notifying transactions on one lock and signals every backend
+that listens in the database, on any channel, and each of those then runs a transaction of its own
+to read the queue. With the executor's and job-api's relays and job-api's log watch listening, a
+run's two notifications cost ~2.5 transactions and 15-30 % of PostgreSQL's CPU per run
+(docs/benchmarks.md). Rows of a replica that died between the commit and its drain are published by the other
 replicas' relays at their next poll (``AUTOMATION_OUTBOX_POLL_SECONDS``).
 
 The pool never needs a reset between uses (these statements leave no session state behind), so a
