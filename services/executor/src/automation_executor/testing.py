@@ -29,6 +29,22 @@ from automation_messaging.topology import COMMANDS, CONTROL, DEAD_QUEUE, EVENTS,
 TERMINAL_TYPES = frozenset({"execution.succeeded", "execution.failed", "execution.timed_out", "execution.cancelled"})
 
 
+TEST_ADMIN_TOKEN = "t" * 32
+"""The admin token of :func:`harness_settings`."""
+
+
+def harness_settings(database_url: str, amqp_url: str, **overrides: Any) -> ExecutorSettings:
+    """Settings of a replica under test: development mode and test credentials, then ``overrides``."""
+    return ExecutorSettings(
+        database_url=database_url,
+        amqp_url=amqp_url,
+        env="development",
+        jwt_secret="x" * 32,
+        admin_token=TEST_ADMIN_TOKEN,
+        **overrides,
+    )
+
+
 def run_request_data(
     steps: Sequence[Mapping[str, Any]],
     *,

@@ -17,8 +17,7 @@ from sqlalchemy import select
 from automation_contracts import validate_event
 from automation_db import create_engine, session_factory
 from automation_executor.db.tables import Cancellation
-from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import ExecutorHarness, run_request_data
+from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
 from automation_messaging import REASON_HEADER
 from automation_testing import wait_until
 
@@ -27,15 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def harness(database_url: str, amqp_url: str) -> AsyncIterator[ExecutorHarness]:
-    settings = ExecutorSettings(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        env="development",
-        jwt_secret="x" * 32,
-        admin_token="t" * 32,
-        executor_kill_grace_seconds=2,
-        shutdown_grace_seconds=5,
-    )
+    settings = harness_settings(database_url, amqp_url, executor_kill_grace_seconds=2, shutdown_grace_seconds=5)
     async with ExecutorHarness(settings) as h:
         yield h
 

@@ -25,13 +25,19 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from automation_contracts import CloudEvent, build_event
 from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import TERMINAL_TYPES, ExecutorHarness, run_request_data
+from automation_executor.testing import (
+    TERMINAL_TYPES,
+    TEST_ADMIN_TOKEN,
+    ExecutorHarness,
+    harness_settings,
+    run_request_data,
+)
 from automation_messaging.topology import COMMANDS, EVENTS, RUN_REQUESTED, declare_topology
 from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
 LEASE_SECONDS = 3.0
-ADMIN = "t" * 32
+ADMIN = TEST_ADMIN_TOKEN
 
 
 class Tap:
@@ -81,12 +87,9 @@ def _free_port() -> int:
 
 
 def _settings(database_url: str, amqp_url: str, **overrides: Any) -> ExecutorSettings:
-    return ExecutorSettings(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        env="development",
-        jwt_secret="x" * 32,
-        admin_token=ADMIN,
+    return harness_settings(
+        database_url,
+        amqp_url,
         executor_lease_seconds=LEASE_SECONDS,
         executor_reaper_interval_seconds=0.3,
         executor_kill_grace_seconds=1,

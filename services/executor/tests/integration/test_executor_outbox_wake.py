@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import ExecutorHarness, run_request_data
+from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
 
 pytestmark = pytest.mark.integration
 POLL_SECONDS = 60.0
@@ -23,15 +22,7 @@ PROMPT_SECONDS = 10.0
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def harness(database_url: str, amqp_url: str) -> AsyncIterator[ExecutorHarness]:
-    settings = ExecutorSettings(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        env="development",
-        jwt_secret="x" * 32,
-        admin_token="t" * 32,
-        outbox_poll_seconds=POLL_SECONDS,
-        shutdown_grace_seconds=5,
-    )
+    settings = harness_settings(database_url, amqp_url, outbox_poll_seconds=POLL_SECONDS, shutdown_grace_seconds=5)
     async with ExecutorHarness(settings) as h:
         yield h
 

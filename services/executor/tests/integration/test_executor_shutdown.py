@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import ExecutorHarness, run_request_data
+from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
 from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
@@ -32,15 +31,7 @@ def _running(marker: str) -> bool:
 async def test_shutdown_drains_then_a_new_replica_reruns_the_handed_back_attempt(
     database_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
-    settings = ExecutorSettings(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        env="development",
-        jwt_secret="x" * 32,
-        admin_token="t" * 32,
-        shutdown_grace_seconds=1.5,
-        executor_kill_grace_seconds=1,
-    )
+    settings = harness_settings(database_url, amqp_url, shutdown_grace_seconds=1.5, executor_kill_grace_seconds=1)
     first_run = tmp_path / "first-run"
     long_marker, short_marker = f"long-{uuid.uuid4().hex}", f"short-{uuid.uuid4().hex}"
     script = f"if [ -e {first_run} ]; then echo second run; else touch {first_run}; sleep 30; fi"

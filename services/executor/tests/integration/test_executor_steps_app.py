@@ -10,8 +10,7 @@ import pytest
 import pytest_asyncio
 
 from automation_contracts import CloudEvent, validate_event
-from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import ExecutorHarness, run_request_data
+from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
 from automation_messaging.topology import EVENTS
 from automation_testing import wait_until
 
@@ -25,14 +24,8 @@ async def harness(
 ) -> AsyncIterator[ExecutorHarness]:
     secrets = tmp_path_factory.mktemp("secrets")
     (secrets / "APP_TOKEN").write_text(TOKEN + "\n")
-    settings = ExecutorSettings(
-        database_url=database_url,
-        amqp_url=amqp_url,
-        env="development",
-        jwt_secret="x" * 32,
-        admin_token="t" * 32,
-        executor_secrets_dir=str(secrets),
-        executor_secret_sources="dir",
+    settings = harness_settings(
+        database_url, amqp_url, executor_secrets_dir=str(secrets), executor_secret_sources="dir"
     )
     async with ExecutorHarness(settings) as h:
         yield h
