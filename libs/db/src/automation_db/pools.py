@@ -69,6 +69,8 @@ class PoolCollector(Collector):
         for (service, name), pool in list(_POOLS.items()):
             sizes = _sizes(pool)
             if sizes is None:
+                if isinstance(pool, asyncpg.Pool) and _POOLS.get((service, name)) is pool:
+                    del _POOLS[(service, name)]  # closed for good: forget it
                 continue
             in_use, idle, most = sizes
             connections.add_metric([service, name, "in_use"], in_use)

@@ -120,7 +120,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             hot = await HotPath.open(
                 settings.database_url.get_secret_value(),
                 size=max(2, settings.executor_concurrency),
-                application_name=settings.service_name,
+                service=settings.service_name,
                 wake=runtime.relay.wake if runtime.relay is not None else None,
             )
             stack.push_async_callback(hot.close)

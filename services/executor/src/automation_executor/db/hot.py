@@ -20,8 +20,8 @@ PostgreSQL serialises the commits of notifying transactions on one lock and sign
 that listens in the database, on any channel, and each of those then runs a transaction of its own
 to read the queue. With the executor's and job-api's relays and job-api's log watch listening, a
 run's two notifications cost ~2.5 transactions and 15-30 % of PostgreSQL's CPU per run
-(docs/benchmarks.md). Rows of a replica that died between the commit and its drain are published by the other
-replicas' relays at their next poll (``AUTOMATION_OUTBOX_POLL_SECONDS``).
+(docs/benchmarks.md). Rows of a replica that died between the commit and its drain are published by
+the other replicas' relays at their next poll (``AUTOMATION_OUTBOX_POLL_SECONDS``).
 
 The pool never needs a reset between uses (these statements leave no session state behind), so a
 connection goes back to it without a round trip. A broken connection raises (``asyncpg`` and OS
@@ -124,10 +124,10 @@ class HotPath:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, size: int, application_name: str = "executor", wake: Callable[[], None] | None = None
+        cls, dsn: str, *, size: int, service: str = "executor", wake: Callable[[], None] | None = None
     ) -> HotPath:
-        """Connect a pool of at most ``size`` connections (one at first)."""
-        return cls(await open_statement_pool(dsn, size=size, service=application_name, name="hot"), wake)
+        """Connect a pool of at most ``size`` connections (one at first): ``<service>-hot``, pool ``hot``."""
+        return cls(await open_statement_pool(dsn, size=size, service=service, name="hot"), wake)
 
     def _written(self, result: asyncpg.Record | None) -> asyncpg.Record:
         assert result is not None  # the statements' final SELECT always returns its one row
