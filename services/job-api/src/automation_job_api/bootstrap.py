@@ -46,7 +46,7 @@ def build(
     letters, when given)."""
     gauge = JobsGauge(sessions, settings.jobs_gauge_refresh_seconds)
     executions = ExecutionService(sessions, recording)
-    watch = ExecutionWatch(settings.database_url.get_secret_value())
+    watch = ExecutionWatch(settings.database_url.get_secret_value(), application_name=f"{settings.service_name}-watch")
     follow = FollowSettings(
         heartbeat_seconds=settings.log_follow_heartbeat_seconds,
         poll_seconds=settings.log_follow_poll_seconds,

@@ -7,12 +7,14 @@ Cancellation: execution.cancel broadcast on automation.control, the read model, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -33,6 +35,8 @@ from jobapi_support import (
 
 from automation_contracts import CloudEvent, build_event, validate_event
 from automation_job_api.app import create_app
+from automation_job_api.domain.notifications import NOTIFY_CHANNEL
+from automation_job_api.service.log_follow import ExecutionWatch
 from automation_job_api.settings import JobApiSettings
 from automation_testing import wait_until
 
@@ -319,3 +323,36 @@ async def test_only_the_owning_account_cancels(client: httpx.AsyncClient, accoun
     assert (await client.post(f"/api/v1/executions/{execution_id}/cancel")).status_code == 401
     bad = await client.post(f"/api/v1/executions/{execution_id}/cancel", json={"reason": ""}, headers=account.headers)
     assert (bad.status_code, bad.json()["field"]) == (422, "reason")
+
+
+async def test_the_watch_listens_only_while_a_stream_follows(database_url: str) -> None:
+    name = f"watch-{uuid.uuid4().hex[:8]}"
+    watch = ExecutionWatch(database_url, application_name=name, idle_close_seconds=0.3)
+    sender = await asyncpg.connect(database_url)
+
+    async def backends() -> int:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+        return int(await sender.fetchval(query, name))
+
+    async def followed_and_woken() -> None:
+        execution_id = uuid.uuid4()
+        with watch.subscribe(execution_id) as woken:
+            await asyncio.wait_for(watch.listening.wait(), 10)
+            assert await backends() == 1
+            woken.clear()
+            await sender.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(execution_id))
+            await asyncio.wait_for(woken.wait(), 10)
+
+    async def gone() -> bool:
+        return not watch.listening.is_set() and await backends() == 0
+
+    await watch.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert await backends() == 0, "nobody follows: no connection, so no notification costs it anything"
+        await followed_and_woken()
+        await wait_until(gone, what="the watch to stop listening once nobody followed for its idle time")
+        await followed_and_woken()  # and it listens again for the next stream
+    finally:
+        await watch.stop()
+        await sender.close()

@@ -4,9 +4,15 @@ Whoever records an execution event (the consumer, a cancellation) issues
 ``pg_notify('job_api_executions', <execution ids>)`` in the same transaction, so the notification is
 sent at commit, by whichever job-api replica recorded it, to every replica. The payload is one
 execution id, or several separated by commas (a batch of events recorded together notifies once).
-:class:`ExecutionWatch` holds one ``LISTEN`` connection per process (reconnecting when it drops) and
-wakes the streams following those executions. A stream re-reads the database when woken, and at least every
-``AUTOMATION_LOG_FOLLOW_POLL_SECONDS`` anyway, so a lost notification delays it, never stalls it.
+:class:`ExecutionWatch` holds one ``LISTEN`` connection per process while at least one stream follows
+(reconnecting when it drops) and wakes the streams following those executions. A stream re-reads the
+database when woken, and at least every ``AUTOMATION_LOG_FOLLOW_POLL_SECONDS`` anyway, so a lost
+notification delays it, never stalls it.
+
+A process that nobody follows does not listen: PostgreSQL makes every backend that LISTENs in the
+database, on any channel, run a transaction for each notification anyone sends, and job-api sends one
+per recorded batch. The connection is opened by the first stream and closed once no stream has
+followed for ``idle_close_seconds`` (30 s).
 The framing is :mod:`automation_job_api.domain.sse`.
 """
 
@@ -16,7 +22,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +38,8 @@ from automation_job_api.domain.sse import START, LogPosition, comment, frame
 from automation_job_api.metrics import LOG_FOLLOW_STREAMS
 
 PAGE = 500
+IDLE_CLOSE_SECONDS = 30.0
+"""How long the watch keeps listening after the last stream ended (a new stream soon after reuses it)."""
 log = get_logger(__name__)
 
 
@@ -47,12 +55,26 @@ async def notify_execution(session: AsyncSession, execution_id: uuid.UUID) -> No
 
 
 class ExecutionWatch:
-    """One ``LISTEN job_api_executions`` connection per process and the streams waiting on it."""
+    """One ``LISTEN job_api_executions`` connection per process, while streams wait on it."""
 
-    def __init__(self, dsn: str, *, max_reconnect_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        application_name: str = "job-api-watch",
+        max_reconnect_seconds: float = 30.0,
+        idle_close_seconds: float = IDLE_CLOSE_SECONDS,
+    ) -> None:
         self._dsn = dsn
+        self._application_name = application_name
         self._max_delay = max_reconnect_seconds
+        self._idle_close = idle_close_seconds
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._followed = asyncio.Event()
+        """Set while at least one stream is subscribed."""
+        self._unfollowed = asyncio.Event()
+        """Set while none is (the complement of ``_followed``)."""
+        self._unfollowed.set()
         self._task: asyncio.Task[None] | None = None
         self.closing = False
         self.listening = asyncio.Event()
@@ -74,6 +96,8 @@ class ExecutionWatch:
         """An event set whenever something about the execution is recorded (or the watch stops)."""
         event = asyncio.Event()
         self._waiters.setdefault(execution_id, set()).add(event)
+        self._followed.set()
+        self._unfollowed.clear()
         try:
             yield event
         finally:
@@ -82,6 +106,9 @@ class ExecutionWatch:
                 waiting.discard(event)
                 if not waiting:
                     del self._waiters[execution_id]
+            if not self._waiters:
+                self._followed.clear()
+                self._unfollowed.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if not self._waiters:
@@ -98,8 +125,9 @@ class ExecutionWatch:
     async def _run(self) -> None:
         delay = 0.5
         while True:
+            await self._followed.wait()
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(self._dsn, server_settings={"application_name": self._application_name})
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("execution_watch_connect_failed", error=str(exc))
                 await asyncio.sleep(delay)
@@ -112,14 +140,36 @@ class ExecutionWatch:
                 delay = 0.5
                 self.listening.set()
                 self._wake_all()  # notifications may have been missed while not listening
-                await lost.wait()
-                log.warning("execution_watch_connection_lost")
+                if await self._until_lost_or_idle(lost):
+                    log.warning("execution_watch_connection_lost")
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("execution_watch_failed", error=str(exc))
             finally:
                 self.listening.clear()
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+    async def _until_lost_or_idle(self, lost: asyncio.Event) -> bool:
+        """Wait until the connection is lost (True) or no stream has followed for the idle time (False)."""
+        while not lost.is_set():
+            if self._waiters:
+                await _first(lost.wait(), self._unfollowed.wait())
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(lost.wait(), self._followed.wait()), timeout=self._idle_close)
+            if not self._waiters and not lost.is_set():
+                return False
+        return True
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return as soon as one of ``waits`` is done (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 @dataclass(frozen=True, slots=True)
