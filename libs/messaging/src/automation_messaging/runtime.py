@@ -10,6 +10,7 @@ period), then the relay, the broker and the engine. :func:`service_main` is the 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,14 +135,11 @@ def service_main(
     fields = getattr(settings_factory, "model_fields", {})
     name = fields["service_name"].default if "service_name" in fields else "service"
 
-    loaded: list[ServiceSettings] = []
-
+    @functools.cache  # read once: the event loop is chosen from it before serve or migrate runs
     def configured() -> ServiceSettings:
-        if not loaded:
-            settings = settings_factory()
-            configure_logging(settings.service_name, settings.log_level, settings.log_format)
-            loaded.append(settings)
-        return loaded[0]
+        settings = settings_factory()
+        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        return settings
 
     async def serve() -> None:
         settings = configured()

@@ -185,10 +185,15 @@ class _Row:
 
     def values(self) -> dict[str, Any]:
         """The row's columns (:data:`~automation_job_api.db.recording.ROW_COLUMNS`) as the batch left them."""
-        values = {name: getattr(self.state, name) for name in STATE_COLUMNS}
-        values["phase"] = int(self.state.phase)
-        values |= {"id": self.id, "account_id": self.account_id, "job_id": self.job_id}
-        return values | {"trigger": self.trigger, "scheduled_for": self.scheduled_for}
+        state = {name: getattr(self.state, name) for name in STATE_COLUMNS} | {"phase": int(self.state.phase)}
+        return {
+            "id": self.id,
+            "account_id": self.account_id,
+            "job_id": self.job_id,
+            "trigger": self.trigger,
+            "scheduled_for": self.scheduled_for,
+            **state,
+        }
 
 
 @dataclass(slots=True)

@@ -70,11 +70,8 @@ class ExecutionWatch:
         self._max_delay = max_reconnect_seconds
         self._idle_close = idle_close_seconds
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
-        self._followed = asyncio.Event()
-        """Set while at least one stream is subscribed."""
-        self._unfollowed = asyncio.Event()
-        """Set while none is (the complement of ``_followed``)."""
-        self._unfollowed.set()
+        self._turned = asyncio.Event()
+        """Set when ``_waiters`` turned empty or non-empty (whoever waits on it clears it first)."""
         self._task: asyncio.Task[None] | None = None
         self.closing = False
         self.listening = asyncio.Event()
@@ -95,9 +92,9 @@ class ExecutionWatch:
     def subscribe(self, execution_id: uuid.UUID) -> Iterator[asyncio.Event]:
         """An event set whenever something about the execution is recorded (or the watch stops)."""
         event = asyncio.Event()
+        if not self._waiters:
+            self._turned.set()
         self._waiters.setdefault(execution_id, set()).add(event)
-        self._followed.set()
-        self._unfollowed.clear()
         try:
             yield event
         finally:
@@ -106,9 +103,8 @@ class ExecutionWatch:
                 waiting.discard(event)
                 if not waiting:
                     del self._waiters[execution_id]
-            if not self._waiters:
-                self._followed.clear()
-                self._unfollowed.set()
+                    if not self._waiters:
+                        self._turned.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if not self._waiters:
@@ -125,7 +121,9 @@ class ExecutionWatch:
     async def _run(self) -> None:
         delay = 0.5
         while True:
-            await self._followed.wait()
+            while not self._waiters:
+                self._turned.clear()
+                await self._turned.wait()
             try:
                 conn = await asyncpg.connect(self._dsn, server_settings={"application_name": self._application_name})
             except (OSError, asyncpg.PostgresError) as exc:
@@ -152,12 +150,11 @@ class ExecutionWatch:
     async def _until_lost_or_idle(self, lost: asyncio.Event) -> bool:
         """Wait until the connection is lost (True) or no stream has followed for the idle time (False)."""
         while not lost.is_set():
-            if self._waiters:
-                await _first(lost.wait(), self._unfollowed.wait())
-                continue
+            self._turned.clear()
+            idle = not self._waiters
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(lost.wait(), self._followed.wait()), timeout=self._idle_close)
-            if not self._waiters and not lost.is_set():
+                await asyncio.wait_for(_first(lost.wait(), self._turned.wait()), self._idle_close if idle else None)
+            if idle and not self._turned.is_set() and not lost.is_set():
                 return False
         return True
 
