@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 
-from bench_common import PerItem, add_round_arguments, check_round_arguments, machine_lines, measure_items
+from bench_common import PerItem, add_round_arguments, check_round_arguments, measure_items, print_alternated
 
 from automation_contracts import LogStream, RunRequested
 from automation_executor.app import fork_server_environment
@@ -85,25 +84,21 @@ async def measure(variant: str, args: argparse.Namespace, workdirs: str) -> PerI
 
 async def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    machine, load = machine_lines()
-    print(machine)
-    print(
+    await print_alternated(
         f"runs      {args.runs} per variant and round, {args.concurrency} at a time, {args.rounds} rounds alternated;"
-        f" one python step, handler {args.handler}"
+        f" one python step, handler {args.handler}",
+        ["variant", "runs/s", "children CPU ms/run (system)", "fork server ms/run", "runner ms/run"],
+        rounds=args.rounds,
+        ways=VARIANTS,
+        prefix="bench-children-",
+        measure=lambda variant, workdirs: measure(variant, args, workdirs),
+        cells=lambda f: [
+            f"{f.per_second:.1f}",
+            f"{f.children_ms:.2f} ({f.children_system_ms:.2f})",
+            f"{f.server_ms:.2f}",
+            f"{f.own_ms:.2f}",
+        ],
     )
-    print(f"{load}\n")
-    print("| round | variant | runs/s | children CPU ms/run (system) | fork server ms/run | runner ms/run |")
-    print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="bench-children-") as workdirs:
-        for round_number in range(1, args.rounds + 1):
-            for variant in VARIANTS:
-                f = await measure(variant, args, workdirs)
-                children = f"{f.children_ms:.2f} ({f.children_system_ms:.2f})"
-                print(
-                    f"| {round_number} | {variant} | {f.per_second:.1f} | {children}"
-                    f" | {f.server_ms:.2f} | {f.own_ms:.2f} |",
-                    flush=True,
-                )
 
 
 if __name__ == "__main__":

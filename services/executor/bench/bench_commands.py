@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import tempfile
 from collections.abc import Sequence
 
-from bench_common import PerItem, add_round_arguments, check_round_arguments, machine_lines, measure_items
+from bench_common import PerItem, add_round_arguments, check_round_arguments, measure_items, print_alternated
 
 from automation_core.logging import configure_logging
 from automation_executor.app import fork_server_environment
@@ -78,24 +77,16 @@ async def measure(way: str, args: argparse.Namespace, cwd: str) -> PerItem:
 async def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging("bench-commands", "WARNING", "console")  # not a line per command server started
-    machine, load = machine_lines()
-    print(machine)
-    print(
+    await print_alternated(
         f"commands  `true` {args.commands} per way and round, {args.concurrency} at a time, {args.rounds} rounds"
-        f" alternated; limits {', '.join(name for name, _, _ in default_plan())}"
+        f" alternated; limits {', '.join(name for name, _, _ in default_plan())}",
+        ["way", "commands/s", "started, CPU ms/command", "server ms/command", "executor ms/command"],
+        rounds=args.rounds,
+        ways=WAYS,
+        prefix="bench-commands-",
+        measure=lambda way, cwd: measure(way, args, cwd),
+        cells=lambda f: [f"{f.per_second:.1f}", f"{f.children_ms:.2f}", f"{f.server_ms:.2f}", f"{f.own_ms:.2f}"],
     )
-    print(f"{load}\n")
-    print("| round | way | commands/s | started, CPU ms/command | server ms/command | executor ms/command |")
-    print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="bench-commands-") as cwd:
-        for round_number in range(1, args.rounds + 1):
-            for way in WAYS:
-                f = await measure(way, args, cwd)
-                print(
-                    f"| {round_number} | {way} | {f.per_second:.1f} | {f.children_ms:.2f}"
-                    f" | {f.server_ms:.2f} | {f.own_ms:.2f} |",
-                    flush=True,
-                )
 
 
 if __name__ == "__main__":

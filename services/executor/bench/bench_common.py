@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -263,6 +264,30 @@ def machine_lines() -> list[str]:
         f"machine   {cpu_model()}, {os.cpu_count()} CPUs, Python {python}, {platform.system()} {platform.release()}",
         f"load      {load} (1, 5, 15 min) before the run",
     ]
+
+
+async def print_alternated(
+    description: str,
+    columns: Sequence[str],
+    *,
+    rounds: int,
+    ways: Iterable[str],
+    prefix: str,
+    measure: Callable[[str, str], Awaitable[PerItem]],
+    cells: Callable[[PerItem], Sequence[str]],
+) -> None:
+    """Print the machine, ``description`` and the load, then one table row per round and way, the ways
+    measured alternately (``measure(way, directory)``, in one temporary directory named ``prefix…``):
+    the round, the way and the ``cells`` of what was measured, under ``columns`` after those two."""
+    machine, load = machine_lines()
+    print(f"{machine}\n{description}\n{load}\n")
+    print("| round | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        for round_number in range(1, rounds + 1):
+            for way in ways:
+                row = [str(round_number), way, *cells(await measure(way, directory))]
+                print("| " + " | ".join(row) + " |", flush=True)
 
 
 @dataclass(frozen=True, slots=True)
