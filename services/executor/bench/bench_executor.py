@@ -37,7 +37,7 @@ from bench_steps import SHELL_TRUE, python_noop_step
 from automation_testing import fresh_vhost
 
 DEFAULT_CONCURRENCY = 8
-"""``AUTOMATION_EXECUTOR_CONCURRENCY`` for the run (see docs/benchmarks-executor.md for the sweep)."""
+"""``AUTOMATION_EXECUTOR_CONCURRENCY`` for the run (see docs/benchmarks.md for the sweep)."""
 TARGET_P99_MS = 50.0
 TARGET_RATE = 500.0
 LOW_RATE = 5.0

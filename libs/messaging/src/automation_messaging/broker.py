@@ -28,7 +28,7 @@ from automation_contracts import PLATFORM_EVENT_PREFIXES, CloudEvent
 from automation_core.logging import get_logger
 from automation_core.metrics import BROKER_CONNECTED, MESSAGES_PUBLISHED
 from automation_core.settings import ServiceSettings
-from automation_core.tracing import extract_context, get_tracer, inject_headers
+from automation_core.tracing import extract_context, get_tracer, inject_headers, start_span
 from automation_messaging.topology import COMMANDS, EVENTS, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -133,7 +133,8 @@ class Publisher:
         handler), otherwise the ``traceparent`` in ``headers`` (an outbox row's captured context).
         """
         active = trace.get_current_span().get_span_context().is_valid
-        with tracer.start_as_current_span(
+        with start_span(
+            tracer,
             f"{exchange or 'default'} publish",
             context=None if active else extract_context(headers),
             kind=SpanKind.PRODUCER,
@@ -192,7 +193,7 @@ class Publisher:
             return done
         now = datetime.now(UTC).replace(microsecond=0)
         span_name, span_attributes = _batch_span(messages)
-        with tracer.start_as_current_span(span_name, kind=SpanKind.PRODUCER, attributes=span_attributes):
+        with start_span(tracer, span_name, kind=SpanKind.PRODUCER, attributes=span_attributes):
             context: dict[str, Any] = {}
             inject_headers(context)
             context[PUBLISHED_AT_HEADER] = int(time.time() * 1000)

@@ -49,7 +49,7 @@ from pydantic import BaseModel
 from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, dataschema_for, parse_data, validate_event
 from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
-from automation_core.tracing import extract_context, get_tracer
+from automation_core.tracing import extract_context, get_tracer, start_span
 from automation_messaging.broker import Broker
 from automation_messaging.topology import DLX
 
@@ -270,7 +270,8 @@ class Consumer:
         token = otel_context.attach(parent)
         try:
             with (
-                tracer.start_as_current_span(
+                start_span(
+                    tracer,
                     f"{queue} process",
                     kind=SpanKind.CONSUMER,
                     attributes={
