@@ -12,17 +12,15 @@ configure further (headers, compression, certificates). The resource carries ``s
 
 The messaging spans (one per message consumed, one per publish) go through :func:`start_span`. While
 no span processor is installed (no exporter, nothing added), nobody could ever see a recorded span, so
-:func:`start_span` records none: it makes the context current that a recorded span would have had (the
-parent's trace id and flags, a new span id; a new sampled trace without a parent), so log lines carry
-the same trace ids and published messages the same ``traceparent`` as before, at a fraction of the
-SDK span's cost (10 % of job-api's CPU per execution event, 4 % of the executor's, see
-docs/benchmarks.md).
+:func:`start_span` records none: it makes current the context a recorded span would have had (the
+parent's trace id or a new one, a new span id, the flags and trace state of the provider's sampler).
+Log lines carry the same trace ids and published messages the same ``traceparent`` as with a
+recorded span, for a quarter of its CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -31,6 +29,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision
 
 from automation_core import __version__
 
@@ -75,25 +74,27 @@ def start_span(
 ) -> Iterator[trace.Span]:
     """``tracer.start_as_current_span`` when spans are :func:`recording`; otherwise the context alone.
 
-    Without a span processor the span made current is a non-recording one with the identity a recorded
-    span would have had: the parent's (``context``'s, else the current) trace id, flags and trace state
-    with a new span id, or a new sampled trace when there is no parent.
+    Without a span processor the span made current is a non-recording one with the identity the SDK
+    would have given a recorded span: the trace id of the parent (``context``'s, else the current span)
+    or a new one, a new span id, and the flags and trace state the provider's sampler decides
+    (``OTEL_TRACES_SAMPLER``; by default the parent's, sampled for a new trace). Nothing is recorded.
     """
-    if _recording:
+    provider = _provider
+    if _recording or provider is None:
         with tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as span:
             yield span
         return
     parent = trace.get_current_span(context).get_span_context()
-    span_id = random.getrandbits(64) or 1  # a random id, as the SDK's RandomIdGenerator makes it
-    if parent.is_valid:
-        own = trace.SpanContext(parent.trace_id, span_id, False, parent.trace_flags, parent.trace_state)
-    else:
-        trace_id = random.getrandbits(128) or 1
-        own = trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(trace.TraceFlags.SAMPLED))
-    span = trace.NonRecordingSpan(own)
-    token = context_api.attach(trace.set_span_in_context(span, context))
+    ids = provider.id_generator
+    trace_id = parent.trace_id if parent.is_valid else ids.generate_trace_id()
+    sampled = provider.sampler.should_sample(context, trace_id, name, kind, attributes)
+    flags = trace.TraceFlags.SAMPLED if sampled.decision is Decision.RECORD_AND_SAMPLE else trace.TraceFlags.DEFAULT
+    if parent.trace_flags.random_trace_id if parent.is_valid else ids.is_trace_id_random():
+        flags |= trace.TraceFlags.RANDOM_TRACE_ID
+    own = trace.SpanContext(trace_id, ids.generate_span_id(), False, trace.TraceFlags(flags), sampled.trace_state)
+    token = context_api.attach(trace.set_span_in_context(trace.NonRecordingSpan(own), context))
     try:
-        yield span
+        yield trace.get_current_span()
     finally:
         context_api.detach(token)
 
