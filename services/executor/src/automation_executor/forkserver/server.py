@@ -88,12 +88,14 @@ def preload(modules: Sequence[str]) -> None:
     server, which only executes commands) and the other modules (best effort).
 
     A preloaded module with a ``prepare_fork()`` function gets it called once, here: work done there
-    (e.g. reading the python step's entry points) is inherited by every child instead of redone.
+    (e.g. reading the python step's entry points) is inherited by every child instead of redone. The
+    child's entry point is prepared last: its warm-up run uses what the others prepared.
     """
     if modules[:1] == [NO_CHILD]:
         modules = modules[1:]
     else:
         importlib.import_module(CHILD_ENTRY)
+        modules = [*(name for name in modules if name != CHILD_ENTRY), CHILD_ENTRY]  # its warm-up run last
     for name in modules:
         try:
             module = importlib.import_module(name)
