@@ -370,6 +370,9 @@ class PlatformBench:
             f"{executor.parent_rss_peak / 2**20:.0f} MiB, up to {executor.children_peak} live descendants); "
             f"job-api RSS peak {sampler.usage['job-api'].rss_peak / 2**20:.0f} MiB",
             f"machine CPU busy {sampler.machine_busy_percent:.0f}% over the window",
+            f"minor page faults per run: executor process {executor.own_minor_faults / runs:.0f}, executor "
+            f"descendants {(executor.minor_faults - executor.own_minor_faults) / runs:.0f} (counts the "
+            "machine's speed does not move, unlike CPU ms)",
         ]
         return result
 

@@ -306,7 +306,7 @@ def prepare_fork() -> int | None:
     Python, pydantic and the standard library set much up lazily, on first use: validators and
     serializers, the first thread, logging's handlers. Done here, every child finds it done, in pages
     it shares with the server, instead of doing it again and copying every page it writes on the way:
-    ~170 fewer page faults per python run, ~15 % of a child's (docs/benchmarks.md). Whatever goes wrong
+    ~130 fewer page faults per python run, ~11 % of a child's (docs/benchmarks.md). Whatever goes wrong
     here only costs children that saving.
     """
     step = {"name": "warm-up", "type": "python", "config": {"handler": WARM_UP_HANDLER}}
