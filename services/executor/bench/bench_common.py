@@ -189,9 +189,9 @@ class Sampler:
     async def __aenter__(self) -> Sampler:
         self._roots = self._procs()
         self._groups = {n: [psutil.Process(p) for p in pids if psutil.pid_exists(p)] for n, pids in self.groups.items()}
-        self._before = {n: self._tree_cpu(p) for n, p in self._roots.items()}
+        self._before = {n: self._tree(p, _cpu) for n, p in self._roots.items()}
         self._own_before = {n: _cpu(p, reaped=False) for n, p in self._roots.items()}
-        self._faults_before = {n: self._tree_faults(p) for n, p in self._roots.items()}
+        self._faults_before = {n: int(self._tree(p, _minor_faults)) for n, p in self._roots.items()}
         self._own_faults_before = {n: _minor_faults(p, reaped=False) for n, p in self._roots.items()}
         self._group_before = {n: sum(_cpu(p, reaped=False) for p in ps) for n, ps in self._groups.items()}
         self._machine = psutil.cpu_times()
@@ -208,9 +208,9 @@ class Sampler:
         self._sample()
         span = max(1e-9, time.monotonic() - self._t0)
         for name, proc in self._roots.items():
-            self.usage[name].cpu_seconds = self._tree_cpu(proc) - self._before[name]
+            self.usage[name].cpu_seconds = self._tree(proc, _cpu) - self._before[name]
             self.usage[name].own_cpu_seconds = _cpu(proc, reaped=False) - self._own_before[name]
-            self.usage[name].minor_faults = self._tree_faults(proc) - self._faults_before[name]
+            self.usage[name].minor_faults = int(self._tree(proc, _minor_faults)) - self._faults_before[name]
             self.usage[name].own_minor_faults = _minor_faults(proc, reaped=False) - self._own_faults_before[name]
         for name, procs in self._groups.items():
             self.group_cpu[name] = sum(_cpu(p, reaped=False) for p in procs) - self._group_before[name]
@@ -219,17 +219,12 @@ class Sampler:
         self.machine_busy_percent = busy / span / (psutil.cpu_count() or 1) * 100
 
     @staticmethod
-    def _tree_cpu(proc: psutil.Process) -> float:
-        total = _cpu(proc, reaped=True)
+    def _tree(proc: psutil.Process, measure: Callable[..., float]) -> float:
+        """``measure`` (:func:`_cpu`, :func:`_minor_faults`) of ``proc`` and its descendants, reaped children
+        included."""
+        total = measure(proc, reaped=True)
         with contextlib.suppress(psutil.Error):
-            total += sum(_cpu(child, reaped=True) for child in proc.children(recursive=True))
-        return total
-
-    @staticmethod
-    def _tree_faults(proc: psutil.Process) -> int:
-        total = _minor_faults(proc, reaped=True)
-        with contextlib.suppress(psutil.Error):
-            total += sum(_minor_faults(child, reaped=True) for child in proc.children(recursive=True))
+            total += sum(measure(child, reaped=True) for child in proc.children(recursive=True))
         return total
 
     def _sample(self) -> None:
