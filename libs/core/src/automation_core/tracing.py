@@ -35,7 +35,7 @@ from automation_core import __version__
 
 _provider: TracerProvider | None = None
 _recording = False
-"""Whether the provider has a span processor: a recorded span can go somewhere."""
+"""Whether the provider has a span processor (an exporter or more): a recorded span can go somewhere."""
 
 
 def setup_tracing(service: str, otlp_endpoint: str | None, *extra: SpanProcessor) -> TracerProvider:
@@ -58,11 +58,6 @@ def setup_tracing(service: str, otlp_endpoint: str | None, *extra: SpanProcessor
     return _provider
 
 
-def recording() -> bool:
-    """Whether spans are recorded: this process's provider has a span processor (an exporter or more)."""
-    return _recording
-
-
 @contextlib.contextmanager
 def start_span(
     tracer: trace.Tracer,
@@ -72,7 +67,8 @@ def start_span(
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[trace.Span]:
-    """``tracer.start_as_current_span`` when spans are :func:`recording`; otherwise the context alone.
+    """``tracer.start_as_current_span`` when spans are recorded (the provider has a span processor: an
+    exporter or more); otherwise the context alone.
 
     Without a span processor the span made current is a non-recording one with the identity the SDK
     would have given a recorded span: the trace id of the parent (``context``'s, else the current span)

@@ -107,7 +107,7 @@ def test_without_a_processor_the_current_span_is_the_parent() -> None:
 def test_with_a_processor_the_span_is_recorded_with_its_parent() -> None:
     memory = InMemorySpanExporter()
     tracing.setup_tracing("unit", None, SimpleSpanProcessor(memory))
-    assert tracing.recording()
+    assert tracing._recording
     attributes = {"messaging.system": "rabbitmq"}
     context = context_of(PARENTS["sampled parent"])
     with start_span(get_tracer("unit"), "q process", context=context, kind=SpanKind.CONSUMER, attributes=attributes):
