@@ -2,8 +2,9 @@
 
 The models must accept exactly what the JSON Schemas accept, so the checks here reuse jsonschema's
 format checker (for a UUID, its rule applied directly): a UUID must be the hyphenated text form, a
-timestamp RFC 3339 with an offset, a URI absolute. Models are strict, as JSON Schema is: no "5" for 5, no 0/1 for booleans (stricter in
-one corner: an integer field refuses 5.0, which JSON Schema would take).
+timestamp RFC 3339 with an offset, a URI absolute. Models are strict, as JSON Schema is: no "5" for
+5, no 0/1 for booleans (stricter in one corner: an integer field refuses 5.0, which JSON Schema
+would take).
 """
 
 from __future__ import annotations
