@@ -23,14 +23,15 @@ UUID_TEXTS = [
     GOOD[:-1],
     GOOD + "0",
     GOOD[:8] + "-" + GOOD[8:],  # a hyphen too many
-    GOOD[:8] + "-" + GOOD[9:13] + "-" + GOOD[14:18] + "-" + GOOD[19:23] + "-" + GOOD[24:28] + "-" + GOOD[29:],
+    # four hyphens in the wrong places (the last group split instead of the first):
+    GOOD[:8] + GOOD[9:13] + "-" + GOOD[14:18] + "-" + GOOD[19:23] + "-" + GOOD[24:28] + "-" + GOOD[28:],
     GOOD[:-2] + "-" + GOOD[-2:],  # a fifth hyphen after the four: both take it (UUID() drops hyphens)
     GOOD.replace("a", "g"),
     "",
     "-" * 36,
     " " + GOOD,
     GOOD + "\n",
-    "0b8f3e2a-5c1d-4e6f-9a7b-2c3d4e5f6a7b".replace("-", "_"),
+    GOOD.replace("-", "_"),
     GOOD[:-1] + "\u0661",  # an Arabic-Indic digit: int(..., 16) takes it, and so both do
 ]
 
