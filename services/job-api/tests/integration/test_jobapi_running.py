@@ -346,6 +346,24 @@ async def test_the_watch_listens_only_while_a_stream_follows(database_url: str) 
     async def gone() -> bool:
         return not watch.listening.is_set() and await backends() == 0
 
+    async def dropped_and_back() -> None:
+        execution_id = uuid.uuid4()
+        with watch.subscribe(execution_id) as woken:
+            await asyncio.wait_for(watch.listening.wait(), 10)
+            query = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+            dropped = await sender.fetchval(query, name)
+            woken.clear()
+            await sender.execute("SELECT pg_terminate_backend($1)", dropped)
+
+            async def listening_again() -> bool:
+                return watch.listening.is_set() and await sender.fetchval(query, name) not in (None, dropped)
+
+            await wait_until(listening_again, what="the watch to listen again on a new connection")
+            assert woken.is_set(), "woken on reconnecting: notifications may have been missed meanwhile"
+            woken.clear()
+            await sender.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(execution_id))
+            await asyncio.wait_for(woken.wait(), 10)
+
     await watch.start()
     try:
         await asyncio.sleep(0.5)
@@ -353,6 +371,7 @@ async def test_the_watch_listens_only_while_a_stream_follows(database_url: str) 
         await followed_and_woken()
         await wait_until(gone, what="the watch to stop listening once nobody followed for its idle time")
         await followed_and_woken()  # and it listens again for the next stream
+        await dropped_and_back()  # a connection the database drops under a stream is made again
     finally:
         await watch.stop()
         await sender.close()

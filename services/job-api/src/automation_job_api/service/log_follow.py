@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,8 @@ class ExecutionWatch:
         self._idle_close = idle_close_seconds
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._turned = asyncio.Event()
-        """Set when ``_waiters`` turned empty or non-empty (whoever waits on it clears it first)."""
+        """Set when ``_waiters`` turned empty or non-empty, or the connection was lost (whoever waits on
+        it clears it first)."""
         self._task: asyncio.Task[None] | None = None
         self.closing = False
         self.listening = asyncio.Event()
@@ -132,7 +133,12 @@ class ExecutionWatch:
                 delay = min(delay * 2, self._max_delay)
                 continue
             lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+
+            def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                lost.set()
+                self._turned.set()
+
+            conn.add_termination_listener(on_lost)
             try:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 delay = 0.5
@@ -150,23 +156,12 @@ class ExecutionWatch:
     async def _until_lost_or_idle(self, lost: asyncio.Event) -> bool:
         """Wait until the connection is lost (True) or no stream has followed for the idle time (False)."""
         while not lost.is_set():
-            self._turned.clear()
-            idle = not self._waiters
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(lost.wait(), self._turned.wait()), self._idle_close if idle else None)
-            if idle and not self._turned.is_set() and not lost.is_set():
-                return False
+            self._turned.clear()  # losing the connection sets it too
+            try:
+                await asyncio.wait_for(self._turned.wait(), None if self._waiters else self._idle_close)
+            except TimeoutError:
+                return False  # nobody followed, and nothing turned, for the whole idle time
         return True
-
-
-async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
-    """Return as soon as one of ``waits`` is done (the others are cancelled)."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 @dataclass(frozen=True, slots=True)
