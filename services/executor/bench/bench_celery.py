@@ -1,11 +1,17 @@
 """The Celery side: a Celery 5 worker (prefork or threads pool) on its own vhost of the same RabbitMQ.
 
 The worker is ``python -m celery -A bench_celery_app worker`` as its own process group, with gossip,
-mingle and heartbeats off (nothing else talks to it) and otherwise Celery's defaults: prefetch
-multiplier 4, acknowledgement before the task runs (``acks_late`` off), classic durable queue
-``celery``. Task messages are built by Celery's own ``app.amqp.as_task_v2`` and published with the
-benchmark's shared aio-pika publisher (persistent, confirmed), so both systems get the same client. A
-task counts as done when its body ran: it writes one line with the request and start times.
+mingle and heartbeats off (nothing else talks to it). Task messages are built by Celery's own
+``app.amqp.as_task_v2`` and published with the benchmark's shared aio-pika publisher (persistent,
+confirmed), so both systems get the same client. Two configurations (:mod:`bench_celery_app`):
+
+- **no-op**: Celery's defaults (prefetch multiplier 4, acknowledgement before the task runs, classic
+  durable queue ``celery``, no result backend). A task counts as done when its body ran: it writes one
+  line with the request and start times.
+- **with history**: the database result backend in a fresh PostgreSQL database of its own, states
+  ``STARTED`` and ``SUCCESS`` recorded, acknowledgement after the result is stored, a quorum queue. A
+  task counts as done when its ``SUCCESS`` row is committed, as a run of ours counts when its outcome
+  is in job-api's read model.
 """
 
 from __future__ import annotations
@@ -19,14 +25,19 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
+import asyncpg
+import sqlalchemy
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from bench_celery_app import BROKER_ENV, OUT_ENV, TASK_NAME, app
-from bench_common import Latency, Sampler, publish
+from bench_celery_app import BACKEND_ENV, BROKER_ENV, OUT_ENV, TASK_NAME, app
+from bench_common import CLUSTER, Latency, Sampler, postgres_cluster, publish, rabbit_pids
 from bench_result import Result, Scenario
+from celery.backends.database.models import ResultModelBase  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
 QUEUE = "celery"
@@ -59,8 +70,11 @@ class Records:
 
 
 def message(tag: str) -> aio_pika.Message:
-    """A ``bench.noop`` task message, exactly as Celery's client would encode it (protocol 2, JSON)."""
-    task_id = str(uuid.uuid4())
+    """A ``bench.noop`` task message, exactly as Celery's client would encode it (protocol 2, JSON).
+
+    The task id starts with the scenario's tag, so the result backend's rows of a scenario can be counted.
+    """
+    task_id = f"{tag}-{uuid.uuid4()}"
     requested = time.time()
     headers, _properties, body, _sent = app.amqp.as_task_v2(task_id, TASK_NAME, args=(tag, requested))
     return aio_pika.Message(
@@ -74,30 +88,68 @@ def message(tag: str) -> aio_pika.Message:
     )
 
 
-class CeleryBench:
-    """One Celery worker (one pool kind) up; scenarios run one after the other."""
+def backend_url(database_url: str) -> str:
+    """Celery's database result backend URL for a ``postgresql://`` database URL (SQLAlchemy on psycopg 3)."""
+    parts = urlsplit(database_url)
+    return "db+" + urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, parts.query, parts.fragment))
 
-    def __init__(self, amqp_url: str, pool: str, concurrency: int, time_limit: float, log_dir: Path) -> None:
+
+def create_backend_tables(database_url: str) -> None:
+    """Celery's result tables, made before the worker starts: its processes would race to create them."""
+    engine = sqlalchemy.create_engine(backend_url(database_url).removeprefix("db+"))
+    try:
+        ResultModelBase.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+class CeleryBench:
+    """One Celery worker (one pool kind, one configuration) up; scenarios run one after the other.
+
+    ``history``: the URL of a database of its own for Celery's result backend (the configuration
+    with history); None for the no-op configuration.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str,
+        pool: str,
+        concurrency: int,
+        time_limit: float,
+        log_dir: Path,
+        *,
+        history: str | None = None,
+    ) -> None:
         self.amqp_url = amqp_url
         self.pool = pool
         self.concurrency = concurrency
         self.time_limit = time_limit
         self.log_dir = log_dir
-        self.out = log_dir / f"celery-{pool}-records"
+        self.history = history
+        self.out = log_dir / f"celery-{self.name}-records"
         self.records = Records(self.out)
         self.process: subprocess.Popen[bytes] | None = None
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._channel: AbstractChannel | None = None
+        self._db: asyncpg.Connection | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pool + ("-history" if self.history else "")
 
     @property
     def system(self) -> str:
-        return f"celery {self.pool} x{self.concurrency}"
+        return f"celery {self.pool} x{self.concurrency}" + (" +history" if self.history else "")
 
     async def __aenter__(self) -> CeleryBench:
         self.out.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATION_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATION_", "BENCH_CELERY_"))}
         env |= {BROKER_ENV: self.amqp_url, OUT_ENV: str(self.out), "PYTHONPATH": str(HERE)}
+        if self.history is not None:
+            await asyncio.to_thread(create_backend_tables, self.history)
+            self._db = await asyncpg.connect(self.history)
+            env[BACKEND_ENV] = backend_url(self.history)
         argv = [
             sys.executable,
             "-m",
@@ -115,10 +167,10 @@ class CeleryBench:
             "--without-mingle",
             "--without-heartbeat",
             "--hostname",
-            f"bench-{self.pool}@127.0.0.1",
+            f"bench-{self.name}@127.0.0.1",
         ]
-        self.process = await asyncio.to_thread(self._spawn, argv, env)
         try:
+            self.process = await asyncio.to_thread(self._spawn, argv, env)
             self._connection = await aio_pika.connect(self.amqp_url)
             await self._wait_consuming()
             channel = await self._connection.channel(publisher_confirms=True)
@@ -131,7 +183,7 @@ class CeleryBench:
         return self
 
     def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.log_dir / f"celery-{self.pool}.log").open("ab") as log:
+        with (self.log_dir / f"celery-{self.name}.log").open("ab") as log:
             return subprocess.Popen(
                 argv, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -148,6 +200,8 @@ class CeleryBench:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 await asyncio.to_thread(self.process.wait, 5)
+        if self._db is not None:
+            await self._db.close()
 
     async def _wait_consuming(self) -> None:
         assert self._connection is not None
@@ -166,35 +220,65 @@ class CeleryBench:
                 if not channel.is_closed:
                     await channel.close()
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"the celery {self.pool} worker was not consuming after 60 s")
+        raise TimeoutError(f"the celery {self.name} worker was not consuming after 60 s")
 
     async def _warm_up(self) -> None:
         assert self._exchange is not None
-        await publish(self._exchange, QUEUE, lambda _i: message("warmup"), WARMUP_TASKS, None)
-        if await self._wait("warmup", WARMUP_TASKS, time.monotonic() + 60) < WARMUP_TASKS:
-            raise RuntimeError(f"celery {self.pool} warm-up did not finish; see {self.log_dir}")
+        tag = f"warmup{uuid.uuid4().hex}"
+        await publish(self._exchange, QUEUE, lambda _i: message(tag), WARMUP_TASKS, None)
+        done, _ = await self._wait(tag, WARMUP_TASKS, time.monotonic() + 60)
+        if done < WARMUP_TASKS:
+            raise RuntimeError(f"celery {self.name} warm-up did not finish; see {self.log_dir}")
 
-    async def _wait(self, tag: str, count: int, deadline: float) -> int:
-        while True:
+    async def _done(self, tag: str) -> tuple[int, float | None]:
+        """Tasks of ``tag`` done so far, and when the last of them was (epoch seconds; None: none yet).
+
+        No-op: the bodies that ran (their lines). With history: the ``SUCCESS`` rows committed.
+        """
+        if self._db is None:
             self.records.refresh()
-            done = self.records.count(tag)
+            records = self.records.by_tag.get(tag, [])
+            return len(records), max((started for _, started in records), default=None)
+        row = await self._db.fetchrow(
+            "SELECT count(*) AS done, max(date_done) AS last FROM celery_taskmeta"
+            " WHERE task_id LIKE $1 AND status = 'SUCCESS'",
+            f"{tag}-%",
+        )
+        assert row is not None
+        last = row["last"]  # Celery writes its naive UTC time
+        return int(row["done"]), None if last is None else last.replace(tzinfo=UTC).timestamp()
+
+    async def _wait(self, tag: str, count: int, deadline: float) -> tuple[int, float | None]:
+        while True:
+            done, last = await self._done(tag)
             if done >= count or time.monotonic() > deadline:
-                return done
+                return done, last
             await asyncio.sleep(POLL_SECONDS)
 
+    async def _backends(self) -> list[int]:
+        if self._db is None:
+            return []
+        rows = await self._db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [int(r["pid"]) for r in rows]
+
     async def run(self, scenario: Scenario) -> Result:
-        """Offer the scenario and wait, within the time limit, until every task body ran."""
+        """Offer the scenario and wait, within the time limit, until every task is done."""
         assert self._exchange is not None
         assert self.process is not None
         tag = uuid.uuid4().hex
-        async with Sampler(trees={"worker": self.process.pid}, groups={"bench": [os.getpid()]}) as sampler:
+        groups = {"postgres": await self._backends(), "rabbitmq": rabbit_pids(), "bench": [os.getpid()]}
+        servers = postgres_cluster()
+        async with Sampler(trees={"worker": self.process.pid}, groups=groups, servers=servers) as sampler:
             deadline = time.monotonic() + self.time_limit
             published = await publish(self._exchange, QUEUE, lambda _i: message(tag), scenario.count, scenario.rate)
-            done = await self._wait(tag, scenario.count, deadline)
+            done, last = await self._wait(tag, scenario.count, deadline)
         if done < scenario.count:  # time limit: drop what is still queued, give the prefetched a moment
             assert self._channel is not None
             await (await self._channel.get_queue(QUEUE, ensure=False)).purge()
             await asyncio.sleep(2)
+        self.records.refresh()
         records = self.records.by_tag.get(tag, [])
         worker = sampler.usage["worker"]
         result = Result(
@@ -202,16 +286,23 @@ class CeleryBench:
             scenario=scenario,
             published=published,
             done=done,
-            last_done=max((started for _, started in records), default=published.first),
+            last_done=last if last is not None else published.first,
             start=Latency.of(started - requested for requested, started in records),
             rss_peak=worker.rss_peak,
             pss_peak=worker.pss_peak,
-            durable=False,
+            durable=self.history is not None,
+            peer=True,
             timed_out=done < scenario.count,
         )
         runs = max(done, 1)
-        result.cpu_ms_per_run = {
-            "worker (parent + pool)": worker.cpu_seconds * 1000 / runs,
+        result.cpu_ms_per_run = {"worker (parent + pool)": worker.cpu_seconds * 1000 / runs}
+        if self.history is not None:
+            result.cpu_ms_per_run |= {
+                "postgres (result backend db backends)": sampler.group_cpu.get("postgres", 0.0) * 1000 / runs,
+                "postgres (whole cluster, shared)": sampler.group_cpu.get(CLUSTER, 0.0) * 1000 / runs,
+            }
+        result.cpu_ms_per_run |= {
+            "rabbitmq (whole broker, shared)": sampler.group_cpu.get("rabbitmq", 0.0) * 1000 / runs,
             "this benchmark (publisher, polls)": sampler.group_cpu.get("bench", 0.0) * 1000 / runs,
         }
         result.notes = [
@@ -219,4 +310,6 @@ class CeleryBench:
             f" {worker.children_peak} pool processes)",
             f"machine CPU busy {sampler.machine_busy_percent:.0f}% over the window",
         ]
+        if self.history is not None:
+            result.notes.insert(0, f"result backend: {done} SUCCESS rows of {scenario.count} tasks")
         return result

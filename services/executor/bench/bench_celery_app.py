@@ -1,10 +1,19 @@
 """The Celery 5 app of the benchmark: one no-op task that notes when its body started.
 
 Loaded by the worker (``celery -A bench_celery_app worker``) and by the benchmark, which uses the same
-app to build task messages in Celery's own protocol-2 format. Result backend off, results ignored: what
-Celery keeps of a task once it ran is nothing (no durable history). The task appends
-``<tag> <requested_at> <started_at>`` to a file per worker process, line-buffered, so the benchmark
-can count finished tasks and compute publish -> start latency while the worker runs.
+app to build task messages in Celery's own protocol-2 format. Two configurations, chosen by the worker's
+environment:
+
+- **no-op** (``BENCH_CELERY_BACKEND`` unset): Celery's defaults. Result backend off, results ignored,
+  acknowledged before the body runs, classic queue: what Celery keeps of a task once it ran is nothing.
+- **with history** (``BENCH_CELERY_BACKEND`` a ``db+postgresql+psycopg://`` URL): what the platform
+  keeps, as close as Celery's own settings come. Every task's state in PostgreSQL through Celery's
+  database result backend (``STARTED`` before the body, ``task_track_started``, then ``SUCCESS``),
+  acknowledged only after the body ran and its result was stored (``task_acks_late``), a task whose
+  worker process died requeued (``task_reject_on_worker_lost``), on a quorum queue.
+
+Either way the task appends ``<tag> <requested_at> <started_at>`` to a file per worker process,
+line-buffered, so the benchmark can compute publish -> start latency while the worker runs.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from celery import Celery  # type: ignore[import-untyped]
 TASK_NAME = "bench.noop"
 BROKER_ENV = "BENCH_CELERY_BROKER"
 OUT_ENV = "BENCH_CELERY_OUT"
+BACKEND_ENV = "BENCH_CELERY_BACKEND"
 
 app = Celery("bench", broker=os.environ.get(BROKER_ENV, "amqp://guest:guest@127.0.0.1:5672//"))
 app.conf.update(
@@ -30,6 +40,15 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+if backend := os.environ.get(BACKEND_ENV):
+    app.conf.update(
+        result_backend=backend,
+        task_ignore_result=False,
+        task_track_started=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue_type="quorum",
+    )
 
 _files: dict[int, IO[str]] = {}
 _lock = threading.Lock()

@@ -174,6 +174,9 @@ class Sampler:
     """Name -> pid of the root of a tree (RSS and CPU, descendants included)."""
     groups: dict[str, list[int]] = field(default_factory=dict)
     """Name -> pids whose CPU is summed (e.g. PostgreSQL backends)."""
+    servers: dict[str, int] = field(default_factory=dict)
+    """Name -> pid of a server whose CPU is summed with all its processes', those that started or ended in
+    the window included (PostgreSQL's postmaster and its backends); no memory sampled. Into ``group_cpu``."""
     usage: dict[str, TreeUsage] = field(default_factory=dict)
     group_cpu: dict[str, float] = field(default_factory=dict)
     machine_busy_percent: float = 0.0
@@ -194,6 +197,8 @@ class Sampler:
         self._faults_before = {n: int(self._tree(p, _minor_faults)) for n, p in self._roots.items()}
         self._own_faults_before = {n: _minor_faults(p, reaped=False) for n, p in self._roots.items()}
         self._group_before = {n: sum(_cpu(p, reaped=False) for p in ps) for n, ps in self._groups.items()}
+        self._servers = {n: psutil.Process(p) for n, p in self.servers.items() if psutil.pid_exists(p)}
+        self._server_before = {n: self._tree(p, _cpu) for n, p in self._servers.items()}
         self._machine = psutil.cpu_times()
         self._t0 = time.monotonic()
         self.usage = {n: TreeUsage() for n in self._roots}
@@ -214,6 +219,8 @@ class Sampler:
             self.usage[name].own_minor_faults = _minor_faults(proc, reaped=False) - self._own_faults_before[name]
         for name, procs in self._groups.items():
             self.group_cpu[name] = sum(_cpu(p, reaped=False) for p in procs) - self._group_before[name]
+        for name, proc in self._servers.items():
+            self.group_cpu[name] = self._tree(proc, _cpu) - self._server_before[name]
         after = psutil.cpu_times()
         busy = sum(after) - sum(self._machine) - (after.idle - self._machine.idle)
         self.machine_busy_percent = busy / span / (psutil.cpu_count() or 1) * 100
@@ -248,6 +255,32 @@ class Sampler:
         while True:
             self._sample()
             await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def rabbit_pids() -> list[int]:
+    """The RabbitMQ node's Erlang VM (its CPU is the whole broker's, shared with its other users)."""
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+
+
+def postmaster_pid() -> int | None:
+    """PostgreSQL's postmaster on this machine: the ``postgres`` process whose parent is not one (None: none seen)."""
+    for proc in psutil.process_iter(["name", "ppid"]):
+        if proc.info["name"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(proc.info["ppid"]).name() != "postgres":
+                return int(proc.pid)
+    return None
+
+
+CLUSTER = "postgres cluster"
+"""The ``Sampler.servers`` name of PostgreSQL's whole cluster (see :func:`postgres_cluster`)."""
+
+
+def postgres_cluster() -> dict[str, int]:
+    """``Sampler.servers`` for the CPU of the whole PostgreSQL cluster, when its postmaster is found."""
+    pid = postmaster_pid()
+    return {} if pid is None else {CLUSTER: pid}
 
 
 def mib(n: int) -> str:

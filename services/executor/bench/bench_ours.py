@@ -29,9 +29,8 @@ from typing import Any, get_args
 import aio_pika
 import asyncpg
 import httpx
-import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
 from aio_pika.abc import AbstractChannel, AbstractExchange
-from bench_common import Latency, Published, Sampler, publish
+from bench_common import CLUSTER, Latency, Published, Sampler, postgres_cluster, publish, rabbit_pids
 from bench_result import Result, Scenario
 
 from automation_contracts import build_event
@@ -202,10 +201,6 @@ async def _transactions(conn: asyncpg.Connection) -> int:
     return int(value)
 
 
-def _rabbit_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
-
-
 class PlatformBench:
     """job-api and the executor up in a fresh database and vhost; scenarios run one after the other."""
 
@@ -269,7 +264,8 @@ class PlatformBench:
         requests = Requests(steps)
         sampler = Sampler(
             trees={"executor": self.pid("executor"), "job-api": self.pid("job-api")},
-            groups={"postgres": await _pg_backends(conn), "rabbitmq": _rabbit_pids(), "bench": [os.getpid()]},
+            groups={"postgres": await _pg_backends(conn), "rabbitmq": rabbit_pids(), "bench": [os.getpid()]},
+            servers=postgres_cluster(),
         )
         url = self.suite.config.url("executor") if self.suite is not None else ""
         before = await _metrics(url)
@@ -359,6 +355,7 @@ class PlatformBench:
             / runs,
             "job-api": sampler.usage["job-api"].cpu_seconds * 1000 / runs,
             "postgres (bench db backends)": sampler.group_cpu.get("postgres", 0.0) * 1000 / runs,
+            "postgres (whole cluster, shared)": sampler.group_cpu.get(CLUSTER, 0.0) * 1000 / runs,
             "rabbitmq (whole broker, shared)": sampler.group_cpu.get("rabbitmq", 0.0) * 1000 / runs,
             "this benchmark (publisher, polls)": sampler.group_cpu.get("bench", 0.0) * 1000 / runs,
         }

@@ -37,6 +37,9 @@ class Result:
     rss_peak: int
     pss_peak: int
     durable: bool
+    """Whether every outcome is in a durable record (ours: job-api's read model; Celery: its result backend)."""
+    peer: bool = False
+    """A peer's figure (Celery), which ours is compared with."""
     extra_latency: dict[str, Latency] = field(default_factory=dict)
     cpu_ms_per_run: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
