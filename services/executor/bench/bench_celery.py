@@ -35,7 +35,7 @@ import asyncpg
 import sqlalchemy
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from bench_celery_app import BACKEND_ENV, BROKER_ENV, OUT_ENV, TASK_NAME, app
-from bench_common import CLUSTER, Latency, Sampler, postgres_cluster, publish, rabbit_pids
+from bench_common import CLUSTER, Latency, Sampler, pg_backends, postgres_cluster, publish, rabbit_pids
 from bench_result import Result, Scenario
 from celery.backends.database.models import ResultModelBase  # type: ignore[import-untyped]
 
@@ -64,9 +64,6 @@ class Records:
             for line in complete.decode().splitlines():
                 tag, requested, started = line.split()
                 self.by_tag.setdefault(tag, []).append((float(requested), float(started)))
-
-    def count(self, tag: str) -> int:
-        return len(self.by_tag.get(tag, []))
 
 
 def message(tag: str) -> aio_pika.Message:
@@ -255,21 +252,14 @@ class CeleryBench:
                 return done, last
             await asyncio.sleep(POLL_SECONDS)
 
-    async def _backends(self) -> list[int]:
-        if self._db is None:
-            return []
-        rows = await self._db.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return [int(r["pid"]) for r in rows]
-
     async def run(self, scenario: Scenario) -> Result:
         """Offer the scenario and wait, within the time limit, until every task is done."""
         assert self._exchange is not None
         assert self.process is not None
         tag = uuid.uuid4().hex
-        groups = {"postgres": await self._backends(), "rabbitmq": rabbit_pids(), "bench": [os.getpid()]}
-        servers = postgres_cluster()
+        backends = await pg_backends(self._db) if self._db is not None else []
+        groups = {"postgres": backends, "rabbitmq": rabbit_pids(), "bench": [os.getpid()]}
+        servers = postgres_cluster() if self._db is not None else {}  # the no-op writes nothing to PostgreSQL
         async with Sampler(trees={"worker": self.process.pid}, groups=groups, servers=servers) as sampler:
             deadline = time.monotonic() + self.time_limit
             published = await publish(self._exchange, QUEUE, lambda _i: message(tag), scenario.count, scenario.rate)

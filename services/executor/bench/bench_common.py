@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
+import asyncpg
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
 from aio_pika.abc import AbstractExchange
 
@@ -271,6 +272,14 @@ def postmaster_pid() -> int | None:
             if psutil.Process(proc.info["ppid"]).name() != "postgres":
                 return int(proc.pid)
     return None
+
+
+async def pg_backends(conn: asyncpg.Connection) -> list[int]:
+    """The PostgreSQL backends connected to ``conn``'s database now, ``conn``'s own left out."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return [int(r["pid"]) for r in rows]
 
 
 CLUSTER = "postgres cluster"

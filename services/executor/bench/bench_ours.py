@@ -30,7 +30,16 @@ import aio_pika
 import asyncpg
 import httpx
 from aio_pika.abc import AbstractChannel, AbstractExchange
-from bench_common import CLUSTER, Latency, Published, Sampler, postgres_cluster, publish, rabbit_pids
+from bench_common import (
+    CLUSTER,
+    Latency,
+    Published,
+    Sampler,
+    pg_backends,
+    postgres_cluster,
+    publish,
+    rabbit_pids,
+)
 from bench_result import Result, Scenario
 
 from automation_contracts import build_event
@@ -159,13 +168,6 @@ async def _step_starts(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[u
     return starts
 
 
-async def _pg_backends(conn: asyncpg.Connection) -> list[int]:
-    rows = await conn.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-    )
-    return [int(r["pid"]) for r in rows]
-
-
 METRIC_SAMPLE = re.compile(r"^(automation_executor_\w+?_(?:sum|count))(\{[^}]*\})? ([0-9.e+-]+)$")
 LAUNCH = "automation_executor_child_launch_seconds"
 
@@ -264,7 +266,7 @@ class PlatformBench:
         requests = Requests(steps)
         sampler = Sampler(
             trees={"executor": self.pid("executor"), "job-api": self.pid("job-api")},
-            groups={"postgres": await _pg_backends(conn), "rabbitmq": rabbit_pids(), "bench": [os.getpid()]},
+            groups={"postgres": await pg_backends(conn), "rabbitmq": rabbit_pids(), "bench": [os.getpid()]},
             servers=postgres_cluster(),
         )
         url = self.suite.config.url("executor") if self.suite is not None else ""
