@@ -81,5 +81,5 @@ bench-executor: install ## Executor: runs/s, start latency, RSS vs Celery (prefo
 bench-executor-children: install ## Executor: CPU of a python run's child, its handler preloaded in the fork server or not
 	$(UV) run --frozen --group bench python services/executor/bench/bench_children.py
 
-bench-executor-commands: install ## Executor: CPU of a shell step's command, started under prlimit or by a fork
+bench-executor-commands: install ## Executor: CPU of a shell step's command: limits held by the server, set by prlimit, or by a fork
 	$(UV) run --frozen --group bench python services/executor/bench/bench_commands.py

@@ -3,12 +3,14 @@
 Starts ``true`` N times through the replica's command server (``ForkServer.execute``, as a job of
 commands does), ``--concurrency`` at a time, under the default limits, once per way the server can
 start a command, and repeats the ways alternately (``--rounds``), so that a machine whose speed drifts
-shows in every way alike. Per command it prints the CPU of what the server started (``prlimit`` and
-``true``, or the forked child; from the server's reaped children), of the server itself, and of this
+shows in every way alike. Per command it prints the CPU of what the server started (``true``, with
+``prlimit`` or the forked child before it; from the server's reaped children), of the server itself, and of this
 process (the executor's side), with the commands per second.
 
-Ways: ``prlimit`` (``posix_spawn`` under util-linux's ``prlimit``, the default where it is installed)
-and ``fork`` (the server forks a child that sets the limits, then ``exec``). Nothing is asserted.
+Ways: ``held`` (the server holds the limits itself and starts the command with ``posix_spawn``; the
+command inherits them: the executor's default), ``prlimit`` (the server holds nothing and starts the
+command with ``posix_spawn`` under util-linux's ``prlimit``, which sets them) and ``fork`` (the server
+forks a child that sets the limits, then ``exec``). Nothing is asserted.
 
     uv run --group bench python services/executor/bench/bench_commands.py [--commands 2000] [--rounds 2]
 """
@@ -29,8 +31,8 @@ from automation_executor.forkserver.client import ForkServer
 from automation_executor.runner import default_limits
 from automation_executor.settings import ExecutorSettings
 
-WAYS = {"prlimit": False, "fork": True}
-"""Each way's ``ForkServer(fork_commands=...)``."""
+WAYS = ("held", "prlimit", "fork")
+"""How the command server sets a command's limits (see the module)."""
 WARM_UP_COMMANDS = 50
 
 
@@ -50,9 +52,14 @@ def default_plan() -> list[tuple[str, int, int]]:
 
 async def measure(way: str, args: argparse.Namespace, cwd: str) -> PerItem:
     """One way: a fresh command server, warm-up commands, then ``args.commands`` measured ones."""
-    server = ForkServer(env=fork_server_environment(), child=False, fork_commands=WAYS[way])
-    await server.start()
     plan, env = default_plan(), {"PATH": os.environ.get("PATH", os.defpath)}
+    server = ForkServer(
+        env=fork_server_environment(),
+        child=False,
+        fork_commands=way == "fork",
+        hold_limits=plan if way == "held" else (),
+    )
+    await server.start()
 
     async def one() -> None:
         spawned = await server.execute(["true"], cwd=cwd, env=env, rlimits=plan)

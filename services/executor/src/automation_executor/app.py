@@ -26,13 +26,14 @@ from automation_core.logging import get_logger
 from automation_executor.api import api_router
 from automation_executor.bootstrap import compose
 from automation_executor.bridge import BrokerServices
+from automation_executor.child.limits import limit_plan
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.launch import Launcher, command_server, fork_server
 from automation_executor.pool import WorkerPool
 from automation_executor.retry import declare_retry_ladder
-from automation_executor.runner import DEFAULT_PATH
+from automation_executor.runner import DEFAULT_PATH, default_limits
 from automation_executor.sandbox import probe_sandbox
 from automation_executor.settings import ExecutorSettings
 from automation_executor.state import ExecutorState
@@ -115,7 +116,11 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                 )
             )
             commands = await stack.enter_async_context(
-                command_server(enabled=settings.executor_direct_commands, env=fork_server_environment())
+                command_server(
+                    enabled=settings.executor_direct_commands,
+                    env=fork_server_environment(),
+                    hold_limits=limit_plan(default_limits(settings))[0],
+                )
             )
             hot = await HotPath.open(
                 settings.database_url.get_secret_value(),

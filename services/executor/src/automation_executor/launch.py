@@ -60,6 +60,8 @@ class _Registry:
         self.users = 0
         self.preload: list[str] = []
         self.env: dict[str, str] | None = None
+        self.hold_limits: list[tuple[str, int, int]] = []
+        """The limits the command server is to hold itself (the replica's: its commands inherit them)."""
         self.next_restart = 0.0
         self.restarting: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
@@ -81,14 +83,24 @@ class _Registry:
 
     @contextlib.asynccontextmanager
     async def serving(
-        self, *, enabled: bool, preload: Sequence[str] = (), env: Mapping[str, str] | None = None
+        self,
+        *,
+        enabled: bool,
+        preload: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        hold_limits: Sequence[tuple[str, int, int]] = (),
     ) -> AsyncIterator[ForkServer | None]:
-        """Run the server for the block (None when disabled or when it cannot start)."""
+        """Run the server for the block (None when disabled or when it cannot start).
+
+        A server already running for another user of the process is shared as it is: its preloads,
+        environment and held limits are the first user's (the next start takes the latest ones).
+        """
         if not enabled:
             yield None
             return
         async with self.lock:
             self.preload, self.env = list(preload), dict(env) if env is not None else None
+            self.hold_limits = list(hold_limits)
             if self.active() is None:
                 await self._start()
             self.users += 1
@@ -109,7 +121,7 @@ class _Registry:
 
     async def _start(self) -> None:
         """Start a server (the caller holds the lock); on failure, the callers fall back."""
-        server = ForkServer(preload=self.preload, env=self.env, child=self.child)
+        server = ForkServer(preload=self.preload, env=self.env, child=self.child, hold_limits=self.hold_limits)
         problem: str | None = None
         try:
             await server.start()
@@ -161,12 +173,14 @@ def fork_server(
 
 
 def command_server(
-    *, enabled: bool, env: Mapping[str, str] | None = None
+    *, enabled: bool, env: Mapping[str, str] | None = None, hold_limits: Sequence[tuple[str, int, int]] = ()
 ) -> contextlib.AbstractAsyncContextManager[ForkServer | None]:
     """Run the process's command server for the block: a fork server with nothing preloaded (~10 MiB)
     that executes the commands of jobs made only of ``shell`` steps (:mod:`automation_executor.direct`).
+    ``hold_limits`` (the replica's limits, a plan) are set on the server itself where it can live under
+    them, so that its commands inherit them instead of setting them each.
     None when disabled or when it cannot start: such jobs then run in a child like any other."""
-    return _commands.serving(enabled=enabled, env=env)
+    return _commands.serving(enabled=enabled, env=env, hold_limits=hold_limits)
 
 
 def _is_child_module(argv: Sequence[str]) -> bool:

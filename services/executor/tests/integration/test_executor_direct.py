@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,17 @@ DIRECT_JOBS = [
 ]
 
 
-@pytest.fixture(params=[False, True], ids=["prlimit-spawn", "fork"])
-def fork_commands(request: pytest.FixtureRequest) -> bool:
-    """The command server's two ways to start a command: ``posix_spawn`` under util-linux's ``prlimit``
-    (the default when it is installed), or a fork that sets the limits itself."""
-    return bool(request.param)
+DEFAULT_PLAN = [("RLIMIT_CORE", 0, 0), ("RLIMIT_NOFILE", 1024, 1024)]
+"""The limits of the executor's default settings."""
+
+
+@pytest.fixture(params=["held", "prlimit-spawn", "fork"])
+def way(request: pytest.FixtureRequest) -> str:
+    """The command server's ways to give a command its limits: ``held``, the server holds the limits it
+    can live under itself and the command inherits them (what the service does), the others set by
+    ``prlimit``; ``prlimit-spawn``, the server holds none and starts each command with ``posix_spawn``
+    under util-linux's ``prlimit``; ``fork``, a forked child sets them before its ``exec``."""
+    return str(request.param)
 
 
 @contextlib.contextmanager
@@ -60,8 +66,14 @@ def _handle() -> Iterator[ChildHandle]:
 
 
 @contextlib.asynccontextmanager
-async def _server(fork_commands: bool) -> AsyncIterator[ForkServer]:
-    server = ForkServer(env=fork_server_environment(), child=False, fork_commands=fork_commands)
+async def _server(way: str, rlimits: Sequence[tuple[str, int, int]] = ()) -> AsyncIterator[ForkServer]:
+    """A command server started the ``way`` given, holding ``rlimits`` (where it can) when ``held``."""
+    server = ForkServer(
+        env=fork_server_environment(),
+        child=False,
+        fork_commands=way == "fork",
+        hold_limits=rlimits if way == "held" else (),
+    )
     await server.start()
     try:
         yield server
@@ -96,9 +108,7 @@ async def _gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
-async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing_else(
-    tmp_path: Path, fork_commands: bool
-) -> None:
+async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing_else(tmp_path: Path, way: str) -> None:
     probe = (
         'echo "pid=$$ pgid=$(ps -o pgid= -p $$ | tr -d " ") sid=$(ps -o sid= -p $$ | tr -d " ")";'
         ' echo "parent=$(ps -o ppid= -p $$ | tr -d " ")";'
@@ -119,7 +129,7 @@ async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing
         ("RLIMIT_CPU", 60, 61),
     ]
     env = {"PATH": os.environ["PATH"], "ONLY": "this"}
-    async with _server(fork_commands) as server:
+    async with _server(way, rlimits) as server:
         spawned = await server.execute(["sh", "-c", probe], cwd=str(tmp_path), env=env, rlimits=rlimits)
         out, err, code = await _output(spawned)
         server_pid = server.server_pid
@@ -147,11 +157,47 @@ async def test_a_command_gets_its_own_session_limits_default_signals_and_nothing
     assert not any(line.startswith(("AUTOMATION_", "PYTHON")) for line in lines), "exactly the environment given"
 
 
-async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_path: Path, fork_commands: bool) -> None:
+def _proc_limits(pid: int) -> dict[str, tuple[str, str]]:
+    """``/proc/<pid>/limits``: soft and hard of each limit, by its name there ("Max open files")."""
+    rows = Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]
+    return {row[:26].strip(): (row[26:47].strip(), row[47:68].strip()) for row in rows}
+
+
+async def test_the_server_holds_what_it_can_and_each_command_gets_the_rest(tmp_path: Path) -> None:
+    """Held limits are the server's own, soft and hard, so every command inherits them; CPU seconds
+    (never held: the server's CPU time only grows) are still set on each command."""
+    plan = [
+        ("RLIMIT_CORE", 0, 0),
+        ("RLIMIT_NOFILE", 256, 256),
+        ("RLIMIT_FSIZE", 1 << 20, 1 << 20),
+        ("RLIMIT_CPU", 60, 61),
+    ]
+    probe = 'echo "$(ulimit -n) $(ulimit -Hn) $(ulimit -f) $(ulimit -Hf) $(ulimit -c) $(ulimit -t) $(ulimit -Ht)"'
+    env = {"PATH": os.environ["PATH"]}
+    async with _server("held", plan) as server:
+        assert server.held_limits == plan[:3]
+        assert server.server_pid is not None
+        own = _proc_limits(server.server_pid)
+        spawned = await server.execute(["sh", "-c", probe], cwd=str(tmp_path), env=env, rlimits=plan)
+        out, err, code = await _output(spawned)
+        lower, lower_err, lower_code = await _output(
+            await server.execute(
+                ["sh", "-c", "ulimit -n; ulimit -Hn"], cwd=str(tmp_path), env=env, rlimits=[("RLIMIT_NOFILE", 32, 32)]
+            )
+        )
+    assert own["Max open files"] == ("256", "256")
+    assert own["Max file size"] == (str(1 << 20), str(1 << 20))
+    assert own["Max core file size"] == ("0", "0")
+    assert own["Max cpu time"] == ("unlimited", "unlimited"), "CPU seconds are never held"
+    assert (out, err, code) == (f"256 256 {(1 << 20) // 512} {(1 << 20) // 512} 0 60 61\n", "", 0)
+    assert (lower, lower_err, lower_code) == ("32\n32\n", "", 0), "a lower limit than the server's is set too"
+
+
+async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_path: Path, way: str) -> None:
     script = tmp_path / "not-executable.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     env = {"PATH": os.environ["PATH"]}
-    async with _server(fork_commands) as server:
+    async with _server(way, DEFAULT_PLAN) as server:
         with pytest.raises(FileNotFoundError) as missing:
             await server.execute(["no-such-command-here"], cwd=str(tmp_path), env=env)
         assert missing.value.filename == "no-such-command-here"
@@ -167,8 +213,8 @@ async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_pat
     assert (out, code) == ("still serving\n", 0)
 
 
-async def test_when_the_executor_goes_its_commands_die(tmp_path: Path, fork_commands: bool) -> None:
-    async with _server(fork_commands) as server:
+async def test_when_the_executor_goes_its_commands_die(tmp_path: Path, way: str) -> None:
+    async with _server(way, DEFAULT_PLAN) as server:
         spawned = await server.execute(
             ["sh", "-c", "sleep 300 & echo $!; wait"], cwd=str(tmp_path), env={"PATH": os.environ["PATH"]}
         )

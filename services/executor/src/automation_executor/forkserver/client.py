@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from automation_core.logging import get_logger
-from automation_executor.forkserver.server import FORK_COMMANDS, NO_CHILD
+from automation_executor.forkserver.server import FORK_COMMANDS, HOLD_LIMITS, NO_CHILD
 from automation_executor.processes import STREAM_LIMIT, Spawned, signal_group
 
 log = get_logger(__name__)
@@ -103,10 +103,16 @@ class ForkServer:
         env: Mapping[str, str] | None = None,
         child: bool = True,
         fork_commands: bool = False,
+        hold_limits: Sequence[tuple[str, int, int]] = (),
     ) -> None:
         self.role = "fork_server" if child else "command_server"
         """Which server this is, in its log events (``child=False``: the command server)."""
         self._preload = (list(preload) if child else [NO_CHILD, *preload]) + ([FORK_COMMANDS] if fork_commands else [])
+        if hold_limits:  # the command server's own limits, which its commands inherit (see the server module)
+            plan = json.dumps([list(entry) for entry in hold_limits], separators=(",", ":"))
+            self._preload.append(HOLD_LIMITS + plan)
+        self.held_limits: list[tuple[str, int, int]] = []
+        """The limits the server set on itself (its ``ready`` reply): every command it starts has them."""
         self._env = dict(env) if env is not None else None
         self._sock: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -162,7 +168,13 @@ class ForkServer:
             await self.close()
             raise ForkServerUnavailable(f"the fork server did not start: {exc}") from exc
         self.alive = True
-        log.info("fork_server_started", role=self.role, pid=self.server_pid, preload=self._preload)
+        log.info(
+            "fork_server_started",
+            role=self.role,
+            pid=self.server_pid,
+            preload=[name for name in self._preload if not name.startswith(HOLD_LIMITS)],
+            held_limits=[name for name, _, _ in self.held_limits],
+        )
 
     async def launch(self, *, cwd: str, env: Mapping[str, str]) -> Spawned:
         """Fork a child running the executor child's ``main()`` in ``cwd`` with exactly ``env``."""
@@ -254,6 +266,7 @@ class ForkServer:
     def _on_message(self, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "ready" and self._ready is not None and not self._ready.done():
+            self.held_limits = [(str(name), int(soft), int(hard)) for name, soft, hard in message.get("held") or ()]
             self._ready.set_result(int(message["pid"]))
         elif op == "started":
             child = ForkedProcess(int(message["pid"]))

@@ -9,13 +9,21 @@ three file descriptors (the child's stdin, stdout, stderr):
 - ``{"op": "exec", "id", "cwd", "env", "argv", "rlimits"}``: the command ``argv`` (looked up on the
   ``PATH`` of ``env``) runs under ``rlimits`` (a plan of :mod:`automation_executor.rlimits`). This is
   what the *command server* (started with ``--no-child``: nothing preloaded, ~12 MiB) does for jobs
-  whose steps are all commands. Where util-linux's ``prlimit`` is installed, the command is started
-  with ``posix_spawn`` under ``prlimit`` (no copy of this process: 1.3 instead of 2.1 ms of CPU per
-  command); otherwise (or with ``--fork-commands``) a forked child applies the limits and executes it,
-  reporting a failed ``exec`` through a close-on-exec pipe, as :mod:`subprocess` does. Either way a
-  missing program is a ``failed`` reply with its ``errno`` and ``filename``, not a child that exits 127.
+  whose steps are all commands. Started with ``--hold-limits=<plan as JSON>`` (the replica's limits),
+  the server first sets on itself every limit of that plan it can live under
+  (:func:`automation_executor.rlimits.holdable`: core dumps, open files, file size, and the address
+  space when it is far above the server's size; never CPU seconds), soft and hard. A command inherits
+  its parent's limits, so a command whose limits the server holds already is started with
+  ``posix_spawn`` alone: no copy of this process and a single ``exec`` (~0.6 ms of CPU per ``true``).
+  Limits the server does not hold (:func:`automation_executor.rlimits.unmet`) are set where
+  util-linux's ``prlimit`` is installed by starting the command under it (``posix_spawn`` of
+  ``prlimit``, which then executes the command: ~1.3 ms); otherwise (or with ``--fork-commands``,
+  always) a forked child applies the limits and executes it (~2 ms), reporting a failed ``exec``
+  through a close-on-exec pipe, as :mod:`subprocess` does. Every way, a missing program is a
+  ``failed`` reply with its ``errno`` and ``filename``, not a child that exits 127.
 
-Replies: ``{"op": "ready", "pid"}`` once after preloading, ``{"op": "started", "id", "pid"}`` or
+Replies: ``{"op": "ready", "pid", "held"}`` once after preloading (``held``: the limits the server
+set on itself, a plan), ``{"op": "started", "id", "pid"}`` or
 ``{"op": "failed", "id", "error"[, "errno", "filename"]}`` per request, and ``{"op": "exited", "pid",
 "returncode"}`` when a child ends (``returncode`` as in :mod:`subprocess`: negative for a signal). This
 module imports only the standard library at the top, so the process is light until it preloads.
@@ -42,7 +50,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from automation_executor.rlimits import apply_plan
+from automation_executor import rlimits
+from automation_executor.rlimits import Plan, apply_plan, holdable, unmet
 
 CHILD_ENTRY = "automation_executor.child.main"
 HANDLERS_MODULE = "automation_executor.child.python_step"
@@ -60,6 +69,7 @@ stays ignored across ``exec`` (the executor child keeps them ignored, as any Pyt
 PREPARE_HOOK = "prepare_fork"
 NO_CHILD = "--no-child"
 FORK_COMMANDS = "--fork-commands"
+HOLD_LIMITS = "--hold-limits="
 PRLIMIT_OPTIONS = {
     "RLIMIT_AS": "as",
     "RLIMIT_CORE": "core",
@@ -206,13 +216,35 @@ def prlimit_options(plan: Sequence[Sequence[Any]]) -> list[str] | None:
     """``prlimit`` options setting ``plan`` the way :func:`automation_executor.rlimits.lower` would (never
     above this process's hard limits); None for a limit ``prlimit`` has no option for."""
     options = []
-    for name, soft, wanted_hard in plan:
+    for name, wanted_soft, wanted_hard in plan:
         if name not in PRLIMIT_OPTIONS or not hasattr(resource, name):
             return None
-        _, current_hard = resource.getrlimit(getattr(resource, name))
-        hard = int(wanted_hard) if current_hard == resource.RLIM_INFINITY else min(int(wanted_hard), current_hard)
-        options.append(f"--{PRLIMIT_OPTIONS[name]}={min(int(soft), hard)}:{hard}")
+        soft, hard = (
+            "unlimited" if value == resource.RLIM_INFINITY else str(value)
+            for value in rlimits.target(getattr(resource, name), int(wanted_soft), int(wanted_hard))
+        )
+        options.append(f"--{PRLIMIT_OPTIONS[name]}={soft}:{hard}")
     return options
+
+
+def address_space_in_use() -> int | None:
+    """This process's virtual memory size in bytes (``VmSize``; None where ``/proc`` does not say)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def hold_limits(plan: Sequence[Sequence[Any]]) -> Plan:
+    """Set on this process every limit of ``plan`` it can live under (:func:`automation_executor.rlimits.holdable`);
+    what was set."""
+    held = holdable([(str(name), int(soft), int(hard)) for name, soft, hard in plan], address_space_in_use())
+    apply_plan(held)
+    return held
 
 
 def _read_report(fd: int) -> bytes:
@@ -240,11 +272,15 @@ def _parse_request(data: bytes, fds: Sequence[int]) -> dict[str, Any] | None:
 class Zygote:
     """The serving loop: fork on request, reap children, stop with the executor."""
 
-    def __init__(self, sock: socket.socket, *, fork_commands: bool = False) -> None:
+    def __init__(self, sock: socket.socket, *, fork_commands: bool = False, held: Plan | None = None) -> None:
         self.sock = sock
         self.home = os.getcwd()
+        self.fork_commands = fork_commands
+        """Every command from a forked child that sets its limits (``--fork-commands``: to measure that way)."""
         self.prlimit = None if fork_commands else find_program("prlimit", os.environ.get("PATH", os.defpath))
         """util-linux's ``prlimit``: commands are then spawned without a fork of this process (:meth:`_spawn`)."""
+        self.held: Plan = list(held or ())
+        """The limits this process set on itself at start (``--hold-limits``), which every command inherits."""
         self.children: set[int] = set()
         self.handlers: set[str] = set()
         """The ``python`` handlers whose modules were asked for (see :meth:`_preload_handlers`)."""
@@ -261,7 +297,7 @@ class Zygote:
         selector = selectors.DefaultSelector()
         selector.register(self.sock, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
-        send(self.sock, {"op": "ready", "pid": os.getpid()})
+        send(self.sock, {"op": "ready", "pid": os.getpid(), "held": self.held})
         try:
             while not self.stopping:
                 for key, _ in selector.select():
@@ -339,20 +375,32 @@ class Zygote:
             send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
 
     def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
-        """Start the request's command; the reply once its ``exec`` is done (or failed)."""
-        options = prlimit_options(request.get("rlimits") or ()) if self.prlimit is not None else None
+        """Start the request's command; the reply once its ``exec`` is done (or failed).
+
+        The limits this process has already (it holds the replica's: see the module) the command
+        inherits; only the others (``unmet``) need ``prlimit`` or a forked child to set them.
+        """
+        if self.fork_commands:
+            return self._fork_exec(request, fds)
+        try:
+            missing = unmet((str(name), int(soft), int(hard)) for name, soft, hard in request.get("rlimits") or ())
+        except (TypeError, ValueError) as exc:  # as a forked child reports a plan it cannot apply
+            return {"op": "failed", "id": request.get("id"), "errno": errno.EINVAL, "filename": None, "error": str(exc)}
+        if not missing:
+            return self._spawn(request, fds, None)
+        options = prlimit_options(missing) if self.prlimit is not None else None
         if options is None:
             return self._fork_exec(request, fds)
         return self._spawn(request, fds, options)
 
-    def _spawn(self, request: dict[str, Any], fds: Sequence[int], options: list[str]) -> dict[str, Any]:
-        """Start the command with ``posix_spawn`` (no copy of this process) under ``prlimit``.
+    def _spawn(self, request: dict[str, Any], fds: Sequence[int], options: list[str] | None) -> dict[str, Any]:
+        """Start the command with ``posix_spawn`` (no copy of this process): itself when ``options`` is
+        None (it inherits every limit it needs from this process), else under ``prlimit`` with them.
 
         The command's directory is entered here for the spawn (this process is single-threaded) and
         left again; the program is looked up first, so a missing one is a ``failed`` reply as from
         :meth:`_fork_exec`.
         """
-        assert self.prlimit is not None
         ident = request.get("id")
         argv = [str(arg) for arg in request["argv"]]
         env = {str(k): str(v) for k, v in request["env"].items()}
@@ -362,8 +410,9 @@ class Zygote:
         except OSError as exc:
             return {"op": "failed", "id": ident, "errno": exc.errno, "filename": cwd, "error": exc.strerror}
         try:
-            problem = lookup_error(argv[0], env)
-            if problem is not None:
+            program = find_program(argv[0], env.get("PATH", os.defpath))
+            if program is None:
+                problem = lookup_error(argv[0], env) or OSError(errno.ENOENT, os.strerror(errno.ENOENT))
                 return {
                     "op": "failed",
                     "id": ident,
@@ -371,9 +420,12 @@ class Zygote:
                     "filename": argv[0],
                     "error": problem.strerror,
                 }
+            if options is not None:
+                assert self.prlimit is not None
+                program, argv = self.prlimit, ["prlimit", *options, "--", *argv]
             pid = os.posix_spawn(
-                self.prlimit,
-                ["prlimit", *options, "--", *argv],
+                program,
+                argv,
                 env,
                 file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
                 setsid=True,
@@ -434,9 +486,14 @@ class Zygote:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``<socket fd> [--no-child] [module ...]``: preload, report ready, serve until the executor goes away."""
+    """``<socket fd> [--no-child] [--fork-commands] [--hold-limits=<plan>] [module ...]``: hold the limits,
+    preload, report ready, serve until the executor goes away."""
     if not argv:
-        print("usage: python -m automation_executor.forkserver <socket fd> [--no-child] [module ...]", file=sys.stderr)
+        print(
+            "usage: python -m automation_executor.forkserver <socket fd> [--no-child] [--fork-commands]"
+            " [--hold-limits=<plan as JSON>] [module ...]",
+            file=sys.stderr,
+        )
         return 2
     gc.disable()  # no collection may leave holes in (or touch the headers of) the pages children share
     sock = socket.socket(fileno=int(argv[0]))
@@ -445,9 +502,16 @@ def main(argv: Sequence[str]) -> int:
     fork_commands = FORK_COMMANDS in modules
     if fork_commands:
         modules.remove(FORK_COMMANDS)
+    holds = [name for name in modules if name.startswith(HOLD_LIMITS)]
+    modules = [name for name in modules if not name.startswith(HOLD_LIMITS)]
     try:
         preload(modules)
     except Exception as exc:  # noqa: BLE001 - reported to the executor, which falls back to spawning
         send(sock, {"op": "failed", "id": None, "error": f"cannot preload the child: {exc!r}"})
         return 1
-    return Zygote(sock, fork_commands=fork_commands).serve()
+    try:  # after preloading: the address space held must leave room above what the server has become
+        held = hold_limits(json.loads(holds[-1].removeprefix(HOLD_LIMITS))) if holds else []
+    except Exception as exc:  # noqa: BLE001 - reported to the executor, which falls back to children
+        send(sock, {"op": "failed", "id": None, "error": f"cannot hold the limits {holds[-1]!r}: {exc!r}"})
+        return 1
+    return Zygote(sock, fork_commands=fork_commands, held=held).serve()

@@ -16,9 +16,10 @@ from typing import Any
 from automation_contracts import BrowserResult, BrowserTask, LogStream, RunRequested
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import PlatformServices
+from automation_executor.child.limits import limit_plan
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.launch import command_server, fork_server
-from automation_executor.runner import ChildRunner
+from automation_executor.runner import ChildRunner, default_limits
 from automation_executor.secrets import SecretResolver, SecretsConfig
 from automation_executor.settings import ExecutorSettings
 from automation_executor.testing import run_request_data
@@ -50,7 +51,8 @@ async def forked_children() -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def direct_commands() -> AsyncIterator[None]:
     """Run jobs of ``shell`` steps only without a child in the block, as the service does (the command server)."""
-    async with command_server(enabled=True, env=fork_server_environment()) as server:
+    plan, _ = limit_plan(default_limits(ExecutorSettings(env="development")))
+    async with command_server(enabled=True, env=fork_server_environment(), hold_limits=plan) as server:
         assert server is not None, "the command server did not start"
         yield
 
