@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import RecordingServices
 from automation_executor.direct import DIRECT_KINDS
-from automation_executor.forkserver.client import ForkServer
+from automation_executor.forkserver.client import ForkServer, ForkServerUnavailable
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
 from automation_executor.processes import Spawned
 
@@ -191,6 +191,15 @@ async def test_the_server_holds_what_it_can_and_each_command_gets_the_rest(tmp_p
     assert own["Max cpu time"] == ("unlimited", "unlimited"), "CPU seconds are never held"
     assert (out, err, code) == (f"256 256 {(1 << 20) // 512} {(1 << 20) // 512} 0 60 61\n", "", 0)
     assert (lower, lower_err, lower_code) == ("32\n32\n", "", 0), "a lower limit than the server's is set too"
+
+
+async def test_a_server_that_cannot_hold_its_limits_does_not_start() -> None:
+    """The executor then runs such jobs in a child (see the fallback test below)."""
+    bad = [("RLIMIT_NOFILE", "many", 1024)]
+    server = ForkServer(env=fork_server_environment(), child=False, hold_limits=bad)  # type: ignore[arg-type]
+    with pytest.raises(ForkServerUnavailable, match="cannot hold the limits"):
+        await server.start()
+    assert not server.alive
 
 
 async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_path: Path, way: str) -> None:

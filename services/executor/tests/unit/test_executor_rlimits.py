@@ -41,6 +41,9 @@ def test_a_server_holds_what_it_can_live_under_and_never_cpu_seconds() -> None:
         ("RLIMIT_CPU", 3600, 3601),
     ]
     assert holdable(plan, address_space_in_use=100 * MIB) == plan[:4]
+    unlimited = [("RLIMIT_NOFILE", resource.RLIM_INFINITY, resource.RLIM_INFINITY), ("RLIMIT_AS", 0, -1)]
+    assert holdable(unlimited[:1], address_space_in_use=None) == unlimited[:1]
+    assert holdable(unlimited[1:], address_space_in_use=None) == [], "a soft limit of 0 bytes is a limit"
 
 
 def test_too_few_open_files_or_too_little_address_space_is_left_to_each_command() -> None:

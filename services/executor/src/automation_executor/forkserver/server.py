@@ -486,8 +486,8 @@ class Zygote:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``<socket fd> [--no-child] [--fork-commands] [--hold-limits=<plan>] [module ...]``: hold the limits,
-    preload, report ready, serve until the executor goes away."""
+    """``<socket fd> [--no-child] [--fork-commands] [--hold-limits=<plan>] [module ...]``: preload, hold
+    the limits, report ready, serve until the executor goes away."""
     if not argv:
         print(
             "usage: python -m automation_executor.forkserver <socket fd> [--no-child] [--fork-commands]"
