@@ -25,14 +25,11 @@ from collections.abc import Sequence
 from bench_common import PerItem, add_round_arguments, check_round_arguments, measure_items, print_alternated
 
 from automation_core.logging import configure_logging
-from automation_executor.app import fork_server_environment
 from automation_executor.child.limits import limit_plan
-from automation_executor.forkserver.client import ForkServer
 from automation_executor.runner import default_limits
 from automation_executor.settings import ExecutorSettings
+from automation_executor.testing import COMMAND_WAYS, command_server_by_way
 
-WAYS = ("held", "prlimit", "fork")
-"""How the command server sets a command's limits (see the module)."""
 WARM_UP_COMMANDS = 50
 
 
@@ -53,12 +50,7 @@ def default_plan() -> list[tuple[str, int, int]]:
 async def measure(way: str, args: argparse.Namespace, cwd: str) -> PerItem:
     """One way: a fresh command server, warm-up commands, then ``args.commands`` measured ones."""
     plan, env = default_plan(), {"PATH": os.environ.get("PATH", os.defpath)}
-    server = ForkServer(
-        env=fork_server_environment(),
-        child=False,
-        fork_commands=way == "fork",
-        hold_limits=plan if way == "held" else (),
-    )
+    server = command_server_by_way(way, plan)
     await server.start()
 
     async def one() -> None:
@@ -89,7 +81,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         f" alternated; limits {', '.join(name for name, _, _ in default_plan())}",
         ["way", "commands/s", "started, CPU ms/command", "server ms/command", "executor ms/command"],
         rounds=args.rounds,
-        ways=WAYS,
+        ways=COMMAND_WAYS,
         prefix="bench-commands-",
         measure=lambda way, cwd: measure(way, args, cwd),
         cells=lambda f: [f"{f.per_second:.1f}", f"{f.children_ms:.2f}", f"{f.server_ms:.2f}", f"{f.own_ms:.2f}"],

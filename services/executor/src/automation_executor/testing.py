@@ -22,9 +22,30 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from fastapi import FastAPI
 
 from automation_contracts import CloudEvent, build_event
-from automation_executor.app import create_app
+from automation_executor.app import create_app, fork_server_environment
+from automation_executor.forkserver.client import ForkServer
 from automation_executor.settings import ExecutorSettings
 from automation_messaging.topology import COMMANDS, CONTROL, DEAD_QUEUE, EVENTS, RUN_REQUESTED
+
+COMMAND_WAYS = ("held", "prlimit", "fork")
+"""How a command server can give a command its limits: ``held``, the server holds those it can live under
+itself and the command inherits them (what the service does; ``prlimit`` sets the rest); ``prlimit``, the
+server holds none and starts every command under util-linux's ``prlimit``; ``fork``, a fork of the server
+sets them before its ``exec``."""
+
+
+def command_server_by_way(way: str, rlimits: Sequence[tuple[str, int, int]] = ()) -> ForkServer:
+    """A command server (not started yet) that gives its commands their limits ``way`` (:data:`COMMAND_WAYS`),
+    holding ``rlimits`` when ``held``."""
+    if way not in COMMAND_WAYS:
+        raise ValueError(f"unknown way {way!r}: one of {', '.join(COMMAND_WAYS)}")
+    return ForkServer(
+        env=fork_server_environment(),
+        child=False,
+        fork_commands=way == "fork",
+        hold_limits=rlimits if way == "held" else (),
+    )
+
 
 TERMINAL_TYPES = frozenset({"execution.succeeded", "execution.failed", "execution.timed_out", "execution.cancelled"})
 

@@ -26,6 +26,7 @@ from automation_executor.direct import DIRECT_KINDS
 from automation_executor.forkserver.client import ForkServer, ForkServerUnavailable
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
 from automation_executor.processes import Spawned
+from automation_executor.testing import COMMAND_WAYS, command_server_by_way
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
@@ -45,12 +46,9 @@ DEFAULT_PLAN = [("RLIMIT_CORE", 0, 0), ("RLIMIT_NOFILE", 1024, 1024)]
 """The limits of the executor's default settings."""
 
 
-@pytest.fixture(params=["held", "prlimit-spawn", "fork"])
+@pytest.fixture(params=COMMAND_WAYS)
 def way(request: pytest.FixtureRequest) -> str:
-    """The command server's ways to give a command its limits: ``held``, the server holds the limits it
-    can live under itself and the command inherits them (what the service does), the others set by
-    ``prlimit``; ``prlimit-spawn``, the server holds none and starts each command with ``posix_spawn``
-    under util-linux's ``prlimit``; ``fork``, a forked child sets them before its ``exec``."""
+    """The command server's ways to give a command its limits (:data:`automation_executor.testing.COMMAND_WAYS`)."""
     return str(request.param)
 
 
@@ -68,12 +66,7 @@ def _handle() -> Iterator[ChildHandle]:
 @contextlib.asynccontextmanager
 async def _server(way: str, rlimits: Sequence[tuple[str, int, int]] = ()) -> AsyncIterator[ForkServer]:
     """A command server started the ``way`` given, holding ``rlimits`` (where it can) when ``held``."""
-    server = ForkServer(
-        env=fork_server_environment(),
-        child=False,
-        fork_commands=way == "fork",
-        hold_limits=rlimits if way == "held" else (),
-    )
+    server = command_server_by_way(way, rlimits)
     await server.start()
     try:
         yield server
