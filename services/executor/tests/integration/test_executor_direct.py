@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -213,6 +214,23 @@ async def test_a_command_that_cannot_start_fails_with_its_errno_and_name(tmp_pat
             await server.execute(["true"], cwd=str(tmp_path), env=env, rlimits=[("RLIMIT_NOPE", 1, 1)])
         out, _, code = await _output(await server.execute(["echo", "still serving"], cwd=str(tmp_path), env=env))
     assert (out, code) == ("still serving\n", 0)
+
+
+@pytest.mark.parametrize("way", ["held", "fork"])
+async def test_a_script_without_an_interpreter_line_fails_as_it_does_with_subprocess(tmp_path: Path, way: str) -> None:
+    """``exec`` refuses it (ENOEXEC), as in a child's ``subprocess``; only ``execvp`` (which ``prlimit``
+    uses, the way that is not the default) would run it with ``/bin/sh`` instead."""
+    script = tmp_path / "no-interpreter-line"
+    script.write_text("echo ran\n")
+    script.chmod(0o755)
+    with pytest.raises(OSError, match="Exec format error") as by_subprocess:
+        await asyncio.create_subprocess_exec(str(script))
+    env = {"PATH": os.environ["PATH"]}
+    async with _server(way, DEFAULT_PLAN) as server:
+        with pytest.raises(OSError, match="Exec format error") as by_server:
+            await server.execute([str(script)], cwd=str(tmp_path), env=env, rlimits=DEFAULT_PLAN)
+    assert by_server.value.errno == by_subprocess.value.errno == errno.ENOEXEC
+    assert by_server.value.filename == str(script)
 
 
 async def test_when_the_executor_goes_its_commands_die(tmp_path: Path, way: str) -> None:
