@@ -4,7 +4,8 @@ Used by the executor's integration tests and usable by anyone testing against an
 :func:`run_request_data` builds a valid ``run.requested`` payload, :class:`ExecutorHarness` runs the app
 (lifespan included) against a real database and broker, publishes requests to ``automation.commands``
 and cancellations to ``automation.control``, and records every ``execution.*`` event from
-``automation.events``.
+``automation.events``. :func:`command_server_by_way` makes a command server that gives commands their
+limits one of the ways it can (:data:`COMMAND_WAYS`), for tests and the commands benchmark.
 """
 
 from __future__ import annotations

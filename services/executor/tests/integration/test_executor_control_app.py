@@ -17,6 +17,7 @@ from sqlalchemy import select
 from automation_contracts import validate_event
 from automation_db import create_engine, session_factory
 from automation_executor.db.tables import Cancellation
+from automation_executor.launch import active_command_server
 from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
 from automation_messaging import REASON_HEADER
 from automation_testing import wait_until
@@ -180,6 +181,19 @@ async def test_max_concurrency_one_runs_a_jobs_executions_one_after_the_other(ha
     for data in runs:
         [attempt] = await harness.attempts(data["execution_id"])
         assert attempt["attempt"] == 1, "being put back is not an attempt"
+
+
+async def test_the_command_server_holds_the_executors_limits_and_a_jobs_commands_inherit_them(
+    harness: ExecutorHarness,
+) -> None:
+    server = active_command_server()
+    assert server is not None
+    assert server.held_limits == [("RLIMIT_CORE", 0, 0), ("RLIMIT_NOFILE", 1024, 1024)], "the default settings'"
+    data = run_request_data([_shell("limits", "ulimit -n; ulimit -Hn; ulimit -c")])
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"])
+    assert outcome.type == "execution.succeeded", outcome.data
+    assert outcome.data["result"]["limits"]["stdout_tail"] == "1024\n1024\n0\n"
 
 
 async def test_a_job_can_lower_the_executors_resource_limits(harness: ExecutorHarness) -> None:
