@@ -1,11 +1,13 @@
 """The executor app: HTTP API, the ``executor.runs`` and ``automation.control`` consumers, leases.
 
-The lifespan opens the runtime (migrations, database, broker, outbox relay), declares the retry delay
-queues, probes the bubblewrap sandbox, starts this replica's fork server, opens the small asyncpg pool
-of the hot claim and record statements (:mod:`automation_executor.db.hot`), builds the composition
-(pool, attempt and lease use cases, child runner, handlers), starts the heartbeat and the reaper, and
-consumes ``automation.control`` (an exclusive queue of its own) and ``executor.runs`` (prefetch =
-concurrency). On shutdown it stops consuming runs, lets running executions finish within
+The lifespan first checks that working directories can be made under
+``AUTOMATION_EXECUTOR_WORKDIR_ROOT`` (:mod:`automation_executor.workdirs`), then opens the runtime
+(migrations, database, broker, outbox relay), declares the retry delay queues, probes the bubblewrap
+sandbox, starts this replica's fork server, opens the small asyncpg pool of the hot claim and record
+statements (:mod:`automation_executor.db.hot`), builds the composition (pool, attempt and lease use
+cases, child runner, handlers), starts the heartbeat and the reaper, and consumes
+``automation.control`` (an exclusive queue of its own) and ``executor.runs`` (prefetch = concurrency).
+On shutdown it stops consuming runs, lets running executions finish within
 ``AUTOMATION_SHUTDOWN_GRACE_SECONDS`` (heartbeats go on meanwhile), cancels the rest (their children
 are killed, their attempts handed back and their messages requeued, so they run again elsewhere), then
 stops the heartbeat, the reaper and the fork server, and lets the runtime close.
@@ -37,6 +39,7 @@ from automation_executor.runner import DEFAULT_PATH, default_limits
 from automation_executor.sandbox import probe_sandbox
 from automation_executor.settings import ExecutorSettings
 from automation_executor.state import ExecutorState
+from automation_executor.workdirs import check_root, filesystem_type
 from automation_messaging import Consumer, RpcClient, open_runtime
 from automation_messaging.topology import (
     CONTROL,
@@ -93,6 +96,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workdir_root = check_root(settings.executor_workdir_root)
         async with (
             open_runtime(settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox) as runtime,
             AsyncExitStack() as stack,
@@ -143,7 +147,10 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             await runtime.consume(control_queue, replica.cancels.handle, prefetch=CONTROL_PREFETCH)
             consumer = await runtime.consume(runs_queue, replica.runs.handle, prefetch=settings.executor_concurrency)
             launcher: Launcher = "forkserver" if server is not None else "spawn"
-            app.state.executor = ExecutorState(settings, replica.service, replica.pool, sandbox, launcher)
+            workdir_filesystem = filesystem_type(workdir_root)
+            app.state.executor = ExecutorState(
+                settings, replica.service, replica.pool, sandbox, launcher, workdir_root, workdir_filesystem
+            )
             log.info(
                 "executor_started",
                 worker=replica.pool.worker_id,
@@ -151,6 +158,8 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                 launcher=launcher,
                 direct_commands=commands is not None,
                 sandbox=sandbox.available,
+                workdir_root=workdir_root,
+                workdir_filesystem=workdir_filesystem,
             )
             try:
                 yield

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from automation_core.settings import ServiceSettings
 
@@ -25,7 +26,9 @@ class ExecutorSettings(ServiceSettings):
     executor_kill_grace_seconds: float = Field(default=5.0, ge=0, le=300)
     """Time between SIGTERM and SIGKILL when an execution times out."""
     executor_workdir_root: str | None = None
-    """Parent directory of the per-execution temporary working directories (default: the system's)."""
+    """Parent directory of the per-execution temporary working directories (default: the system's).
+
+    An absolute path; the replica does not start when it cannot create a directory there."""
 
     executor_max_log_bytes: int = Field(default=MIB, ge=KIB, le=256 * MIB)
     """Step output kept per execution; beyond it output is dropped behind a ``[log truncated]`` entry."""
@@ -103,3 +106,10 @@ class ExecutorSettings(ServiceSettings):
     def reaper_interval_seconds(self) -> float:
         """Interval of the expired-lease scan."""
         return self.executor_reaper_interval_seconds or self.executor_lease_seconds / 3
+
+    @field_validator("executor_workdir_root")
+    @classmethod
+    def _absolute_workdir_root(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError(f"must be an absolute path, not {value!r}")
+        return value

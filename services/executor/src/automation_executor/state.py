@@ -20,3 +20,7 @@ class ExecutorState:
     pool: WorkerPool
     sandbox: SandboxStatus
     launcher: Launcher
+    workdir_root: str
+    """Where runs' working directories go (checked at start-up)."""
+    workdir_filesystem: str | None
+    """The type of the filesystem it is on (``tmpfs``, ``ext4`` …); None where it cannot be read."""

@@ -4,13 +4,17 @@ Used by the executor's integration tests and usable by anyone testing against an
 :func:`run_request_data` builds a valid ``run.requested`` payload, :class:`ExecutorHarness` runs the app
 (lifespan included) against a real database and broker, publishes requests to ``automation.commands``
 and cancellations to ``automation.control``, and records every ``execution.*`` event from
-``automation.events``. :func:`command_server_by_way` makes a command server that gives commands their
-limits one of the ways it can (:data:`COMMAND_WAYS`), for tests and the commands benchmark.
+``automation.events``; :func:`serve_environment` (with :func:`free_port`) is the environment to run one
+as a separate process, ``python -m automation_executor serve``. :func:`command_server_by_way` makes a
+command server that gives commands their limits one of the ways it can (:data:`COMMAND_WAYS`), for
+tests and the commands benchmark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -65,6 +69,31 @@ def harness_settings(database_url: str, amqp_url: str, **overrides: Any) -> Exec
         admin_token=TEST_ADMIN_TOKEN,
         **overrides,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a replica's HTTP server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_environment(database_url: str, amqp_url: str, *, port: int, **settings: str) -> dict[str, str]:
+    """The environment of ``python -m automation_executor serve`` as a separate process under test: this
+    process's environment, the broker and database, development mode, test credentials
+    (:data:`TEST_ADMIN_TOKEN`), HTTP on 127.0.0.1:``port``, then ``settings`` (``AUTOMATION_*`` names)."""
+    return {
+        **os.environ,
+        "AUTOMATION_DATABASE_URL": database_url,
+        "AUTOMATION_AMQP_URL": amqp_url,
+        "AUTOMATION_ENV": "development",
+        "AUTOMATION_JWT_SECRET": "x" * 32,
+        "AUTOMATION_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "AUTOMATION_HTTP_HOST": "127.0.0.1",
+        "AUTOMATION_HTTP_PORT": str(port),
+        **settings,
+    }
 
 
 def run_request_data(

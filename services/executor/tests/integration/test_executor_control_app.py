@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -59,6 +60,8 @@ async def test_the_worker_reports_its_launcher_and_sandbox(harness: ExecutorHarn
     assert isinstance(body["preloaded_handlers"], list)
     assert body["sandbox_available"] is True
     assert body["sandbox_problem"] is None
+    assert body["workdir_root"] == tempfile.gettempdir(), "the default: the system's temporary directory"
+    assert body["workdir_filesystem"], "read from this machine's mount table"
 
 
 async def test_a_handler_the_first_run_loaded_is_held_by_the_fork_server_for_the_next(harness: ExecutorHarness) -> None:

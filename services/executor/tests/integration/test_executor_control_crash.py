@@ -7,9 +7,7 @@ in-process (:class:`ExecutorHarness`). A tap on ``automation.events`` records ev
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,8 +27,10 @@ from automation_executor.testing import (
     TERMINAL_TYPES,
     TEST_ADMIN_TOKEN,
     ExecutorHarness,
+    free_port,
     harness_settings,
     run_request_data,
+    serve_environment,
 )
 from automation_messaging.topology import COMMANDS, EVENTS, RUN_REQUESTED, declare_topology
 from automation_testing import wait_until
@@ -79,13 +79,6 @@ async def tap(amqp_url: str) -> AsyncIterator[Tap]:
     await connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _settings(database_url: str, amqp_url: str, **overrides: Any) -> ExecutorSettings:
     return harness_settings(
         database_url,
@@ -98,23 +91,18 @@ def _settings(database_url: str, amqp_url: str, **overrides: Any) -> ExecutorSet
 
 
 async def _start_victim(database_url: str, amqp_url: str, *, grace: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     worker = f"victim-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "AUTOMATION_DATABASE_URL": database_url,
-        "AUTOMATION_AMQP_URL": amqp_url,
-        "AUTOMATION_ENV": "development",
-        "AUTOMATION_JWT_SECRET": "x" * 32,
-        "AUTOMATION_ADMIN_TOKEN": ADMIN,
-        "AUTOMATION_HTTP_HOST": "127.0.0.1",
-        "AUTOMATION_HTTP_PORT": str(port),
-        "AUTOMATION_EXECUTOR_WORKER_ID": worker,
-        "AUTOMATION_EXECUTOR_LEASE_SECONDS": str(LEASE_SECONDS),
-        "AUTOMATION_EXECUTOR_REAPER_INTERVAL_SECONDS": "0.3",
-        "AUTOMATION_SHUTDOWN_GRACE_SECONDS": str(grace),
-        "AUTOMATION_LOG_LEVEL": "WARNING",
-    }
+    env = serve_environment(
+        database_url,
+        amqp_url,
+        port=port,
+        AUTOMATION_EXECUTOR_WORKER_ID=worker,
+        AUTOMATION_EXECUTOR_LEASE_SECONDS=str(LEASE_SECONDS),
+        AUTOMATION_EXECUTOR_REAPER_INTERVAL_SECONDS="0.3",
+        AUTOMATION_SHUTDOWN_GRACE_SECONDS=str(grace),
+        AUTOMATION_LOG_LEVEL="WARNING",
+    )
     process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server; only its start is awaited below
         [sys.executable, "-m", "automation_executor", "serve"], env=env, stdin=subprocess.DEVNULL
     )

@@ -56,3 +56,7 @@ class WorkerOut(BaseModel):
     them (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``), sorted."""
     sandbox_available: bool
     sandbox_problem: str | None
+    workdir_root: str
+    """Where this replica makes runs' working directories (``AUTOMATION_EXECUTOR_WORKDIR_ROOT``)."""
+    workdir_filesystem: str | None
+    """The filesystem type of ``workdir_root`` (``tmpfs``: in memory); null where it cannot be read."""

@@ -27,4 +27,6 @@ async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> 
         preloaded_handlers=sorted(forks.preloaded_handlers) if forks is not None else [],
         sandbox_available=state.sandbox.available,
         sandbox_problem=state.sandbox.problem,
+        workdir_root=state.workdir_root,
+        workdir_filesystem=state.workdir_filesystem,
     )
