@@ -115,3 +115,29 @@ def test_secrets_have_no_default(repo_root: Path) -> None:
         uses = re.findall(r"\$\{" + variable + r"([^}]*)\}", text)
         assert uses, f"{variable} is not used"
         assert all(use.startswith(":?") for use in uses), f"{variable} must be required (${{{variable}:?...}})"
+
+
+def test_the_in_memory_working_directories_override(repo_root: Path, compose: dict[str, Any]) -> None:
+    """deploy/compose/executor-workdirs-in-memory.yml: a valid Compose file that adds to the executor only."""
+    override = yaml.safe_load((repo_root / "deploy/compose/executor-workdirs-in-memory.yml").read_text())
+    schema = json.loads(locate_compose_spec(repo_root).read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(override), key=lambda error: list(error.path))
+    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors)
+    assert set(override["services"]) == {"executor"}
+    executor = override["services"]["executor"]
+    root = executor["environment"]["AUTOMATION_EXECUTOR_WORKDIR_ROOT"]
+    # Compose merges a mapping of environment variables into the base's mapping.
+    assert isinstance(compose["services"]["executor"]["environment"], dict)
+    assert "AUTOMATION_EXECUTOR_WORKDIR_ROOT" not in compose["services"]["executor"]["environment"]
+    (mount,) = executor["tmpfs"]
+    path, _, options = mount.partition(":")
+    assert path == root
+    # Writable by the image's user: the uid the Dockerfile's stages run as.
+    dockerfile = (repo_root / "deploy" / "docker" / "Dockerfile").read_text()
+    (user,) = set(re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE))
+    assert dict(option.split("=", 1) for option in options.split(",")) == {
+        "size": "1g",
+        "uid": user[0],
+        "gid": user[1],
+        "mode": "0700",
+    }

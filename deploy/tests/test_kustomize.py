@@ -4,6 +4,7 @@ TriggerAuthentication, PrometheusRule) are checked for their required structure 
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -195,3 +196,47 @@ def test_migration_step_selects_everything_the_jobs_need(overlay: tuple[str, Res
     (config,) = of_kind(resources, "ConfigMap").values()
     assert config["data"]["AUTOMATION_MIGRATE_ON_START"] == "false", "serving pods must not migrate"
     assert config["data"]["AUTOMATION_HTTP_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_in_memory_working_directories_component_applies_to_each_overlay(
+    name: str, kubectl: str, run: Run, repo_root: Path, tmp_path: Path
+) -> None:
+    """deploy/k8s/components/executor-workdirs-in-memory, used as its header says, from an overlay."""
+    overlay_dir = tmp_path / "overlay"
+    overlay_dir.mkdir()
+    (overlay_dir / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize takes relative paths only
+                "resources": [os.path.relpath(repo_root / f"deploy/k8s/overlays/{name}", overlay_dir)],
+                "components": [
+                    os.path.relpath(repo_root / "deploy/k8s/components/executor-workdirs-in-memory", overlay_dir)
+                ],
+            }
+        )
+    )
+    result = run(kubectl, "kustomize", str(overlay_dir))
+    assert result.returncode == 0, result.stderr
+    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    deployments = of_kind(resources, "Deployment")
+    executor = deployments["executor"]
+    kubernetes_validate.validate(executor, KUBERNETES_VERSION, strict=True)
+    pod = executor["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["work"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+    assert "medium" not in volumes["tmp"]["emptyDir"], "/tmp stays on the node's disk"
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["work"] == "/var/lib/automation/work"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["AUTOMATION_EXECUTOR_WORKDIR_ROOT"] == mounts["work"]
+    # The rest of the overlay is as it was.
+    plain = run(kubectl, "kustomize", f"deploy/k8s/overlays/{name}")
+    assert plain.returncode == 0, plain.stderr
+    others = [doc for doc in yaml.safe_load_all(plain.stdout) if doc]
+    assert [doc for doc in resources if doc is not executor] == [
+        doc for doc in others if not (doc["kind"] == "Deployment" and doc["metadata"]["name"] == "executor")
+    ]
