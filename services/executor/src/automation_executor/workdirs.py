@@ -12,6 +12,7 @@ is on, for the start-up log line.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -37,11 +38,12 @@ def check_root(root: str | None) -> str:
     return parent
 
 
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
 def _unescape(field: str) -> str:
-    """A mountinfo path field: spaces, tabs, newlines and backslashes are written as octal escapes."""
-    for escape, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(escape, char)
-    return field
+    """A mountinfo path field, whose spaces, tabs, newlines and backslashes the kernel writes as octal escapes."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
 
 
 def filesystem_type(path: str, mountinfo: str = MOUNTINFO) -> str | None:

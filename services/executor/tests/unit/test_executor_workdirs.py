@@ -54,6 +54,7 @@ MOUNTINFO = """\
 24 23 0:21 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
 25 22 0:30 / /var/lib/automation/work rw shared:4 - tmpfs tmpfs rw,size=524288k
 26 22 0:31 / /mnt/with\\040space rw shared:5 - xfs /dev/vdb rw
+28 22 0:33 / /mnt/back\\134slash\\134040 rw shared:7 - btrfs /dev/vdc rw
 27 22 0:32 / /var/lib/automation/work rw shared:6 - overlay overlay rw
 """
 
@@ -74,6 +75,7 @@ def mountinfo(tmp_path: Path) -> str:
         ("/dev/shm/x/y", "tmpfs"),
         ("/dev/shmem", "devtmpfs"),  # a mount point is a path prefix by components, not by characters
         ("/mnt/with space/runs", "xfs"),
+        ("/mnt/back\\slash\\040/runs", "btrfs"),  # a backslash, and one before digits, escaped as \134
         ("/var/lib/automation/work/run-1", "overlay"),  # the later mount over the same point hides the earlier
     ],
 )
