@@ -82,14 +82,16 @@ async def test_a_handler_the_first_run_loaded_is_held_by_the_fork_server_for_the
 
 async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(harness: ExecutorHarness) -> None:
     marker = f"cancel-{uuid.uuid4().hex}"
-    script = 'trap "echo got TERM; exit 0" TERM; sleep 30 & wait'
+    script = 'trap "echo got TERM; exit 0" TERM; echo trapped; sleep 30 & wait'
     data = run_request_data([_shell("wait", script, marker)], retries=3)
     await harness.request_run(data)
 
-    async def running() -> bool:
-        return bool(_live_processes(marker))
+    async def trapped() -> bool:
+        # Its log, not its process: the shell is in /proc (with the marker) before it has set its trap.
+        return "trapped" in harness.log_text(data["execution_id"])
 
-    await wait_until(running, interval=0.02, what="the step to run")
+    await wait_until(trapped, interval=0.02, what="the step to run and set its trap")
+    assert _live_processes(marker)
     await harness.cancel(data["execution_id"], reason="operator: wrong parameters")
     outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
     assert outcome.type == "execution.cancelled"

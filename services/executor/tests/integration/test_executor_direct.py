@@ -302,7 +302,7 @@ async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> Non
         async with direct_commands():
             run = asyncio.create_task(run_job(tmp_path, steps))
             deadline = time.monotonic() + 10
-            while handle.pid is None or not _mentions(handle.pid, "sleep"):
+            while handle.pid is None or not _runs(handle.pid, "sleep"):
                 assert time.monotonic() < deadline, "the second command never started"
                 await asyncio.sleep(0.02)
             os.killpg(handle.pid, signal.SIGTERM)  # what Slot.stop does on a cancellation
@@ -311,14 +311,15 @@ async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> Non
     assert sink.of("wait")[-2:] == ["got TERM", "step wait failed: exit code 3; expected 0"]
 
 
-def _mentions(pgid: int, word: str) -> bool:
-    """Whether a process of group ``pgid`` runs ``word``."""
+def _runs(pgid: int, program: str) -> bool:
+    """Whether a process of group ``pgid`` runs ``program`` (its argv[0]; the shell whose script names
+    the program does not count: it has not started it yet, and may not have set its trap)."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
                 if (
                     int((entry / "stat").read_text().split(") ")[1].split()[2]) == pgid
-                    and word in (entry / "cmdline").read_text()
+                    and (entry / "cmdline").read_text().split("\0")[0] == program
                 ):
                     return True
     return False
