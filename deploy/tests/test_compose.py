@@ -50,12 +50,17 @@ def dockerfile_targets(dockerfile: Path) -> set[str]:
     return set(pattern.findall(dockerfile.read_text()))
 
 
-def test_compose_file_validates_against_the_compose_spec(repo_root: Path, compose: dict[str, Any]) -> None:
-
+def spec_errors(repo_root: Path, document: dict[str, Any]) -> list[str]:
+    """Where a Compose file breaks the Compose Specification, one line each."""
     schema = json.loads(locate_compose_spec(repo_root).read_text())
     # The spec declares draft-07 (its "$schema" URI lacks the "#" jsonschema looks up).
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(compose), key=lambda error: list(error.path))
-    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=lambda error: list(error.path))
+    return [f"{list(error.path)}: {error.message}" for error in errors]
+
+
+def test_compose_file_validates_against_the_compose_spec(repo_root: Path, compose: dict[str, Any]) -> None:
+    errors = spec_errors(repo_root, compose)
+    assert not errors, "\n".join(errors)
 
 
 def test_every_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -120,9 +125,8 @@ def test_secrets_have_no_default(repo_root: Path) -> None:
 def test_the_in_memory_working_directories_override(repo_root: Path, compose: dict[str, Any]) -> None:
     """deploy/compose/executor-workdirs-in-memory.yml: a valid Compose file that adds to the executor only."""
     override = yaml.safe_load((repo_root / "deploy/compose/executor-workdirs-in-memory.yml").read_text())
-    schema = json.loads(locate_compose_spec(repo_root).read_text())
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(override), key=lambda error: list(error.path))
-    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors)
+    errors = spec_errors(repo_root, override)
+    assert not errors, "\n".join(errors)
     assert set(override["services"]) == {"executor"}
     executor = override["services"]["executor"]
     root = executor["environment"]["AUTOMATION_EXECUTOR_WORKDIR_ROOT"]

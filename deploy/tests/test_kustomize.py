@@ -24,15 +24,20 @@ KEDA_QUEUES = {"executor": "executor.runs", "browser-pool": "browser-pool.tasks"
 NAMESPACES = {"dev": "automation-dev", "production": "automation"}
 
 
+def render(kubectl: str, run: Run, path: str) -> Resources:
+    """``kubectl kustomize <path>``'s resources (the test fails with kustomize's error)."""
+    result = run(kubectl, "kustomize", path)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert resources, f"{path} rendered nothing"
+    return resources
+
+
 @pytest.fixture(scope="module", params=OVERLAYS)
 def overlay(request: pytest.FixtureRequest, kubectl: str, run: Run) -> tuple[str, Resources]:
     """(overlay name, rendered resources), rendered once per overlay."""
     name: str = request.param
-    result = run(kubectl, "kustomize", f"deploy/k8s/overlays/{name}")
-    assert result.returncode == 0, f"kubectl kustomize overlays/{name} failed:\n{result.stderr}"
-    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert resources, f"overlays/{name} rendered nothing"
-    return name, resources
+    return name, render(kubectl, run, f"deploy/k8s/overlays/{name}")
 
 
 def of_kind(resources: Resources, kind: str) -> dict[str, dict[str, Any]]:
@@ -168,9 +173,7 @@ def test_prometheus_rule_matches_the_rules_file(overlay: tuple[str, Resources], 
 
 
 def test_production_runs_several_replicas(kubectl: str, run: Run) -> None:
-    result = run(kubectl, "kustomize", "deploy/k8s/overlays/production")
-    assert result.returncode == 0, result.stderr
-    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    resources = render(kubectl, run, "deploy/k8s/overlays/production")
     for name, deployment in of_kind(resources, "Deployment").items():
         if name not in KEDA_QUEUES:
             assert deployment["spec"]["replicas"] >= 2, name
@@ -218,11 +221,8 @@ def test_the_in_memory_working_directories_component_applies_to_each_overlay(
             }
         )
     )
-    result = run(kubectl, "kustomize", str(overlay_dir))
-    assert result.returncode == 0, result.stderr
-    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    deployments = of_kind(resources, "Deployment")
-    executor = deployments["executor"]
+    resources = render(kubectl, run, str(overlay_dir))
+    executor = of_kind(resources, "Deployment")["executor"]
     kubernetes_validate.validate(executor, KUBERNETES_VERSION, strict=True)
     pod = executor["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -234,9 +234,7 @@ def test_the_in_memory_working_directories_component_applies_to_each_overlay(
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["AUTOMATION_EXECUTOR_WORKDIR_ROOT"] == mounts["work"]
     # The rest of the overlay is as it was.
-    plain = run(kubectl, "kustomize", f"deploy/k8s/overlays/{name}")
-    assert plain.returncode == 0, plain.stderr
-    others = [doc for doc in yaml.safe_load_all(plain.stdout) if doc]
+    others = render(kubectl, run, f"deploy/k8s/overlays/{name}")
     assert [doc for doc in resources if doc is not executor] == [
         doc for doc in others if not (doc["kind"] == "Deployment" and doc["metadata"]["name"] == "executor")
     ]

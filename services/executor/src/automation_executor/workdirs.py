@@ -1,7 +1,8 @@
 """Where executions' working directories go (``AUTOMATION_EXECUTOR_WORKDIR_ROOT``), checked at start-up.
 
-Every execution gets a fresh directory under the root, made with ``mkdtemp`` before it starts and
-removed with ``rmdir`` when it ends, both on the executor's event loop. On a journalled disk
+Every execution gets a fresh directory under the root, made with ``mkdtemp`` before it starts and,
+when the run left it empty, removed with ``rmdir`` when it ends, both on the executor's event loop (a
+directory with files in it is removed in a thread). On a journalled disk
 filesystem (ext4, xfs) each of those is a journal update: ~30 µs of CPU and more of waiting while the
 journal commits other writers' fsyncs (PostgreSQL's, on a shared disk); on ``tmpfs`` the pair is a
 few µs. :func:`check_root` runs at start-up so that a root that cannot take directories stops the

@@ -42,9 +42,8 @@ def test_the_setting_must_be_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUTOMATION_EXECUTOR_WORKDIR_ROOT", raising=False)
     with pytest.raises(ValidationError, match="must be an absolute path"):
         ExecutorSettings(env="development", executor_workdir_root="work")
-    assert ExecutorSettings(
-        env="development", executor_workdir_root="/var/lib/automation/work"
-    ).executor_workdir_root == ("/var/lib/automation/work")
+    absolute = ExecutorSettings(env="development", executor_workdir_root="/var/lib/automation/work")
+    assert absolute.executor_workdir_root == "/var/lib/automation/work"
     assert ExecutorSettings(env="development").executor_workdir_root is None
 
 
