@@ -75,7 +75,7 @@ bench-schedule: install-python ## Fire-time maths: microseconds per next_after
 bench-scheduler: install ## Scheduler: fires/s, lateness, RSS, DB size at 10k/100k/1M schedules vs APScheduler and Celery beat
 	$(UV) run --frozen --group bench python services/scheduler/bench/bench_scheduler.py $(BENCH_ARGS)
 
-bench-executor: install ## Executor: runs/s, start latency, RSS vs Celery (prefork and threads)
+bench-executor: install ## Executor: runs/s, start latency, RSS vs Celery (prefork and threads) and the bare minimum
 	$(UV) run --frozen --group bench python services/executor/bench/bench_executor.py $(BENCH_ARGS)
 
 bench-executor-children: install ## Executor: CPU of a python run's child, its handler preloaded in the fork server or not

@@ -17,10 +17,8 @@ confirmed), so both systems get the same client. Two configurations (:mod:`bench
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,12 +28,21 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-import aiormq
 import asyncpg
 import sqlalchemy
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from bench_celery_app import BACKEND_ENV, BROKER_ENV, OUT_ENV, TASK_NAME, app
-from bench_common import CLUSTER, Latency, Sampler, pg_backends, postgres_cluster, publish, rabbit_pids
+from bench_common import (
+    CLUSTER,
+    Latency,
+    Sampler,
+    pg_backends,
+    postgres_cluster,
+    publish,
+    rabbit_pids,
+    stop_group,
+    wait_consuming,
+)
 from bench_result import Result, Scenario
 from celery.backends.database.models import ResultModelBase  # type: ignore[import-untyped]
 
@@ -43,7 +50,6 @@ HERE = Path(__file__).resolve().parent
 QUEUE = "celery"
 WARMUP_TASKS = 50
 POLL_SECONDS = 0.1
-STOP_GRACE_SECONDS = 15.0
 
 
 class Records:
@@ -169,7 +175,7 @@ class CeleryBench:
         try:
             self.process = await asyncio.to_thread(self._spawn, argv, env)
             self._connection = await aio_pika.connect(self.amqp_url)
-            await self._wait_consuming()
+            await wait_consuming(self._connection, QUEUE, self.process, f"celery {self.name}", self.log_dir)
             channel = await self._connection.channel(publisher_confirms=True)
             self._channel = channel
             self._exchange = await channel.get_exchange(QUEUE, ensure=False)
@@ -188,36 +194,10 @@ class CeleryBench:
     async def __aexit__(self, *_: object) -> None:
         if self._connection is not None:
             await self._connection.close()
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.process.wait, STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                await asyncio.to_thread(self.process.wait, 5)
+        if self.process is not None:
+            await stop_group(self.process)
         if self._db is not None:
             await self._db.close()
-
-    async def _wait_consuming(self) -> None:
-        assert self._connection is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"the celery worker exited ({self.process.returncode}); see {self.log_dir}")
-            channel = await self._connection.channel()
-            try:
-                queue = await channel.declare_queue(QUEUE, passive=True)
-                if queue.declaration_result.consumer_count:
-                    return
-            except aiormq.exceptions.ChannelNotFoundEntity:
-                pass
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
-            await asyncio.sleep(0.2)
-        raise TimeoutError(f"the celery {self.name} worker was not consuming after 60 s")
 
     async def _warm_up(self) -> None:
         assert self._exchange is not None

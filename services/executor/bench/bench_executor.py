@@ -6,8 +6,11 @@ outcome is in job-api's read model (durable history). Celery 5: a worker with a 
 and threads pools, on its own vhost of the same RabbitMQ, in two configurations: Celery's defaults with
 the result backend off (no history; what the throughput target names), and with history (its database
 result backend on PostgreSQL, states STARTED and SUCCESS, acknowledged late, a quorum queue; a
-task is done when its SUCCESS row is committed). Each system gets the same N requests, once as fast as
-possible and once at a fixed rate, from the same publisher. Nothing is asserted: the figures, the
+task is done when its SUCCESS row is committed). Beside them, the bare minimum (bench_bare_worker): a
+hand-written worker that keeps only what the issue requires of every run (a process of its own with
+limits and a temporary directory, its claim and outcome in PostgreSQL, the acknowledgement after the
+commit), the floor those guarantees cost on this machine. Each system gets the same N requests, once
+as fast as possible and at fixed rates, from the same publisher. Nothing is asserted: the figures, the
 ratios and the targets' verdicts are printed.
 
     uv run --group bench python services/executor/bench/bench_executor.py [--quick] [--count N] ...
@@ -32,6 +35,7 @@ import aio_pika
 import asyncpg
 import celery  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
+from bench_bare import BareBench
 from bench_celery import CeleryBench
 from bench_common import cpu_model
 from bench_ours import Platform, open_platform, steps_for
@@ -74,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(CELERY_CONFIGURATIONS),
         help="Celery's configurations, a comma list of no-op and history (default %(default)s)",
     )
-    parser.add_argument("--only", choices=["ours", "celery"], help="run one side only")
+    parser.add_argument("--only", choices=["ours", "bare", "celery"], help="run one side only")
     parser.add_argument("--time-limit", type=float, help="seconds per scenario (default 600; --quick 120)")
     parser.add_argument("--log-dir", type=Path, help="service and worker logs (default: a new temporary dir)")
     args = parser.parse_args(argv)
@@ -151,6 +155,8 @@ def configuration(args: argparse.Namespace, vers: dict[str, str], step_kinds: li
         f" log level {env.get('AUTOMATION_LOG_LEVEL', 'INFO')}; other knobs: "
         + (", ".join(f"{k}={v}" for k, v in sorted(env.items())) or "defaults"),
         f"  jobs         {', '.join(step_kinds)}: {SHELL_TRUE}; {python_note}",
+        f"  bare         bench_bare_worker x{args.concurrency} (prefetch {args.concurrency}): claim, `true`"
+        " as its own process (session, limits, temporary directory), outcome; quorum queue",
         f"  celery       no-op task; prefork x{args.celery_prefork}, threads x{args.celery_threads}; prefetch"
         " multiplier 4; " + "; ".join(f"{name}: {CELERY_CONFIGURATIONS[name]}" for name in args.celery),
     ]
@@ -197,29 +203,50 @@ def _best(results: list[Result]) -> float:
 
 def verdicts(ours: list[Result], theirs: list[Result]) -> list[str]:
     """The targets' verdicts: throughput against Celery's no-op (without history, as the target says),
-    with the ratio to Celery with history beside it; start p99 at the target rate."""
+    with the ratio to Celery with history beside it; start p99 at the target rate. Then the same
+    targets for the bare minimum: whether the issue's guarantees alone leave them within reach here."""
     lines = ["targets"]
-    best = _best([t for t in theirs if not t.durable])
-    best_durable = _best([t for t in theirs if t.durable])
+    celery = [t for t in theirs if not t.floor]
+    best = _best([t for t in celery if not t.durable])
+    best_durable = _best([t for t in celery if t.durable])
     for mine in ours:
-        if mine.scenario.rate is None and not math.isnan(best):
-            ok = mine.runs_per_second >= best
-            lines.append(
-                f"  throughput  {mine.system}: {mine.runs_per_second:.1f} runs/s vs Celery's best no-op {best:.1f}"
-                f" -> {'MET' if ok and not mine.timed_out else 'MISSED'}"
-            )
-        if mine.scenario.rate is None and not math.isnan(best_durable):
-            lines.append(
-                f"  (reference) {mine.system}: {ratio(mine.runs_per_second, best_durable)} Celery's best with"
-                f" history, {best_durable:.1f} tasks/s"
-            )
-        if mine.scenario.rate == TARGET_RATE:
-            ok = mine.start.p99 <= TARGET_P99_MS and not mine.timed_out
-            lines.append(
-                f"  p99 start   {mine.system} at {TARGET_RATE:g}/s: {mine.start.p99:.1f} ms (target"
-                f" <= {TARGET_P99_MS:g} ms) -> {'MET' if ok else 'MISSED'}"
-            )
+        lines += _throughput(mine, best, best_durable)
+        lines += _start_p99(mine)
+    floors = [t for t in theirs if t.floor]
+    if floors:
+        lines.append("the bare minimum against the same targets (not a peer: what the guarantees alone cost here)")
+    for floor in floors:
+        lines += _throughput(floor, best, best_durable)
+        lines += _start_p99(floor)
     return lines
+
+
+def _throughput(result: Result, best: float, best_durable: float) -> list[str]:
+    if result.scenario.rate is not None:
+        return []
+    lines = []
+    if not math.isnan(best):
+        ok = result.runs_per_second >= best and not result.timed_out
+        lines.append(
+            f"  throughput  {result.system}: {result.runs_per_second:.1f} runs/s vs Celery's best no-op {best:.1f}"
+            f" -> {'MET' if ok else 'MISSED'}"
+        )
+    if not math.isnan(best_durable):
+        lines.append(
+            f"  (reference) {result.system}: {ratio(result.runs_per_second, best_durable)} Celery's best with"
+            f" history, {best_durable:.1f} tasks/s"
+        )
+    return lines
+
+
+def _start_p99(result: Result) -> list[str]:
+    if result.scenario.rate != TARGET_RATE:
+        return []
+    ok = result.start.p99 <= TARGET_P99_MS and not result.timed_out
+    return [
+        f"  p99 start   {result.system} at {TARGET_RATE:g}/s: {result.start.p99:.1f} ms (target"
+        f" <= {TARGET_P99_MS:g} ms) -> {'MET' if ok else 'MISSED'}"
+    ]
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -250,6 +277,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     results.append(result)
         finally:
             await bench.__aexit__(None, None, None)
+    if args.only in (None, "bare"):
+        results += await run_bare(args, plan, database_url, amqp_url, log_dir)
     if args.only in (None, "celery"):
         for name in args.celery:
             results += await run_celery(args, plan, database_url, amqp_url, log_dir, history=name == "history")
@@ -275,6 +304,24 @@ async def run_celery(
                     result = await worker.run(scenario)
                     print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
                     results.append(result)
+    return results
+
+
+async def run_bare(
+    args: argparse.Namespace, plan: list[Scenario], database_url: str, amqp_url: str, log_dir: Path
+) -> list[Result]:
+    """The bare minimum in a vhost and a database of its own, its directories where ours has them."""
+    results = []
+    workdirs = os.environ.get("AUTOMATION_EXECUTOR_WORKDIR_ROOT")
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(fresh_vhost(amqp_url, prefix="executor-bench-bare"))
+        database = await stack.enter_async_context(fresh_database(database_url, prefix="executor_bench_bare"))
+        async with BareBench(url, database, args.concurrency, args.time_limit, log_dir, workdirs=workdirs) as worker:
+            for scenario in plan:
+                print(f"{worker.system} {scenario.label} ...", flush=True)
+                result = await worker.run(scenario)
+                print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
+                results.append(result)
     return results
 
 

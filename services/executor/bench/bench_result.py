@@ -39,7 +39,9 @@ class Result:
     durable: bool
     """Whether every outcome is in a durable record (ours: job-api's read model; Celery: its result backend)."""
     peer: bool = False
-    """A peer's figure (Celery), which ours is compared with."""
+    """A peer's figure (Celery, the bare minimum), which ours is compared with."""
+    floor: bool = False
+    """The bare minimum's figure: what the issue's guarantees cost on this machine, not a peer to beat."""
     extra_latency: dict[str, Latency] = field(default_factory=dict)
     cpu_ms_per_run: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
