@@ -20,7 +20,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from bench_bare_worker import BROKER_ENV, CONCURRENCY_ENV, DATABASE_ENV, DDL, QUEUE, WORKDIRS_ENV
+from bench_bare_worker import BROKER_ENV, CONCURRENCY_ENV, DATABASE_ENV, DDL, QUEUE, STEPS_ENV, WORKDIRS_ENV
 from bench_common import (
     CLUSTER,
     Latency,
@@ -35,6 +35,8 @@ from bench_common import (
 from bench_result import Result, Scenario
 
 HERE = Path(__file__).resolve().parent
+BARE_KINDS = ("shell", "python")
+"""The job kinds the bare worker has a process for (``BENCH_BARE_STEPS``)."""
 WARMUP_RUNS = 50
 POLL_SECONDS = 0.1
 
@@ -57,6 +59,7 @@ class BareBench:
         time_limit: float,
         log_dir: Path,
         *,
+        steps: str,
         workdirs: str | None,
     ) -> None:
         self.amqp_url = amqp_url
@@ -64,6 +67,7 @@ class BareBench:
         self.concurrency = concurrency
         self.time_limit = time_limit
         self.log_dir = log_dir
+        self.steps = steps
         self.workdirs = workdirs
         self.process: subprocess.Popen[bytes] | None = None
         self._connection: AbstractConnection | None = None
@@ -73,7 +77,7 @@ class BareBench:
 
     @property
     def system(self) -> str:
-        return f"bare minimum x{self.concurrency}"
+        return f"bare minimum ({self.steps}) x{self.concurrency}"
 
     async def __aenter__(self) -> BareBench:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATION_", "BENCH_"))}
@@ -82,6 +86,7 @@ class BareBench:
             DATABASE_ENV: self.database_url,
             CONCURRENCY_ENV: str(self.concurrency),
             WORKDIRS_ENV: self.workdirs or "",
+            STEPS_ENV: self.steps,
         }
         try:
             self._db = await asyncpg.connect(self.database_url)
@@ -98,7 +103,7 @@ class BareBench:
         return self
 
     def _spawn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.log_dir / "bare-worker.log").open("ab") as log:
+        with (self.log_dir / f"bare-worker-{self.steps}.log").open("ab") as log:
             return subprocess.Popen(
                 [sys.executable, str(HERE / "bench_bare_worker.py")],
                 cwd=HERE,
@@ -171,13 +176,14 @@ class BareBench:
             durable=True,
             peer=True,
             floor=True,
+            steps=self.steps,
             timed_out=done < scenario.count,
             failed=int(failed),
         )
         runs = max(done, 1)
         result.cpu_ms_per_run = {
             "worker (itself)": worker.own_cpu_seconds * 1000 / runs,
-            "its commands": (worker.cpu_seconds - worker.own_cpu_seconds) * 1000 / runs,
+            "its run processes": (worker.cpu_seconds - worker.own_cpu_seconds) * 1000 / runs,
             "postgres (its db backends)": sampler.group_cpu.get("postgres", 0.0) * 1000 / runs,
             "postgres (whole cluster, shared)": sampler.group_cpu.get(CLUSTER, 0.0) * 1000 / runs,
             "rabbitmq (whole broker, shared)": sampler.group_cpu.get("rabbitmq", 0.0) * 1000 / runs,

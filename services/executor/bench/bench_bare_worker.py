@@ -8,11 +8,15 @@ prefetch = concurrency):
 
 1. **Claim** the run in PostgreSQL: one autocommit ``INSERT … ON CONFLICT DO NOTHING`` of a ``running``
    row. A request whose row exists is a redelivery: acked, nothing runs (never a doubled run).
-2. **A process of its own**: ``true``, started with ``posix_spawn`` in a session (and so a process
-   group) of its own, in a fresh temporary working directory, under resource limits (address space,
-   CPU seconds, open files, file size) that this worker holds itself and the command inherits;
-   stdout and stderr read from a pipe to the end; the exit watched through a pidfd; the directory
-   removed afterwards.
+2. **A process of its own**, in a session (and so a process group) of its own, in a fresh temporary
+   working directory, under resource limits (address space, CPU seconds, open files, file size) that
+   this worker holds itself and the process inherits; its stdout and stderr read from a pipe to the
+   end; its exit watched through a pidfd; the directory removed afterwards. The process is, by
+   ``BENCH_BARE_STEPS``:
+
+   - ``shell``: ``true``, started with ``posix_spawn``;
+   - ``python``: a fork of this worker (its modules imported, its objects frozen out of the
+     collector's reach) that calls a no-op function, writes its result as JSON to the pipe and exits.
 3. **Record the outcome**: one autocommit ``UPDATE`` of the row to ``succeeded`` or ``failed`` (only if it
    is still ``running``).
 4. **Acknowledge** the message once that commit is done (never a missed run).
@@ -22,13 +26,16 @@ cancellation, retries or metrics. A run is done when its row is ``succeeded``.
 
 Settings (environment): ``BENCH_BARE_BROKER`` (AMQP URL), ``BENCH_BARE_DATABASE`` (PostgreSQL URL,
 the table made beforehand with :data:`DDL`), ``BENCH_BARE_CONCURRENCY`` (default 8),
-``BENCH_BARE_WORKDIRS`` (the working directories' root; default the system's temporary directory).
+``BENCH_BARE_WORKDIRS`` (the working directories' root; default the system's temporary directory),
+``BENCH_BARE_STEPS`` (``shell``, the default, or ``python``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import json
 import os
 import resource
@@ -36,6 +43,8 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -46,6 +55,7 @@ BROKER_ENV = "BENCH_BARE_BROKER"
 DATABASE_ENV = "BENCH_BARE_DATABASE"
 CONCURRENCY_ENV = "BENCH_BARE_CONCURRENCY"
 WORKDIRS_ENV = "BENCH_BARE_WORKDIRS"
+STEPS_ENV = "BENCH_BARE_STEPS"
 DDL = """
 CREATE TABLE IF NOT EXISTS bare_runs (
     id uuid PRIMARY KEY,
@@ -90,6 +100,28 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
+def noop(context: dict[str, Any]) -> dict[str, Any]:
+    """A python run's handler: nothing."""
+    del context
+    return {}
+
+
+def fork_python(workdir: str, output: int) -> int:
+    """A fork of this worker that calls :func:`noop` in ``workdir``, in a session of its own, writes its
+    result to ``output`` and exits; its pid."""
+    pid = os.fork()
+    if pid == 0:  # the run's process: nothing of the event loop is used here
+        code = 1
+        try:
+            os.setsid()
+            os.chdir(workdir)
+            os.write(output, json.dumps({"output": noop({"parameters": {}})}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
 def spawn(program: str, workdir: str, output: int) -> int:
     """``true`` started in ``workdir``, in a session of its own, stdin from /dev/null, stdout and stderr to
     ``output``; its pid. Only this process's event-loop thread starts commands, so the ``chdir`` is safe."""
@@ -116,13 +148,14 @@ def reap(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-async def run_command(program: str, root: str) -> int:
-    """Start the command in a new directory and session, read its output to the end, return its exit code."""
+async def run_process(start: Callable[[str, int], int], root: str) -> int:
+    """Start a run's process with ``start(workdir, output)`` in a new directory, read its output to the
+    end, return its exit code."""
     workdir = tempfile.mkdtemp(prefix="bare-", dir=root)
     read_end, write_end = os.pipe()
     try:
         os.set_blocking(read_end, False)
-        pid = spawn(program, workdir, write_end)
+        pid = start(workdir, write_end)
         os.close(write_end)
         write_end = -1
         pidfd = os.pidfd_open(pid)
@@ -148,8 +181,13 @@ async def main() -> None:
     hold_limits()
     concurrency = int(os.environ.get(CONCURRENCY_ENV, "8"))
     root = os.environ.get(WORKDIRS_ENV) or tempfile.gettempdir()
-    program = shutil.which(COMMAND[0])
-    assert program is not None, f"{COMMAND[0]} is not on the PATH"
+    start: Callable[[str, int], int]
+    if os.environ.get(STEPS_ENV, "shell") == "python":
+        start = fork_python
+    else:
+        program = shutil.which(COMMAND[0])
+        assert program is not None, f"{COMMAND[0]} is not on the PATH"
+        start = functools.partial(spawn, program)
     pool = await asyncpg.create_pool(os.environ[DATABASE_ENV], min_size=2, max_size=concurrency)
     connection = await aio_pika.connect_robust(os.environ[BROKER_ENV])
     channel = await connection.channel()
@@ -160,11 +198,12 @@ async def main() -> None:
         request = json.loads(message.body)
         claimed = await pool.execute(CLAIM, request["id"], request["tag"], request["requested_at"], time.time())
         if claimed == "INSERT 0 1":
-            code = await run_command(program, root)
+            code = await run_process(start, root)
             outcome = "succeeded" if code == 0 else "failed"
             await pool.execute(FINISH, request["id"], outcome, code, time.time())
         await message.ack()
 
+    gc.freeze()  # what is made from here on is a fork's own; the rest is shared and left unscanned
     await queue.consume(handle)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -35,7 +35,7 @@ import aio_pika
 import asyncpg
 import celery  # type: ignore[import-untyped]
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from bench_bare import BareBench
+from bench_bare import BARE_KINDS, BareBench
 from bench_celery import CeleryBench
 from bench_common import cpu_model
 from bench_ours import Platform, open_platform, steps_for
@@ -155,8 +155,9 @@ def configuration(args: argparse.Namespace, vers: dict[str, str], step_kinds: li
         f" log level {env.get('AUTOMATION_LOG_LEVEL', 'INFO')}; other knobs: "
         + (", ".join(f"{k}={v}" for k, v in sorted(env.items())) or "defaults"),
         f"  jobs         {', '.join(step_kinds)}: {SHELL_TRUE}; {python_note}",
-        f"  bare         bench_bare_worker x{args.concurrency} (prefetch {args.concurrency}): claim, `true`"
-        " as its own process (session, limits, temporary directory), outcome; quorum queue",
+        f"  bare         bench_bare_worker x{args.concurrency} (prefetch {args.concurrency}), per job kind: claim,"
+        " a process of its own (session, limits, temporary directory; shell: `true` spawned, python: a fork"
+        " calling a no-op), outcome; quorum queue",
         f"  celery       no-op task; prefork x{args.celery_prefork}, threads x{args.celery_threads}; prefetch"
         " multiplier 4; " + "; ".join(f"{name}: {CELERY_CONFIGURATIONS[name]}" for name in args.celery),
     ]
@@ -170,7 +171,7 @@ def report(results: list[Result]) -> str:
     rows = []
     for mine in ours:
         for other in theirs:
-            if other.scenario.label != mine.scenario.label:
+            if other.scenario.label != mine.scenario.label or (other.floor and other.steps != mine.steps):
                 continue
             rows.append(
                 [
@@ -273,12 +274,13 @@ async def main_async(args: argparse.Namespace) -> int:
                 for scenario in plan:
                     print(f"ours ({kind}) {scenario.label} ...", flush=True)
                     result = await bench.run(f"ours ({kind})", steps, scenario)
+                    result.steps = kind
                     print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
                     results.append(result)
         finally:
             await bench.__aexit__(None, None, None)
     if args.only in (None, "bare"):
-        results += await run_bare(args, plan, database_url, amqp_url, log_dir)
+        results += await run_bare(args, plan, database_url, amqp_url, log_dir, step_kinds=step_kinds)
     if args.only in (None, "celery"):
         for name in args.celery:
             results += await run_celery(args, plan, database_url, amqp_url, log_dir, history=name == "history")
@@ -308,20 +310,29 @@ async def run_celery(
 
 
 async def run_bare(
-    args: argparse.Namespace, plan: list[Scenario], database_url: str, amqp_url: str, log_dir: Path
+    args: argparse.Namespace,
+    plan: list[Scenario],
+    database_url: str,
+    amqp_url: str,
+    log_dir: Path,
+    *,
+    step_kinds: list[str],
 ) -> list[Result]:
-    """The bare minimum in a vhost and a database of its own, its directories where ours has them."""
+    """The bare minimum for each single job kind ours runs (shell, python), in a vhost and a database of
+    its own, its directories where ours has them."""
     results = []
     workdirs = os.environ.get("AUTOMATION_EXECUTOR_WORKDIR_ROOT")
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(fresh_vhost(amqp_url, prefix="executor-bench-bare"))
         database = await stack.enter_async_context(fresh_database(database_url, prefix="executor_bench_bare"))
-        async with BareBench(url, database, args.concurrency, args.time_limit, log_dir, workdirs=workdirs) as worker:
-            for scenario in plan:
-                print(f"{worker.system} {scenario.label} ...", flush=True)
-                result = await worker.run(scenario)
-                print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
-                results.append(result)
+        for kind in (k for k in step_kinds if k in BARE_KINDS):
+            bare = BareBench(url, database, args.concurrency, args.time_limit, log_dir, steps=kind, workdirs=workdirs)
+            async with bare as worker:
+                for scenario in plan:
+                    print(f"{worker.system} {scenario.label} ...", flush=True)
+                    result = await worker.run(scenario)
+                    print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
+                    results.append(result)
     return results
 
 

@@ -42,6 +42,8 @@ class Result:
     """A peer's figure (Celery, the bare minimum), which ours is compared with."""
     floor: bool = False
     """The bare minimum's figure: what the issue's guarantees cost on this machine, not a peer to beat."""
+    steps: str | None = None
+    """The job kind (``shell``, ``python``) of ours and the bare minimum; ratios pair them by kind."""
     extra_latency: dict[str, Latency] = field(default_factory=dict)
     cpu_ms_per_run: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
