@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -30,26 +29,15 @@ from urllib.parse import urlsplit, urlunsplit
 import aio_pika
 import asyncpg
 import sqlalchemy
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractExchange
 from bench_celery_app import BACKEND_ENV, BROKER_ENV, OUT_ENV, TASK_NAME, app
-from bench_common import (
-    CLUSTER,
-    Latency,
-    Sampler,
-    pg_backends,
-    postgres_cluster,
-    publish,
-    rabbit_pids,
-    stop_group,
-    wait_consuming,
-)
+from bench_common import CLUSTER, Latency
 from bench_result import Result, Scenario
+from bench_worker import PeerWorker
 from celery.backends.database.models import ResultModelBase  # type: ignore[import-untyped]
 
 HERE = Path(__file__).resolve().parent
 QUEUE = "celery"
-WARMUP_TASKS = 50
-POLL_SECONDS = 0.1
 
 
 class Records:
@@ -106,12 +94,14 @@ def create_backend_tables(database_url: str) -> None:
         engine.dispose()
 
 
-class CeleryBench:
+class CeleryBench(PeerWorker):
     """One Celery worker (one pool kind, one configuration) up; scenarios run one after the other.
 
     ``history``: the URL of a database of its own for Celery's result backend (the configuration
     with history); None for the no-op configuration.
     """
+
+    queue = QUEUE
 
     def __init__(
         self,
@@ -123,19 +113,12 @@ class CeleryBench:
         *,
         history: str | None = None,
     ) -> None:
-        self.amqp_url = amqp_url
+        super().__init__(amqp_url, time_limit, log_dir)
         self.pool = pool
         self.concurrency = concurrency
-        self.time_limit = time_limit
-        self.log_dir = log_dir
         self.history = history
         self.out = log_dir / f"celery-{self.name}-records"
         self.records = Records(self.out)
-        self.process: subprocess.Popen[bytes] | None = None
-        self._connection: AbstractConnection | None = None
-        self._exchange: AbstractExchange | None = None
-        self._channel: AbstractChannel | None = None
-        self._db: asyncpg.Connection | None = None
 
     @property
     def name(self) -> str:
@@ -144,6 +127,16 @@ class CeleryBench:
     @property
     def system(self) -> str:
         return f"celery {self.pool} x{self.concurrency}" + (" +history" if self.history else "")
+
+    @property
+    def log_name(self) -> str:
+        return f"celery-{self.name}.log"
+
+    def message(self, tag: str) -> aio_pika.Message:
+        return message(tag)
+
+    async def _exchange_of(self, channel: AbstractChannel) -> AbstractExchange:
+        return await channel.get_exchange(QUEUE, ensure=False)
 
     async def __aenter__(self) -> CeleryBench:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -172,40 +165,8 @@ class CeleryBench:
             "--hostname",
             f"bench-{self.name}@127.0.0.1",
         ]
-        try:
-            self.process = await asyncio.to_thread(self._spawn, argv, env)
-            self._connection = await aio_pika.connect(self.amqp_url)
-            await wait_consuming(self._connection, QUEUE, self.process, f"celery {self.name}", self.log_dir)
-            channel = await self._connection.channel(publisher_confirms=True)
-            self._channel = channel
-            self._exchange = await channel.get_exchange(QUEUE, ensure=False)
-            await self._warm_up()
-        except BaseException:
-            await self.__aexit__()
-            raise
+        await self._start(argv, env)
         return self
-
-    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.log_dir / f"celery-{self.name}.log").open("ab") as log:
-            return subprocess.Popen(
-                argv, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        if self.process is not None:
-            await stop_group(self.process)
-        if self._db is not None:
-            await self._db.close()
-
-    async def _warm_up(self) -> None:
-        assert self._exchange is not None
-        tag = f"warmup{uuid.uuid4().hex}"
-        await publish(self._exchange, QUEUE, lambda _i: message(tag), WARMUP_TASKS, None)
-        done, _ = await self._wait(tag, WARMUP_TASKS, time.monotonic() + 60)
-        if done < WARMUP_TASKS:
-            raise RuntimeError(f"celery {self.name} warm-up did not finish; see {self.log_dir}")
 
     async def _done(self, tag: str) -> tuple[int, float | None]:
         """Tasks of ``tag`` done so far, and when the last of them was (epoch seconds; None: none yet).
@@ -225,29 +186,11 @@ class CeleryBench:
         last = row["last"]  # Celery writes its naive UTC time
         return int(row["done"]), None if last is None else last.replace(tzinfo=UTC).timestamp()
 
-    async def _wait(self, tag: str, count: int, deadline: float) -> tuple[int, float | None]:
-        while True:
-            done, last = await self._done(tag)
-            if done >= count or time.monotonic() > deadline:
-                return done, last
-            await asyncio.sleep(POLL_SECONDS)
-
     async def run(self, scenario: Scenario) -> Result:
         """Offer the scenario and wait, within the time limit, until every task is done."""
-        assert self._exchange is not None
-        assert self.process is not None
-        tag = uuid.uuid4().hex
-        backends = await pg_backends(self._db) if self._db is not None else []
-        groups = {"postgres": backends, "rabbitmq": rabbit_pids(), "bench": [os.getpid()]}
-        servers = postgres_cluster() if self._db is not None else {}  # the no-op writes nothing to PostgreSQL
-        async with Sampler(trees={"worker": self.process.pid}, groups=groups, servers=servers) as sampler:
-            deadline = time.monotonic() + self.time_limit
-            published = await publish(self._exchange, QUEUE, lambda _i: message(tag), scenario.count, scenario.rate)
-            done, last = await self._wait(tag, scenario.count, deadline)
-        if done < scenario.count:  # time limit: drop what is still queued, give the prefetched a moment
-            assert self._channel is not None
-            await (await self._channel.get_queue(QUEUE, ensure=False)).purge()
-            await asyncio.sleep(2)
+        measured = await self.measure(scenario)
+        tag, done, last, sampler = measured.tag, measured.done, measured.last, measured.sampler
+        published = measured.published
         self.records.refresh()
         records = self.records.by_tag.get(tag, [])
         worker = sampler.usage["worker"]

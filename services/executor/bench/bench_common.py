@@ -16,8 +16,6 @@ import math
 import os
 import platform
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
-import aiormq
 import asyncpg
 import psutil  # type: ignore[import-untyped]  # no stubs in the bench group
-from aio_pika.abc import AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractExchange
 
 WINDOW = 256
 """Publishes awaiting their broker confirm at once."""
@@ -90,45 +87,6 @@ async def publish(
     if failures:
         raise RuntimeError(f"publish failed: {failures[0]!r}")
     return Published(count=count, first=first, last=last, confirmed=time.time())
-
-
-STOP_GRACE_SECONDS = 15.0
-
-
-async def wait_consuming(
-    connection: AbstractConnection, queue: str, process: subprocess.Popen[bytes], what: str, log_dir: Path
-) -> None:
-    """Until ``queue`` has a consumer (a peer's worker is up), within 60 s; fails at once if ``process`` exits."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the {what} worker exited ({process.returncode}); see {log_dir}")
-        channel = await connection.channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-            if declared.declaration_result.consumer_count:
-                return
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            pass
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"the {what} worker was not consuming after 60 s")
-
-
-async def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to a worker's process group, SIGKILL after ``STOP_GRACE_SECONDS``."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        await asyncio.to_thread(process.wait, STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await asyncio.to_thread(process.wait, 5)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

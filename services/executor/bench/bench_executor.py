@@ -301,11 +301,7 @@ async def run_celery(
             backend = await stack.enter_async_context(fresh_database(database_url, prefix="executor_bench_celery"))
         for pool, concurrency in (("prefork", args.celery_prefork), ("threads", args.celery_threads)):
             async with CeleryBench(celery_url, pool, concurrency, args.time_limit, log_dir, history=backend) as worker:
-                for scenario in plan:
-                    print(f"{worker.system} {scenario.label} ...", flush=True)
-                    result = await worker.run(scenario)
-                    print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
-                    results.append(result)
+                results += await run_plan(worker, plan)
     return results
 
 
@@ -328,11 +324,18 @@ async def run_bare(
         for kind in (k for k in step_kinds if k in BARE_KINDS):
             bare = BareBench(url, database, args.concurrency, args.time_limit, log_dir, steps=kind, workdirs=workdirs)
             async with bare as worker:
-                for scenario in plan:
-                    print(f"{worker.system} {scenario.label} ...", flush=True)
-                    result = await worker.run(scenario)
-                    print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
-                    results.append(result)
+                results += await run_plan(worker, plan)
+    return results
+
+
+async def run_plan(worker: BareBench | CeleryBench, plan: list[Scenario]) -> list[Result]:
+    """Each scenario of the plan on one peer's worker, one after the other, each announced as it goes."""
+    results = []
+    for scenario in plan:
+        print(f"{worker.system} {scenario.label} ...", flush=True)
+        result = await worker.run(scenario)
+        print(f"  {result.runs_per_second:.1f} runs/s, start {result.start.text()}", flush=True)
+        results.append(result)
     return results
 
 
