@@ -1,9 +1,10 @@
 """The bare minimum: a hand-written worker that keeps only what issue 4 requires of every run.
 
 Run by the executor benchmark as its own process (``python bench_bare_worker.py``), like the Celery
-worker. It is the floor that any executor with these guarantees pays per run on this machine, written
-as lean as Python gets (uvloop, aio-pika, asyncpg: the platform's own clients), so the figures of ours
-and of Celery can be read against it. Per run request (a persistent message on a quorum queue,
+worker. Written as lean as Python gets with the platform's own clients (uvloop, aio-pika, asyncpg), so
+the figures of ours and of Celery can be read against it: for shell jobs it is the floor any executor
+with these guarantees pays per run on this machine; for python jobs it is the simplest way (a fork of
+itself), which a smaller process to fork from would beat. Per run request (a persistent message on a quorum queue,
 prefetch = concurrency):
 
 1. **Claim** the run in PostgreSQL: one autocommit ``INSERT … ON CONFLICT DO NOTHING`` of a ``running``
@@ -78,8 +79,10 @@ LIMITS = {
     resource.RLIMIT_NOFILE: 1024,
     resource.RLIMIT_FSIZE: 2**30,
 }
-"""What a run's process may use (soft and hard), as generous as the executor's defaults. Held by this
-worker, which stays far below them during a benchmark, and inherited by every command it starts."""
+"""What a run's process may use (soft and hard): each of the four limits the issue names, set (the
+executor's defaults set the open files only; the others are its settings). Held by this worker, which
+stays far below them during a benchmark, and inherited by every process it starts, so they cost
+nothing per run, as in the executor's command server."""
 COMMAND = ["true"]
 
 

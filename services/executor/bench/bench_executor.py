@@ -9,9 +9,9 @@ result backend on PostgreSQL, states STARTED and SUCCESS, acknowledged late, a q
 task is done when its SUCCESS row is committed). Beside them, the bare minimum (bench_bare_worker): a
 hand-written worker that keeps only what the issue requires of every run (a process of its own with
 limits and a temporary directory, its claim and outcome in PostgreSQL, the acknowledgement after the
-commit), the floor those guarantees cost on this machine. Each system gets the same N requests, once
-as fast as possible and at fixed rates, from the same publisher. Nothing is asserted: the figures, the
-ratios and the targets' verdicts are printed.
+commit), done the simplest way: for shell jobs, the floor those guarantees cost on this machine. Each
+system gets the same N requests, once as fast as possible and at fixed rates, from the same publisher.
+Nothing is asserted: the figures, the ratios and the targets' verdicts are printed.
 
     uv run --group bench python services/executor/bench/bench_executor.py [--quick] [--count N] ...
 """
@@ -215,7 +215,7 @@ def verdicts(ours: list[Result], theirs: list[Result]) -> list[str]:
         lines += _start_p99(mine)
     floors = [t for t in theirs if t.floor]
     if floors:
-        lines.append("the bare minimum against the same targets (not a peer: what the guarantees alone cost here)")
+        lines.append("the bare minimum against the same targets (not a peer: the guarantees alone, the simplest way)")
     for floor in floors:
         lines += _throughput(floor, best, best_durable)
         lines += _start_p99(floor)

@@ -29,7 +29,8 @@ class Result:
     scenario: Scenario
     published: Published
     done: int
-    """Requests whose outcome is recorded (ours: in job-api's read model; Celery: the task body ran)."""
+    """Requests whose outcome is recorded (ours: in job-api's read model; Celery: the task body ran, or with
+    history its ``SUCCESS`` row; the bare minimum: its row ``succeeded``)."""
     last_done: float
     """Epoch seconds of the last outcome recorded."""
     start: Latency
@@ -41,7 +42,7 @@ class Result:
     peer: bool = False
     """A peer's figure (Celery, the bare minimum), which ours is compared with."""
     floor: bool = False
-    """The bare minimum's figure: what the issue's guarantees cost on this machine, not a peer to beat."""
+    """The bare minimum's figure: what the issue's guarantees cost done the simplest way, not a peer to beat."""
     steps: str | None = None
     """The job kind (``shell``, ``python``) of ours and the bare minimum; ratios pair them by kind."""
     extra_latency: dict[str, Latency] = field(default_factory=dict)
