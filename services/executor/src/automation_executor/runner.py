@@ -59,7 +59,7 @@ from automation_executor.domain.protocol import (
     parse_child_line,
 )
 from automation_executor.domain.redact import Redactor
-from automation_executor.domain.steps import StepConfigError, parse_job
+from automation_executor.domain.steps import ParsedStep, StepConfigError, parse_job
 from automation_executor.forkserver.client import ForkServer
 from automation_executor.launch import CURRENT_CHILD, active_command_server, active_fork_server, start_child
 from automation_executor.logstream import LogSink
@@ -220,7 +220,7 @@ class ChildRunner:
     async def run_spec(self, spec: ChildSpec, *, timeout: int, logs: LogSink) -> RunOutcome:
         """Run a child spec once (what :meth:`run` does after building the spec from a request)."""
         try:
-            parse_job(
+            job = parse_job(
                 [step.model_dump(mode="json") for step in spec.steps],
                 spec.check.model_dump(mode="json") if spec.check is not None else None,
             )
@@ -237,7 +237,7 @@ class ChildRunner:
         try:
             server = active_command_server() if self._direct and runs_direct(spec) else None
             if server is not None:
-                return await self._run_direct(spec, server, timeout, workdir, logs)
+                return await self._run_direct(spec, server, timeout, workdir, logs, job=job)
             return await self._run_child(spec, timeout, workdir, logs)
         finally:
             try:
@@ -256,17 +256,24 @@ class ChildRunner:
         )
 
     async def _run_direct(
-        self, spec: ChildSpec, server: ForkServer, timeout: int, workdir: str, logs: LogSink
+        self,
+        spec: ChildSpec,
+        server: ForkServer,
+        timeout: int,
+        workdir: str,
+        logs: LogSink,
+        *,
+        job: tuple[ParsedStep | None, list[ParsedStep]],
     ) -> RunOutcome:
         """Run a job without a child on this event loop, each command from the command server
-        (:mod:`automation_executor.direct`)."""
+        (:mod:`automation_executor.direct`); ``job`` is the spec's check and steps, parsed once by run_spec."""
         state = _ChildState(redactor=Redactor())
         emitter = LocalEmitter(logs, state.redactor, state.take, spec.max_line_bytes)
         plan, applied = limit_plan(spec.limits)
         commands = Commands(server, plan, CURRENT_CHILD.get())
         emitter.log("system", None, f"limits: {', '.join(applied)}")
         bridge = LocalBridge(emitter, self._bridge(spec, state))
-        run = asyncio.create_task(run_steps(spec, emitter, bridge, workdir=workdir, spawn=commands))
+        run = asyncio.create_task(run_steps(spec, emitter, bridge, workdir=workdir, spawn=commands, job=job))
         try:
             await asyncio.wait({run}, timeout=timeout)
             if not run.done():

@@ -166,21 +166,25 @@ async def run_steps(
     blocking: bool = False,
     workdir: str | None = None,
     spawn: CommandSpawner | None = None,
+    job: tuple[ParsedStep | None, list[ParsedStep]] | None = None,
 ) -> int:
     """Run the check (if any) and every step in order; the first step that does not succeed ends the run.
 
     ``blocking``: on the blocking path (the runners never wait for an event loop; see :func:`drive`).
     ``workdir`` (default: the current directory) and ``spawn`` (how commands start, default: as children
-    of this process) are given when the executor runs a job of commands itself (:mod:`automation_executor.direct`).
+    of this process) are given when the executor runs a job of commands itself (:mod:`automation_executor.direct`),
+    with ``job``: the check and steps it has already parsed from the spec (:func:`parse_job`), not parsed again.
     """
     outputs: dict[str, object] = {}
-    try:
-        check, steps = parse_job(
-            [step.model_dump() for step in spec.steps], spec.check.model_dump() if spec.check is not None else None
-        )
-    except StepConfigError as exc:
-        emitter.send(ResultMessage(status="failed", outputs=outputs, error=f"invalid job definition: {exc}"))
-        return 1
+    if job is None:
+        try:
+            job = parse_job(
+                [step.model_dump() for step in spec.steps], spec.check.model_dump() if spec.check is not None else None
+            )
+        except StepConfigError as exc:
+            emitter.send(ResultMessage(status="failed", outputs=outputs, error=f"invalid job definition: {exc}"))
+            return 1
+    check, steps = job
     ctx = TemplateContext(parameters=spec.parameters, event=spec.event)
     env = StepEnv(spec=spec, emitter=emitter, bridge=bridge, workdir=workdir or os.getcwd(), blocking=blocking)
     if spawn is not None:
