@@ -5,9 +5,9 @@ Used by the executor's integration tests and usable by anyone testing against an
 (lifespan included) against a real database and broker, publishes requests to ``automation.commands``
 and cancellations to ``automation.control``, and records every ``execution.*`` event from
 ``automation.events``; :func:`serve_environment` (with :func:`free_port`) is the environment to run one
-as a separate process, ``python -m automation_executor serve``. :func:`command_server_by_way` makes a
-command server that gives commands their limits one of the ways it can (:data:`COMMAND_WAYS`), for
-tests and the commands benchmark.
+as a separate process, ``python -m automation_executor serve``, and :func:`start_replica` starts it.
+:func:`command_server_by_way` makes a command server that gives commands their limits one of the ways
+it can (:data:`COMMAND_WAYS`), for tests and the commands benchmark.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import aio_pika
 import httpx
@@ -94,6 +97,47 @@ def serve_environment(database_url: str, amqp_url: str, *, port: int, **settings
         "AUTOMATION_HTTP_PORT": str(port),
         **settings,
     }
+
+
+async def start_replica(
+    env: Mapping[str, str], port: int, *, output: IO[bytes] | None = None, timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """``python -m automation_executor serve`` in ``env`` (see :func:`serve_environment`), once it answers
+    ``/readyz`` on 127.0.0.1:``port`` with 200; stdout and stderr to ``output`` (default: this process's).
+
+    Raises ``AssertionError`` if it exits first and ``TimeoutError`` after ``timeout`` seconds; either way
+    it is killed and reaped before the error is raised.
+    """
+    process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server; only its start is awaited
+        [sys.executable, "-m", "automation_executor", "serve"],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
+    try:
+        await _until_ready(process, port, timeout)
+    except BaseException:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        raise
+    return process
+
+
+async def _until_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=1) as client:
+        while process.poll() is None:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica was not ready on port {port} after {timeout:g} s")
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the replica exited with {process.returncode} before it was ready")
 
 
 def run_request_data(

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import httpx
 import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -31,6 +29,7 @@ from automation_executor.testing import (
     harness_settings,
     run_request_data,
     serve_environment,
+    start_replica,
 )
 from automation_messaging.topology import COMMANDS, EVENTS, RUN_REQUESTED, declare_topology
 from automation_testing import wait_until
@@ -103,24 +102,7 @@ async def _start_victim(database_url: str, amqp_url: str, *, grace: float) -> tu
         AUTOMATION_SHUTDOWN_GRACE_SECONDS=str(grace),
         AUTOMATION_LOG_LEVEL="WARNING",
     )
-    process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server; only its start is awaited below
-        [sys.executable, "-m", "automation_executor", "serve"], env=env, stdin=subprocess.DEVNULL
-    )
-
-    async def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the victim replica exited with {process.returncode}")
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://127.0.0.1:{port}/readyz", timeout=1)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        await wait_until(ready, timeout=60, interval=0.1, what="the victim replica to be ready")
-    except BaseException:
-        _reap(process)
-        raise
+    process = await start_replica(env, port)
     return process, worker
 
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from automation_executor.testing import (
@@ -22,8 +19,8 @@ from automation_executor.testing import (
     harness_settings,
     run_request_data,
     serve_environment,
+    start_replica,
 )
-from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,22 +49,14 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def test_a_root_that_cannot_take_directories_stops_the_replica(
+async def test_a_root_that_cannot_take_directories_stops_the_replica(
     database_url: str, amqp_url: str, tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing"
     out = tmp_path / "out.log"
-    with out.open("w") as sink:
-        result = subprocess.run(
-            [sys.executable, "-m", "automation_executor", "serve"],
-            env=_environment(database_url, amqp_url, str(missing), free_port()),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-            check=False,
-        )
-    assert result.returncode != 0
+    port = free_port()
+    with out.open("wb") as sink, pytest.raises(AssertionError, match=r"the replica exited with [1-9]"):
+        await start_replica(_environment(database_url, amqp_url, str(missing), port), port, output=sink)
     text = out.read_text()
     assert (
         f"WorkdirRootError: AUTOMATION_EXECUTOR_WORKDIR_ROOT: cannot create working directories in {missing}: "
@@ -93,32 +82,14 @@ async def test_a_root_on_tmpfs_is_named_with_its_filesystem_at_start(
 ) -> None:
     port = free_port()
     out = tmp_path / "out.log"
-    with out.open("w") as sink:
-        process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server, stopped below
-            [sys.executable, "-m", "automation_executor", "serve"],
-            env=_environment(database_url, amqp_url, str(shm_root), port),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    with out.open("wb") as sink:
+        process = await start_replica(_environment(database_url, amqp_url, str(shm_root), port), port, output=sink)
+        process.terminate()
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-
-                async def ready() -> bool:
-                    assert process.poll() is None, f"the replica exited with {process.returncode}:\n{out.read_text()}"
-                    try:
-                        return (await client.get("/readyz")).status_code == 200
-                    except httpx.HTTPError:
-                        return False
-
-                await wait_until(ready, timeout=60, interval=0.1, what="the replica to be ready")
+            process.wait(timeout=30)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            finally:
-                if process.poll() is None:
-                    process.kill()
+            if process.poll() is None:
+                process.kill()
     (started,) = [line for line in _log_lines(out) if line.get("event") == "executor_started"]
     assert started["workdir_root"] == str(shm_root)
     assert started["workdir_filesystem"] == "tmpfs"
