@@ -43,6 +43,8 @@ def test_parse_config_gives_the_typed_model_with_the_spec_defaults() -> None:
     assert (ssh.port, ssh.connect_timeout) == (22, 30)
     assert set(ssh.secret_fields()) == {"KEY", "KEY_PASS", "KNOWN"}
     browser = parse_config("steps.0", "browser", {"actions": [{"type": "goto", "url": "${{ parameters.base }}/x"}]})
+    for url in ("about:blank", "https://${{ parameters.host }}/login", "HTTP://example.test"):
+        parse_config("steps.0", "browser", {"actions": [{"type": "goto", "url": url}]})  # browser-pool opens these
     assert isinstance(browser, BrowserConfig)
     assert browser.timeout == 30
     assert len(STEP_CONFIGS) == 10
@@ -66,6 +68,24 @@ def test_parse_config_gives_the_typed_model_with_the_spec_defaults() -> None:
         ),
         ("event.emit", {"type": "run.requested"}, "check.config.type", "platform event type"),
         ("browser", {"actions": [{"type": "goto", "url": "x"}]}, "check.config.actions.0.url", "absolute URI"),
+        (
+            "browser",
+            {"actions": [{"type": "goto", "url": "data:text/html,%3Ch1%3Ehi%3C/h1%3E"}]},
+            "check.config.actions.0.url",
+            "browser-pool opens only http(s) URLs and about:blank",
+        ),
+        ("browser", {"actions": [{"type": "goto", "url": "http:/x"}]}, "check.config.actions.0.url", "no host"),
+        (
+            "browser",
+            {
+                "actions": [
+                    {"type": "goto", "url": "about:blank"},
+                    {"type": "set_cookies", "cookies": [{"name": "a", "value": "b", "url": "file:///etc/passwd"}]},
+                ]
+            },
+            "check.config.actions.1.cookies.0.url",
+            "opens only http(s) URLs)",
+        ),
         (
             "browser",
             {"actions": [{"type": "evaluate", "name": "n", "expression": "go(${{ parameters.x }})"}]},

@@ -164,6 +164,14 @@ async def test_a_check_step_is_validated_stored_and_versioned(
             {"steps": [{"name": "s", "type": "event.emit", "config": {"type": "a.b", "data": "${{ secrets.TOKEN }}"}}]},
             "steps.0.config.data",
         ),
+        (  # browser-pool would refuse it at run time: refused when the job is defined
+            {
+                "steps": [
+                    {"name": "s", "type": "browser", "config": {"actions": [{"type": "goto", "url": "file:///x"}]}}
+                ]
+            },
+            "steps.0.config.actions.0.url",
+        ),
     ],
 )
 async def test_refusals_name_the_field(

@@ -1,9 +1,11 @@
 """The ``browser`` step: a list of actions sent to browser-pool as one ``browser.task``.
 
-Each action is checked with the contract's own models (:data:`automation_contracts.BrowserAction`), so
-a config that passes here is a task browser-pool accepts. Templates are substituted only at run time,
-so for the check each one stands in as the word ``template`` (a ``url`` that begins with a template as
-``https://template.invalid``): ``"https://${{ parameters.host }}/login"`` is checked as a URL.
+Each action is checked with the contract's own models (:data:`automation_contracts.BrowserAction`) and
+every ``goto`` and cookie URL with browser-pool's rule (``http``/``https`` with a host, or
+``about:blank`` for ``goto``), so a config that passes here is a task browser-pool accepts. Templates
+are substituted only at run time, so for the check each one stands in as the word ``template`` (a
+``url`` that begins with a template as ``https://template.invalid``):
+``"https://${{ parameters.host }}/login"`` is checked as a URL.
 
 An ``evaluate`` action's ``expression`` is JavaScript run in the page: a template there would paste a
 value into code, so it is refused. Give the page the value with a ``fill`` action and read it from
@@ -19,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from automation_contracts.browser import BrowserAction, Viewport
 from automation_contracts.errors import from_validation_error
-from automation_contracts.steps.base import WORD_PLACEHOLDER, StepConfig
+from automation_contracts.steps.base import WORD_PLACEHOLDER, StepConfig, check_url
 from automation_contracts.steps.templates import TEMPLATE, TEMPLATE_START
 
 URL_PLACEHOLDER = "https://template.invalid"
@@ -27,6 +29,31 @@ DEFAULT_BROWSER_TIMEOUT_SECONDS = 30.0
 CODE_FIELDS = {"evaluate": ("expression",)}
 """Action fields that hold JavaScript: no template may stand there."""
 _ACTION: TypeAdapter[Any] = TypeAdapter(BrowserAction)
+WEB_SCHEMES = frozenset({"http", "https"})
+ABOUT_BLANK = "about:blank"
+
+
+def url_problems(action: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(field, message)`` for each URL of a valid ``action`` that browser-pool would refuse to open.
+
+    A URL that begins with a template is checked at run time (by browser-pool); any other must name its
+    scheme itself, as the ``http`` step's ``url`` must.
+    """
+    urls: list[tuple[str, str, bool]] = []
+    if action.get("type") == "goto":
+        urls.append(("url", str(action["url"]), True))
+    elif action.get("type") == "set_cookies":
+        for index, cookie in enumerate(action["cookies"]):
+            if cookie.get("url") is not None:
+                urls.append((f"cookies.{index}.url", str(cookie["url"]), False))
+    for field, url, blank_allowed in urls:
+        if blank_allowed and url.strip().lower() == ABOUT_BLANK:
+            continue
+        try:
+            check_url(url.strip(), WEB_SCHEMES)
+        except ValueError as exc:
+            opens = "http(s) URLs and about:blank" if blank_allowed else "http(s) URLs"
+            yield field, f"{exc} (browser-pool opens only {opens})"
 
 
 def stand_in(value: Any, key: str = "") -> Any:
@@ -83,4 +110,7 @@ class BrowserConfig(StepConfig):
             except ValidationError as exc:
                 error = from_validation_error(exc, checked, f"actions.{index}")
                 yield error.path, error.reason.removeprefix("Value error, ")
+                return
+            for field, message in url_problems(action):
+                yield f"actions.{index}.{field}", message
                 return
