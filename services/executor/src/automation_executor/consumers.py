@@ -210,6 +210,7 @@ class RunRequestHandler:
             return RunOutcome(status="failed", error=refusal, permanent=True)
         if slot.stop_kind is not None:
             return None
+        slot.logs = logs
         token = CURRENT_CHILD.set(slot.child)
         try:
             run_task: asyncio.Task[RunOutcome] = asyncio.create_task(

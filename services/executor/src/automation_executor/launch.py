@@ -37,6 +37,8 @@ class ChildHandle:
 
     pid: int | None = None
     launcher: Launcher | None = None
+    stopping: bool = False
+    """Whether the run was asked to stop (a cancellation or a lost lease): its end is not a crash."""
 
 
 CURRENT_CHILD: ContextVar[ChildHandle | None] = ContextVar("automation_executor_current_child", default=None)

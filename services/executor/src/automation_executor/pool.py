@@ -23,14 +23,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from automation_executor.launch import ChildHandle
 from automation_executor.metrics import POOL_UTILIZATION, RUNNING
 from automation_executor.processes import signal_group
 
+if TYPE_CHECKING:
+    from automation_executor.logstream import LogSink
+
 SlotKey = tuple[uuid.UUID, int]
 StopKind = Literal["cancel", "lease_lost"]
+STOP_WORDS: dict[str, str] = {"cancel": "cancelled", "lease_lost": "lease lost"}
+"""How the run's log names each kind of stop."""
 
 
 class PoolDraining(Exception):
@@ -59,6 +64,8 @@ class Slot:
     stop_kind: StopKind | None = None
     stop_reason: str | None = None
     stopper: asyncio.Task[None] | None = None
+    logs: LogSink | None = None
+    """The run's log once the run started: a stop says there what it does."""
 
     @property
     def running(self) -> bool:
@@ -91,10 +98,18 @@ class Slot:
         task = self.run_task
         assert task is not None
         pid = self.child.pid
+        self.child.stopping = True
         if kind == "cancel" and pid is not None and grace > 0 and signal_group(pid, signal.SIGTERM):
+            self._say(kind, f"SIGTERM, SIGKILL after {grace:g}s")
             await asyncio.wait({task}, timeout=grace)
+        else:
+            self._say(kind, "SIGKILL")
         if not task.done():
             task.cancel(f"{kind}: {self.stop_reason}")
+
+    def _say(self, kind: StopKind, how: str) -> None:
+        if self.logs is not None:
+            self.logs.add("system", None, f"{STOP_WORDS[kind]} ({self.stop_reason}): stopping ({how})")
 
 
 class WorkerPool:

@@ -378,9 +378,13 @@ class ChildRunner:
                 error=result.error,
                 outputs=self._outputs(spec, state, result.performed),
             )
-        reason = (
-            state.protocol_error or f"the executor child process ended without a result ({_describe_exit(returncode)})"
-        )
+        handle = CURRENT_CHILD.get()
+        if state.protocol_error is not None:
+            reason = state.protocol_error
+        elif handle is not None and handle.stopping:
+            reason = f"the executor child process ended on the stop ({_describe_exit(returncode)})"
+        else:
+            reason = f"the executor child process ended without a result ({_describe_exit(returncode)})"
         if state.last_stderr:
             reason += f"; last words: {state.last_stderr}"
         logs.add("system", None, reason)

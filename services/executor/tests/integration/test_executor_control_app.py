@@ -102,7 +102,11 @@ async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(ha
         return not _live_processes(marker)
 
     await wait_until(gone, timeout=5, what="the step's processes to be gone")
-    assert "got TERM" in harness.log_text(data["execution_id"]), "SIGTERM comes before SIGKILL"
+    text = harness.log_text(data["execution_id"])
+    assert "got TERM" in text, "SIGTERM comes before SIGKILL"
+    stopping = "cancelled (operator: wrong parameters): stopping (SIGTERM, SIGKILL after 2s)"
+    assert text.index(stopping) < text.index("got TERM"), "the log says what the stop does, before it happens"
+    assert "attempt 1 cancelled after" in text
     [attempt] = await harness.attempts(data["execution_id"])
     assert (attempt["status"], attempt["error"], attempt["will_retry"]) == (
         "cancelled",
@@ -110,6 +114,24 @@ async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(ha
         False,
     )
     assert harness.of(data["execution_id"], "execution.failed") == []
+
+
+async def test_a_cancelled_child_is_logged_as_stopped_not_as_a_crash(harness: ExecutorHarness) -> None:
+    sleep = "automation_executor.examples.handlers:sleep"
+    data = run_request_data([{"name": "nap", "type": "python", "config": {"handler": sleep, "args": {"seconds": 30}}}])
+    await harness.request_run(data)
+
+    async def napping() -> bool:
+        return "step nap (python) started" in harness.log_text(data["execution_id"])
+
+    await wait_until(napping, interval=0.02, what="the python step to start in its child")
+    await harness.cancel(data["execution_id"], reason="not today")
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
+    assert (outcome.type, outcome.data["reason"]) == ("execution.cancelled", "not today")
+    text = harness.log_text(data["execution_id"])
+    assert "cancelled (not today): stopping (SIGTERM, SIGKILL after 2s)" in text
+    assert "the executor child process ended on the stop (exit code 143)" in text, text
+    assert "without a result" not in text, "a child that ends on a stop request did not crash"
 
 
 async def _remembered(database_url: str, execution_id: str) -> None:

@@ -67,3 +67,28 @@ async def test_abort_cancels_running_executions() -> None:
 
 def test_worker_ids_are_unique_per_process_start() -> None:
     assert default_worker_id() != default_worker_id()
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str | None, str]] = []
+
+    def add(self, stream: str, step: str | None, text: str, ts: object = None) -> None:
+        self.lines.append((stream, step, text))
+
+
+async def test_a_stop_says_in_the_runs_log_what_it_does() -> None:
+    pool = WorkerPool("w", concurrency=2)
+    with pool.slot(uuid.uuid4(), 1, uuid.uuid4()) as slot:
+        slot.logs = lines = _Lines()
+        slot.run_task = asyncio.create_task(asyncio.Event().wait())
+        await slot.stop("lease_lost", "the lease could not be renewed in time", grace=5)
+        assert slot.run_task.cancelling() or slot.run_task.cancelled()
+        assert slot.child.stopping, "the runner learns that the child's end is a stop, not a crash"
+        assert lines.lines == [
+            ("system", None, "lease lost (the lease could not be renewed in time): stopping (SIGKILL)")
+        ]
+        await slot.stop("cancel", "too late", grace=5)
+        assert len(lines.lines) == 1, "a second stop of the same run says nothing"
+        with pytest.raises(asyncio.CancelledError):
+            await slot.run_task
