@@ -147,7 +147,9 @@ class Context(BaseContext):
         if self._http is None:
             import httpx
 
-            self._http = httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+            from automation_executor.child.http import ssl_context
+
+            self._http = httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=ssl_context())
         return self._http
 
     def close(self) -> None:
@@ -187,7 +189,9 @@ class AsyncContext(BaseContext):
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+            from automation_executor.child.http import ssl_context
+
+            self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=ssl_context())
         return self._http
 
     async def aclose(self) -> None:

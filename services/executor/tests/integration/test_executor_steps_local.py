@@ -8,6 +8,7 @@ The platform services (event publishing, browser-pool) are the hand-written fake
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from automation_executor.bridge import RecordingServices
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
 from executor_steps_support import browser_answer, run_job
+from executor_steps_wsman import make_certificates
 
 pytestmark = pytest.mark.integration
 EXAMPLES = "automation_executor.examples.handlers"
@@ -67,6 +69,24 @@ def echo_url() -> Iterator[str]:
         thread.join(5)
 
 
+@pytest.fixture(scope="module")
+def untrusted_https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An HTTPS echo server whose certificate a CA of the test's own signed (no system trusts it)."""
+    _, cert_file, key_file = make_certificates(tmp_path_factory.mktemp("tls"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
     return {"name": name, "type": "python", "config": {"handler": f"{EXAMPLES}:{handler}", "args": args}}
 
@@ -93,6 +113,20 @@ async def test_python_handlers_sync_async_and_entry_point(tmp_path: Path, echo_u
     assert "noop" not in outcome.outputs  # None is no output
     assert sink.of("greet")[1:3] == ["INFO greeting ; rm -rf / #", "hello from greet"]
     assert ("stdout", "greet", "hello from greet") in sink.lines
+
+
+async def test_https_certificates_are_verified_by_the_step_and_by_ctx_http(
+    tmp_path: Path, untrusted_https_url: str
+) -> None:
+    step = {"name": "h", "type": "http", "config": {"url": f"{untrusted_https_url}/x"}}
+    outcome, _ = await run_job(tmp_path, [step])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error, outcome.error
+    outcome, _ = await run_job(tmp_path, [_python("fetch", "fetch_status", url=f"{untrusted_https_url}/x")])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error, outcome.error
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,20 @@ def test_unknown_types_and_step_order() -> None:
                 {"name": "use", "type": "shell", "config": {"command": ["true"]}},
             ]
         )
+
+
+def test_the_fork_server_prepares_what_a_childs_first_request_would_import_and_one_ssl_context() -> None:
+    import ssl
+    import sys
+
+    from automation_executor.child import http
+    from automation_executor.settings import ExecutorSettings
+
+    assert "automation_executor.child.http" in ExecutorSettings.model_fields["executor_forkserver_preload"].get_default(
+        call_default_factory=True
+    ), "the fork server preloads the http step, and so calls its prepare_fork"
+    http.prepare_fork()
+    assert set(http.LAZY_MODULES) <= set(sys.modules)
+    context = http.ssl_context()
+    assert context is http.ssl_context(), "one context per process, inherited by the fork server's children"
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
