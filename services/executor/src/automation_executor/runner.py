@@ -44,7 +44,7 @@ from automation_contracts import LogStream, RunRequested
 from automation_core.logging import get_logger
 from automation_executor.bridge import ExecutionBridge, PlatformServices
 from automation_executor.child.limits import limit_plan
-from automation_executor.child.main import run_steps
+from automation_executor.child.main import RUNNERS, run_steps
 from automation_executor.direct import Commands, LocalBridge, LocalEmitter, runs_direct
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.outcome import RunOutcome
@@ -342,20 +342,23 @@ class ChildRunner:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
-        self._learn_handlers(state)
+        self._learn(spec, state)
         if timed_out:
             return RunOutcome(
                 status="timed_out", error=f"timed out after {timeout}s", outputs=self._outputs(spec, state)
             )
         return self._outcome(spec, state, returncode, sink)
 
-    def _learn_handlers(self, state: _ChildState) -> None:
-        """Have the fork server import the modules of the handlers this child loaded, for later children."""
-        if not state.handlers or not self._settings.executor_preload_handlers:
-            return
+    def _learn(self, spec: ChildSpec, state: _ChildState) -> None:
+        """Have the fork server import, for later children, the modules of the handlers this child loaded
+        and of the step runners its job used (those it does not preload: ssh, winrm)."""
         server = active_fork_server()
-        if server is not None:
+        if server is None:
+            return
+        if state.handlers and self._settings.executor_preload_handlers:
             server.learn(state.handlers)
+        if self._settings.executor_preload_step_runners:
+            server.learn_modules(RUNNERS[kind].split(":")[0] for kind in spec.step_types() if kind in RUNNERS)
 
     @staticmethod
     def _outputs(spec: ChildSpec, state: _ChildState, performed: bool | None = None) -> dict[str, Any]:

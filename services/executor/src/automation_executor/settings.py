@@ -75,12 +75,20 @@ class ExecutorSettings(ServiceSettings):
     """Modules the fork server imports besides the child's own (JSON list in the environment).
 
     The common step runners are imported once in the fork server so no child imports them again
-    (measured +50 % shell and +90 % python runs/s in make bench-executor); ssh and winrm load on use.
+    (measured +50 % shell and +90 % python runs/s in make bench-executor); ssh and winrm are learned on use
+    (``executor_preload_step_runners``).
     """
     executor_preload_handlers: bool = True
     """Once a child has loaded a declared ``python`` handler, the fork server imports its module too, so
     later children find it loaded instead of importing (and, without bytecode, compiling) it each run.
     The module's top-level code then runs once, in the fork server. ``false``: every child imports it.
+    """
+    executor_preload_step_runners: bool = True
+    """Once a child has run a step whose runner the fork server does not preload (``ssh.exec``, the sftp
+    steps, ``winrm.*``), the fork server imports that runner too, so later children skip its import
+    (asyncssh: ~0.4 s, pywinrm: ~0.3 s of CPU per run here). The server grows by what it imports
+    (asyncssh 25 MiB, pywinrm 15 MiB), and every later fork costs in proportion (~1 ms per child with
+    asyncssh here). ``false``: every child imports them itself.
     """
     executor_child_fast_path: bool = True
     """A job of ``shell`` and ``python`` steps only runs in its child without an event loop (the

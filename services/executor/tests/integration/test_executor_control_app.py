@@ -80,6 +80,33 @@ async def test_a_handler_the_first_run_loaded_is_held_by_the_fork_server_for_the
     assert where in body["preloaded_handlers"]
 
 
+async def test_a_step_runner_a_child_used_is_held_by_the_fork_server_for_the_next(harness: ExecutorHarness) -> None:
+    assert harness.client is not None
+    probe = {
+        "name": "probe",
+        "type": "python",
+        "config": {"handler": "automation_executor.examples.handlers:loaded", "args": {"module": "asyncssh"}},
+    }
+
+    async def asyncssh_loaded_in_a_new_child() -> bool:
+        data = run_request_data([probe])
+        await harness.request_run(data)
+        outcome = await harness.wait_outcome(data["execution_id"], timeout=30)
+        assert outcome.type == "execution.succeeded", outcome.data
+        return bool(outcome.data["result"]["probe"]["loaded"])
+
+    assert not await asyncssh_loaded_in_a_new_child(), "the fork server does not preload the ssh steps"
+    ssh = {"host": "127.0.0.1", "port": 1, "username": "u", "password_secret": "NO_PW", "known_hosts_secret": "NO_KH"}
+    data = run_request_data([{"name": "s", "type": "ssh.exec", "config": {**ssh, "command": "id"}}])
+    await harness.request_run(data)
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=30)
+    assert outcome.type == "execution.failed", "its secret is missing: the step fails after its runner was imported"
+    assert await asyncssh_loaded_in_a_new_child(), "the next child finds the ssh runner (and asyncssh) loaded"
+    body = (await harness.client.get("/api/v1/workers/self", headers=harness.admin_headers)).json()
+    assert "automation_executor.child.ssh" in body["preloaded_step_runners"]
+    assert "automation_executor.child.python_step" not in body["preloaded_step_runners"], "preloaded from the start"
+
+
 async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(harness: ExecutorHarness) -> None:
     marker = f"cancel-{uuid.uuid4().hex}"
     script = 'trap "echo got TERM; exit 0" TERM; echo trapped; sleep 30 & wait'

@@ -151,6 +151,7 @@ async def test_a_disabled_fork_server_spawns(tmp_path: Path) -> None:
 
 
 WHERE = "automation_executor.examples.handlers:where"
+LOADED = "automation_executor.examples.handlers:loaded"
 
 
 async def _where(tmp_path: Path, handler: str = WHERE, *, preload: bool = True) -> RunOutcome:
@@ -179,6 +180,29 @@ async def test_the_fork_server_imports_a_handler_once_a_child_has_loaded_it(tmp_
         assert [w["imported_in"] for w in where[1:]] == [server.server_pid] * 2, "then the fork server holds it"
     else:
         assert [w["imported_in"] for w in where[1:]] == [w["pid"] for w in where[1:]], "every child imports it"
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "setting-off"])
+async def test_the_fork_server_imports_a_step_runner_once_a_child_has_used_it(tmp_path: Path, preload: bool) -> None:
+    settings = ExecutorSettings(
+        env="development", executor_workdir_root=str(tmp_path), executor_preload_step_runners=preload
+    )
+    probe = {"name": "probe", "type": "python", "config": {"handler": LOADED, "args": {"module": "asyncssh"}}}
+    ssh = {"host": "127.0.0.1", "port": 1, "username": "u", "password_secret": "NO_PW", "known_hosts_secret": "NO_KH"}
+    steps = [[probe], [{"name": "s", "type": "ssh.exec", "config": {**ssh, "command": "id"}}], [probe]]
+    async with fork_server(enabled=True, env=fork_server_environment()) as server:
+        assert server is not None
+        outcomes = []
+        for job in steps:
+            request = RunRequested.model_validate(json.loads(json.dumps(run_request_data(job))))
+            outcomes.append(await ChildRunner(settings).run(request, Sink()))
+        learned = list(server.preloaded_modules)
+    before, ssh_run, after = outcomes
+    assert ssh_run.status == "failed", "its secrets are missing: it fails once its runner is imported"
+    assert before.outputs["probe"] == {"loaded": False}, "the ssh steps are not preloaded from the start"
+    assert after.outputs["probe"] == {"loaded": preload}
+    assert ("automation_executor.child.ssh" in learned) is preload
+    assert bool(learned) is preload, "nothing is learned with the setting off"
 
 
 def _handler_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, in_fork_server: str) -> str:

@@ -184,3 +184,14 @@ def test_preloading_never_raises_and_says_why_it_failed(
     result = python_step.preload_handler(handler)
     assert result is not None
     assert result.startswith(error)
+
+
+def test_a_step_runner_is_imported_and_prepared_in_the_fork_server_and_nothing_else_is() -> None:
+    from automation_executor.forkserver.server import import_step_runner
+
+    assert import_step_runner("automation_executor.child.events") is None
+    assert "automation_executor.child.events" in sys.modules
+    assert import_step_runner("os") == "not a step runner module: os"
+    assert import_step_runner("automation_executor.child.no_such_runner") == (
+        "ModuleNotFoundError: No module named 'automation_executor.child.no_such_runner'"
+    )

@@ -54,6 +54,10 @@ class WorkerOut(BaseModel):
     preloaded_handlers: list[str]
     """The ``python`` handlers whose modules the fork server holds now, so that children do not import
     them (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``), sorted."""
+    preloaded_step_runners: list[str]
+    """The step runner modules the fork server imported after a child used them (e.g.
+    ``automation_executor.child.ssh``; ``AUTOMATION_EXECUTOR_PRELOAD_STEP_RUNNERS``), sorted. Those it
+    preloads from the start (``AUTOMATION_EXECUTOR_FORKSERVER_PRELOAD``) are not listed."""
     sandbox_available: bool
     sandbox_problem: str | None
     workdir_root: str

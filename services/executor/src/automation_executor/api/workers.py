@@ -25,6 +25,7 @@ async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> 
         launcher=state.launcher,
         direct_commands=active_command_server() is not None,  # started only with the setting on
         preloaded_handlers=sorted(forks.preloaded_handlers) if forks is not None else [],
+        preloaded_step_runners=sorted(forks.preloaded_modules) if forks is not None else [],
         sandbox_available=state.sandbox.available,
         sandbox_problem=state.sandbox.problem,
         workdir_root=state.workdir_root,

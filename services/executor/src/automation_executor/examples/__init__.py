@@ -19,4 +19,5 @@ automation_handlers = [
     "automation_executor.examples.handlers:not_json",
     "automation_executor.examples.handlers:sleep",
     "automation_executor.examples.handlers:where",
+    "automation_executor.examples.handlers:loaded",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from typing import Any
 
@@ -73,6 +74,12 @@ def where(_ctx: Context) -> dict[str, int]:
     """Which process runs the handler, and which one imported its module: the child itself, or (once a
     child has loaded it) the fork server, for every child forked after (``AUTOMATION_EXECUTOR_PRELOAD_HANDLERS``)."""
     return {"pid": os.getpid(), "imported_in": IMPORTED_IN}
+
+
+def loaded(_ctx: Context, module: str) -> dict[str, bool]:
+    """Whether ``module`` is imported already when the handler runs: by the fork server before the
+    fork, or not (``AUTOMATION_EXECUTOR_PRELOAD_STEP_RUNNERS``)."""
+    return {"loaded": module in sys.modules}
 
 
 def sleep(_ctx: Context, seconds: float) -> dict[str, float]:

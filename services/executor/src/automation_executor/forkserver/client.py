@@ -33,13 +33,13 @@ MAX_REPLY = 1 << 16
 START_TIMEOUT_SECONDS = 30.0
 FORK_TIMEOUT_SECONDS = 10.0
 PRELOAD_SECONDS = 5.0
-"""How long the server may spend importing one handler's module before a fork (well under the fork
-timeout); a slower import is interrupted and the handler's children import it each."""
+"""How long the server may spend importing one handler's or step runner's module before a fork (well under
+the fork timeout); a slower import is interrupted and the children go on importing it each."""
 
 
 _DIED_IMPORTING: set[str] = set()
-"""Handlers whose module a fork server was asked to import and that died before it answered: never
-asked of a fork server again in this process (its children go on importing them each)."""
+"""Handlers (and step runner modules) a fork server was asked to import and that died before it
+answered: never asked of a fork server again in this process (its children go on importing them each)."""
 
 
 class ForkServerUnavailable(Exception):
@@ -128,6 +128,9 @@ class ForkServer:
         """Handlers sent to the server whose import it has not answered yet."""
         self.preloaded_handlers: list[str] = []
         """The ``python`` handlers whose modules the server has imported (see :meth:`learn`)."""
+        self._unsent_modules: list[str] = []
+        self.preloaded_modules: list[str] = []
+        """Step runner modules the server imported after children used them (see :meth:`learn_modules`)."""
 
     def learn(self, handlers: Iterable[str]) -> None:
         """Declared ``python`` handlers a child loaded: the next fork request asks the server to import
@@ -135,6 +138,13 @@ class ForkServer:
         for handler in sorted(set(handlers) - self._handlers - _DIED_IMPORTING):
             self._handlers.add(handler)
             self._unsent_handlers.append(handler)
+
+    def learn_modules(self, modules: Iterable[str]) -> None:
+        """Step runner modules a child used (e.g. the ssh steps'): the next fork request asks the server
+        to import each one it neither preloads nor was asked for, so the children after it find it loaded."""
+        for module in sorted(set(modules) - self._handlers - set(self._preload) - _DIED_IMPORTING):
+            self._handlers.add(module)  # one set of the names asked for: handlers have a colon, modules none
+            self._unsent_modules.append(module)
 
     async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Start the server process and wait until it has preloaded (ForkServerUnavailable on failure)."""
@@ -184,8 +194,12 @@ class ForkServer:
         payload: dict[str, Any] = {"op": "fork", "cwd": cwd, "env": dict(env)}
         if self._unsent_handlers:
             payload["handlers"], self._unsent_handlers = self._unsent_handlers, []
-            payload["handlers_seconds"] = PRELOAD_SECONDS
             self._importing.update(payload["handlers"])
+        if self._unsent_modules:
+            payload["modules"], self._unsent_modules = self._unsent_modules, []
+            self._importing.update(payload["modules"])
+        if "handlers" in payload or "modules" in payload:
+            payload["handlers_seconds"] = PRELOAD_SECONDS
         process = await self._start(payload, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r])
         await _connect(process, stdin_w, stdout_r, stderr_r)
         return Spawned(process, process.exited)
@@ -281,14 +295,20 @@ class ForkServer:
             if ended is not None:
                 ended.set_exited(int(message["returncode"]))
         elif op == "preloaded":
-            self._importing.discard(str(message.get("handler")))
-            if message.get("error") is None:
-                self.preloaded_handlers.append(str(message.get("handler")))
-                log.info("fork_server_handler_preloaded", handler=message.get("handler"))
-            else:
-                log.warning("fork_server_handler_not_preloaded", handler=message.get("handler"), error=message["error"])
+            self._on_preloaded(message)
         elif op == "failed":
             self._on_failed(message)
+
+    def _on_preloaded(self, message: dict[str, Any]) -> None:
+        """A handler's (``handler``) or step runner's (``module``) module imported by the server, or not."""
+        kind = "module" if "module" in message else "handler"
+        name = str(message.get(kind))
+        self._importing.discard(name)
+        if message.get("error") is None:
+            (self.preloaded_modules if kind == "module" else self.preloaded_handlers).append(name)
+            log.info(f"fork_server_{kind}_preloaded", **{kind: name})
+        else:
+            log.warning(f"fork_server_{kind}_not_preloaded", **{kind: name}, error=message["error"])
 
     def _on_failed(self, message: dict[str, Any]) -> None:
         error: Exception = ForkServerUnavailable(str(message.get("error")))

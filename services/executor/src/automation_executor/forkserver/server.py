@@ -47,7 +47,7 @@ import selectors
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from automation_executor import rlimits
@@ -91,6 +91,23 @@ class ImportTooSlow(Exception):
 
 def _too_slow(*_: object) -> None:
     raise ImportTooSlow("the import took too long in the fork server")
+
+
+STEP_RUNNERS_PACKAGE = "automation_executor.child."
+"""The only package whose modules a fork request's ``modules`` may name (the step runners)."""
+
+
+def import_step_runner(name: str) -> str | None:
+    """Import a step runner's module and call its ``prepare_fork()``; the error (never raised) when that fails."""
+    if not name.startswith(STEP_RUNNERS_PACKAGE):
+        return f"not a step runner module: {name}"
+    try:
+        prepare = getattr(importlib.import_module(name), PREPARE_HOOK, None)
+        if callable(prepare):
+            prepare()
+    except BaseException as exc:  # noqa: BLE001 - whatever the module's import does, the fork server goes on
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def preload(modules: Sequence[str]) -> None:
@@ -269,6 +286,17 @@ def _parse_request(data: bytes, fds: Sequence[int]) -> dict[str, Any] | None:
     return None
 
 
+def _within(seconds: float, load: Callable[[str], str | None], name: str) -> str | None:
+    """``load(name)`` interrupted by SIGALRM after ``seconds`` (its error then says so)."""
+    previous = signal.signal(signal.SIGALRM, _too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return load(name)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Zygote:
     """The serving loop: fork on request, reap children, stop with the executor."""
 
@@ -283,7 +311,9 @@ class Zygote:
         """The limits this process set on itself at start (``--hold-limits``), which every command inherits."""
         self.children: set[int] = set()
         self.handlers: set[str] = set()
-        """The ``python`` handlers whose modules were asked for (see :meth:`_preload_handlers`)."""
+        """The ``python`` handlers whose modules were asked for (see :meth:`_preload`)."""
+        self.modules: set[str] = set()
+        """The step runner modules asked for (see :meth:`_preload`)."""
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -335,7 +365,7 @@ class Zygote:
             if request["op"] == "exec":
                 reply = self._exec(request, fds)
             else:
-                self._preload_handlers(request.get("handlers"), request.get("handlers_seconds"))
+                self._preload(request)
                 gc.freeze()  # everything so far is shared with the child and never scanned by its collector
                 pid = os.fork()
                 if pid == 0:
@@ -349,30 +379,31 @@ class Zygote:
                 os.close(fd)
         send(self.sock, reply)
 
-    def _preload_handlers(self, handlers: object, seconds: object) -> None:
-        """Import the modules of declared ``python`` handlers (each once) before the fork, so this child
-        and the next ones find them loaded instead of importing them each. Each one is reported.
+    def _preload(self, request: dict[str, Any]) -> None:
+        """Import what the request names before the fork, so this child and the next ones find it loaded
+        instead of importing it each: the modules of declared ``python`` handlers (``handlers``) and step
+        runner modules (``modules``, e.g. the ssh steps'), each once. Each one is reported.
 
-        An import may take ``seconds`` at most: SIGALRM then interrupts it, and the handler is reported
+        An import may take ``handlers_seconds`` at most: SIGALRM then interrupts it, and it is reported
         not preloaded (its children import it each), so a module that hangs at import in this
         environment cannot hold up the forks.
         """
-        if not isinstance(handlers, list):
-            return
+        seconds = request.get("handlers_seconds")
         limit = float(seconds) if isinstance(seconds, int | float) and seconds > 0 else PRELOAD_SECONDS
-        preload_handler = importlib.import_module(HANDLERS_MODULE).preload_handler
-        for handler in handlers:
-            if not isinstance(handler, str) or handler in self.handlers:
-                continue
-            self.handlers.add(handler)
-            previous = signal.signal(signal.SIGALRM, _too_slow)
-            signal.setitimer(signal.ITIMER_REAL, limit)
-            try:
-                error = preload_handler(handler)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-            send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
+        handlers, modules = request.get("handlers"), request.get("modules")
+        if isinstance(handlers, list):
+            preload_handler = importlib.import_module(HANDLERS_MODULE).preload_handler
+            for handler in handlers:
+                if isinstance(handler, str) and handler not in self.handlers:
+                    self.handlers.add(handler)
+                    error = _within(limit, preload_handler, handler)
+                    send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
+        if isinstance(modules, list):
+            for module in modules:
+                if isinstance(module, str) and module not in self.modules:
+                    self.modules.add(module)
+                    error = _within(limit, import_step_runner, module)
+                    send(self.sock, {"op": "preloaded", "module": module, "error": error})
 
     def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
         """Start the request's command; the reply once its ``exec`` is done (or failed).
