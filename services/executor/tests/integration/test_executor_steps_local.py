@@ -56,35 +56,33 @@ class EchoHandler(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture(scope="module")
-def echo_url() -> Iterator[str]:
+def _echo_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """An :class:`EchoHandler` server on 127.0.0.1 in a thread (over TLS with ``tls``); its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls is not None else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def echo_url() -> Iterator[str]:
+    yield from _echo_server()
 
 
 @pytest.fixture(scope="module")
 def untrusted_https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An HTTPS echo server whose certificate a CA of the test's own signed (no system trusts it)."""
     _, cert_file, key_file = make_certificates(tmp_path_factory.mktemp("tls"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from _echo_server(context)
 
 
 def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
