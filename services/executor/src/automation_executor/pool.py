@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 SlotKey = tuple[uuid.UUID, int]
 StopKind = Literal["cancel", "lease_lost"]
-STOP_WORDS: dict[str, str] = {"cancel": "cancelled", "lease_lost": "lease lost"}
+STOP_WORDS: dict[StopKind, str] = {"cancel": "cancelled", "lease_lost": "lease lost"}
 """How the run's log names each kind of stop."""
 
 
