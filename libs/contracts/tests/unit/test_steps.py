@@ -38,6 +38,7 @@ def test_parse_config_gives_the_typed_model_with_the_spec_defaults() -> None:
     http = parse_config("steps.0", "http", {"url": "https://x", "json": None})
     assert isinstance(http, HttpConfig)
     assert (http.method, http.timeout, http.status_expected(204), http.status_expected(404)) == ("GET", 30, True, False)
+    assert set(parse_config("steps.0", "http", {"url": "https://x", "ca_secret": "CA"}).secret_fields()) == {"CA"}
     ssh = parse_config("steps.0", "ssh.exec", {**SSH, "passphrase_secret": "KEY_PASS", "command": "id"})
     assert isinstance(ssh, SshExecConfig)
     assert (ssh.port, ssh.connect_timeout) == (22, 30)
@@ -59,6 +60,13 @@ def test_parse_config_gives_the_typed_model_with_the_spec_defaults() -> None:
         ("shell", {"command": ["ls"], "cwd": "C:\\temp"}, "check.config.cwd", "inside the execution's working"),
         ("http", {"url": "https://x", "json": {}, "body": ""}, "check.config.body", 'give "json" or "body"'),
         ("http", {"url": "https://x", "method": "get"}, "check.config.method", "Input should be 'GET'"),
+        (
+            "http",
+            {"url": "https://x", "ca_secret": "CA", "server_cert_validation": "ignore"},
+            "check.config.ca_secret",
+            "contradicts",
+        ),
+        ("http", {"url": "https://x", "ca_secret": "-----BEGIN"}, "check.config.ca_secret", "NAME"),
         ("ssh.exec", {**SSH, "command": "id", "password": "x"}, "check.config.password", "give password_secret"),
         (
             "ssh.exec",

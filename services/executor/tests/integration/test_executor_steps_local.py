@@ -77,12 +77,14 @@ def echo_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def untrusted_https_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An HTTPS echo server whose certificate a CA of the test's own signed (no system trusts it)."""
-    _, cert_file, key_file = make_certificates(tmp_path_factory.mktemp("tls"))
+def untrusted_https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """An HTTPS echo server whose certificate a CA of the test's own signed (no system trusts it): its
+    base URL and that CA's certificate (PEM)."""
+    ca_pem, cert_file, key_file = make_certificates(tmp_path_factory.mktemp("tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    yield from _echo_server(context)
+    for url in _echo_server(context):
+        yield url, ca_pem
 
 
 def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
@@ -114,17 +116,27 @@ async def test_python_handlers_sync_async_and_entry_point(tmp_path: Path, echo_u
 
 
 async def test_https_certificates_are_verified_by_the_step_and_by_ctx_http(
-    tmp_path: Path, untrusted_https_url: str
+    tmp_path: Path, untrusted_https: tuple[str, str]
 ) -> None:
-    step = {"name": "h", "type": "http", "config": {"url": f"{untrusted_https_url}/x"}}
-    outcome, _ = await run_job(tmp_path, [step])
-    assert outcome.status == "failed"
-    assert outcome.error is not None
-    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error, outcome.error
-    outcome, _ = await run_job(tmp_path, [_python("fetch", "fetch_status", url=f"{untrusted_https_url}/x")])
-    assert outcome.status == "failed"
-    assert outcome.error is not None
-    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error, outcome.error
+    url, ca_pem = untrusted_https
+
+    def step(**tls: str) -> dict[str, Any]:
+        return {"name": "h", "type": "http", "config": {"url": f"{url}/x", **tls}}
+
+    refused, _ = await run_job(tmp_path, [step()])
+    assert (refused.status, "CERTIFICATE_VERIFY_FAILED" in str(refused.error)) == ("failed", True), refused
+    fetched, _ = await run_job(tmp_path, [_python("fetch", "fetch_status", url=f"{url}/x")])
+    assert (fetched.status, "CERTIFICATE_VERIFY_FAILED" in str(fetched.error)) == ("failed", True), fetched
+
+    trusted, sink = await run_job(tmp_path, [step(ca_secret="INTERNAL_CA")], secrets={"INTERNAL_CA": ca_pem})
+    assert trusted.status == "succeeded", trusted
+    assert trusted.outputs["h"]["body"]["path"] == "/x"
+    assert "BEGIN CERTIFICATE" not in sink.text("system"), "the bundle is a secret: never in the log"
+    unchecked, _ = await run_job(tmp_path, [step(server_cert_validation="ignore")])
+    assert unchecked.status == "succeeded", unchecked
+    wrong, _ = await run_job(tmp_path, [step(ca_secret="NOT_PEM")], secrets={"NOT_PEM": "not a certificate"})
+    assert wrong.status == "failed"
+    assert str(wrong.error).startswith("step h: ca_secret 'NOT_PEM' is not a PEM bundle of certificates: "), wrong
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,15 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from automation_contracts.jobs import PLATFORM_EVENT_PREFIXES
 from automation_contracts.primitives import conforms
-from automation_contracts.steps.base import EnvName, ExitCodes, NonEmpty, RelativePath, StepConfig, check_url
+from automation_contracts.steps.base import (
+    EnvName,
+    ExitCodes,
+    NonEmpty,
+    RelativePath,
+    SecretName,
+    StepConfig,
+    check_url,
+)
 from automation_contracts.steps.templates import SECRET_NAME, contains_template
 
 HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -93,6 +101,8 @@ class HttpConfig(StepConfig):
     expected_status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)] | None = None
     max_body_bytes: Annotated[int, Field(ge=1, le=MAX_BODY_BYTES)] | None = None
     follow_redirects: bool = False
+    server_cert_validation: Literal["validate", "ignore"] = "validate"
+    ca_secret: SecretName | None = None
 
     @field_validator("url")
     @classmethod
@@ -102,6 +112,8 @@ class HttpConfig(StepConfig):
     def problems(self) -> Iterator[tuple[str, str]]:
         if "json_body" in self.model_fields_set and self.body is not None:
             yield "body", 'give "json" or "body", not both'
+        if self.ca_secret is not None and self.server_cert_validation == "ignore":
+            yield "ca_secret", 'contradicts server_cert_validation: "ignore"; give one or the other'
 
     @property
     def timeout(self) -> float:

@@ -41,6 +41,23 @@ def ssl_context() -> ssl.SSLContext:
     return _SSL_CONTEXT
 
 
+def verification(config: HttpConfig, ctx: TemplateContext) -> ssl.SSLContext:
+    """The SSL context of a request: the shared default; one trusting only the step's ``ca_secret`` (a PEM
+    bundle); or, with ``server_cert_validation: "ignore"``, one that checks nothing. ``ValueError`` names a
+    ``ca_secret`` that is not a PEM bundle."""
+    if config.server_cert_validation == "ignore":
+        unchecked = ssl.create_default_context()
+        unchecked.check_hostname = False
+        unchecked.verify_mode = ssl.CERT_NONE
+        return unchecked
+    if config.ca_secret is None:
+        return ssl_context()
+    try:
+        return ssl.create_default_context(cadata=ctx.secrets[config.ca_secret])
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"ca_secret {config.ca_secret!r} is not a PEM bundle of certificates: {exc}") from None
+
+
 def prepare_fork() -> None:
     """In the fork server: import what a first client and a first request would, and build the SSL context."""
     for name in LAZY_MODULES:
@@ -90,6 +107,10 @@ async def run_http(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> Step
     elif config.body is not None:
         body["content"] = render_text(config.body, ctx).encode()
     cap = config.max_body_bytes if config.max_body_bytes is not None else spec.http_max_body_bytes
+    try:
+        verify = verification(config, ctx)
+    except ValueError as exc:
+        return StepMessage(name=step.name, status="failed", error=str(exc))
     started = time.perf_counter()
     try:
         async with (
@@ -97,7 +118,7 @@ async def run_http(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> Step
                 timeout=config.timeout,
                 follow_redirects=config.follow_redirects,
                 trust_env=False,
-                verify=ssl_context(),
+                verify=verify,
             ) as client,
             client.stream(config.method, url, headers=headers, **body) as response,
         ):
