@@ -41,6 +41,7 @@ from bench_common import cpu_model
 from bench_ours import Platform, open_platform, steps_for
 from bench_result import HEADER, Result, Scenario, ratio, table
 from bench_steps import SHELL_TRUE, python_noop_step
+from bench_worker import PeerWorker
 
 from automation_testing import fresh_database, fresh_vhost
 
@@ -328,7 +329,7 @@ async def run_bare(
     return results
 
 
-async def run_plan(worker: BareBench | CeleryBench, plan: list[Scenario]) -> list[Result]:
+async def run_plan(worker: PeerWorker, plan: list[Scenario]) -> list[Result]:
     """Each scenario of the plan on one peer's worker, one after the other, each announced as it goes."""
     results = []
     for scenario in plan:

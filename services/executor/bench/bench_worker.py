@@ -24,7 +24,7 @@ import aiormq
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from bench_common import Published, Sampler, pg_backends, postgres_cluster, publish, rabbit_pids
-from bench_result import Scenario
+from bench_result import Result, Scenario
 
 HERE = Path(__file__).resolve().parent
 WARMUP_REQUESTS = 50
@@ -111,6 +111,10 @@ class PeerWorker:
 
     async def _done(self, tag: str) -> tuple[int, float | None]:
         """Requests of ``tag`` done so far, and when the last of them was (epoch seconds; None: none yet)."""
+        raise NotImplementedError
+
+    async def run(self, scenario: Scenario) -> Result:
+        """The scenario's figures (:meth:`measure`, then what the worker recorded)."""
         raise NotImplementedError
 
     async def _exchange_of(self, channel: AbstractChannel) -> AbstractExchange:

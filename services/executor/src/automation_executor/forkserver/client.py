@@ -122,29 +122,31 @@ class ForkServer:
         self._ready: asyncio.Future[int] | None = None
         self.alive = False
         self.server_pid: int | None = None
-        self._handlers: set[str] = set()
-        self._unsent_handlers: list[str] = []
+        self._asked: set[str] = set(self._preload)
+        """Handlers and modules the server has (preloaded at its start) or was asked to import."""
+        self._unsent: dict[str, list[str]] = {"handlers": [], "modules": []}
+        """What the next fork request asks the server to import, by the request's field."""
         self._importing: set[str] = set()
-        """Handlers sent to the server whose import it has not answered yet."""
+        """Handlers and modules sent to the server whose import it has not answered yet."""
         self.preloaded_handlers: list[str] = []
         """The ``python`` handlers whose modules the server has imported (see :meth:`learn`)."""
-        self._unsent_modules: list[str] = []
         self.preloaded_modules: list[str] = []
         """Step runner modules the server imported after children used them (see :meth:`learn_modules`)."""
 
     def learn(self, handlers: Iterable[str]) -> None:
         """Declared ``python`` handlers a child loaded: the next fork request asks the server to import
         each one not asked for before, so the children after it find the module loaded."""
-        for handler in sorted(set(handlers) - self._handlers - _DIED_IMPORTING):
-            self._handlers.add(handler)
-            self._unsent_handlers.append(handler)
+        self._ask("handlers", handlers)
 
     def learn_modules(self, modules: Iterable[str]) -> None:
         """Step runner modules a child used (e.g. the ssh steps'): the next fork request asks the server
         to import each one it neither preloads nor was asked for, so the children after it find it loaded."""
-        for module in sorted(set(modules) - self._handlers - set(self._preload) - _DIED_IMPORTING):
-            self._handlers.add(module)  # one set of the names asked for: handlers have a colon, modules none
-            self._unsent_modules.append(module)
+        self._ask("modules", modules)
+
+    def _ask(self, field: str, names: Iterable[str]) -> None:
+        for name in sorted(set(names) - self._asked - _DIED_IMPORTING):
+            self._asked.add(name)
+            self._unsent[field].append(name)
 
     async def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Start the server process and wait until it has preloaded (ForkServerUnavailable on failure)."""
@@ -192,14 +194,11 @@ class ForkServer:
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         payload: dict[str, Any] = {"op": "fork", "cwd": cwd, "env": dict(env)}
-        if self._unsent_handlers:
-            payload["handlers"], self._unsent_handlers = self._unsent_handlers, []
-            self._importing.update(payload["handlers"])
-        if self._unsent_modules:
-            payload["modules"], self._unsent_modules = self._unsent_modules, []
-            self._importing.update(payload["modules"])
-        if "handlers" in payload or "modules" in payload:
-            payload["handlers_seconds"] = PRELOAD_SECONDS
+        for field, names in self._unsent.items():
+            if names:
+                payload[field], self._unsent[field] = names, []
+                self._importing.update(names)
+                payload["handlers_seconds"] = PRELOAD_SECONDS
         process = await self._start(payload, [stdin_r, stdout_w, stderr_w], [stdin_w, stdout_r, stderr_r])
         await _connect(process, stdin_w, stdout_r, stderr_r)
         return Spawned(process, process.exited)

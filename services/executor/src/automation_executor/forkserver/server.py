@@ -86,7 +86,7 @@ def send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 class ImportTooSlow(Exception):
-    """A handler's import took longer than the fork request allowed (raised by SIGALRM)."""
+    """A handler's or step runner's import took longer than the fork request allowed (raised by SIGALRM)."""
 
 
 def _too_slow(*_: object) -> None:
@@ -286,6 +286,12 @@ def _parse_request(data: bytes, fds: Sequence[int]) -> dict[str, Any] | None:
     return None
 
 
+def _preload_handler(handler: str) -> str | None:
+    """Import a declared ``python`` handler's module (``python_step.preload_handler``); the error or None."""
+    error: str | None = importlib.import_module(HANDLERS_MODULE).preload_handler(handler)
+    return error
+
+
 def _within(seconds: float, load: Callable[[str], str | None], name: str) -> str | None:
     """``load(name)`` interrupted by SIGALRM after ``seconds`` (its error then says so)."""
     previous = signal.signal(signal.SIGALRM, _too_slow)
@@ -390,20 +396,16 @@ class Zygote:
         """
         seconds = request.get("handlers_seconds")
         limit = float(seconds) if isinstance(seconds, int | float) and seconds > 0 else PRELOAD_SECONDS
-        handlers, modules = request.get("handlers"), request.get("modules")
-        if isinstance(handlers, list):
-            preload_handler = importlib.import_module(HANDLERS_MODULE).preload_handler
-            for handler in handlers:
-                if isinstance(handler, str) and handler not in self.handlers:
-                    self.handlers.add(handler)
-                    error = _within(limit, preload_handler, handler)
-                    send(self.sock, {"op": "preloaded", "handler": handler, "error": error})
-        if isinstance(modules, list):
-            for module in modules:
-                if isinstance(module, str) and module not in self.modules:
-                    self.modules.add(module)
-                    error = _within(limit, import_step_runner, module)
-                    send(self.sock, {"op": "preloaded", "module": module, "error": error})
+        kinds = (
+            ("handlers", "handler", self.handlers, _preload_handler),
+            ("modules", "module", self.modules, import_step_runner),
+        )
+        for field, kind, asked, load in kinds:
+            names = request.get(field)
+            for name in names if isinstance(names, list) else ():
+                if isinstance(name, str) and name not in asked:
+                    asked.add(name)
+                    send(self.sock, {"op": "preloaded", kind: name, "error": _within(limit, load, name)})
 
     def _exec(self, request: dict[str, Any], fds: Sequence[int]) -> dict[str, Any]:
         """Start the request's command; the reply once its ``exec`` is done (or failed).
