@@ -14,7 +14,6 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from jobapi_support import AccountCreds, next_message
 
 from automation_contracts import CloudEvent, validate_event
-from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK
 
 pytestmark = pytest.mark.integration
 INJECTION = "; rm -rf / #"
@@ -128,13 +127,9 @@ async def test_a_check_step_is_validated_stored_and_versioned(
     assert json.loads(stored)["name"] == "changed"
 
     resp = await client.post(f"/api/v1/jobs/{job['id']}/execute", headers=account.headers)
-    if CONTRACT_CARRIES_CHECK:
-        assert resp.status_code == 202, resp.text
-        event = await _run_requested(runs, resp.json()["execution_id"])
-        assert event.data["job"]["check"]["name"] == "changed"
-    else:
-        assert (resp.status_code, resp.json()["field"]) == (409, "check")
-        assert "JobSpec" in resp.json()["detail"]
+    assert resp.status_code == 202, resp.text
+    event = await _run_requested(runs, resp.json()["execution_id"])
+    assert event.data["job"]["check"]["name"] == "changed"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from automation_core.errors import InvalidInput
-from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK, JobDefinition, validate_job
+from automation_job_api.domain.definitions import JobDefinition, validate_job
 
 PARAMETERS = {
     "type": "object",
@@ -108,11 +108,11 @@ def test_the_check_step_is_checked_like_any_step() -> None:
     assert refused(job(shell("a", "x"), check=shell("a", "y"))).field == "check.name"
 
 
-def test_the_check_step_reaches_the_spec_once_the_contract_carries_it() -> None:
+def test_the_check_step_reaches_the_spec() -> None:
     definition = JobDefinition.model_validate(job(shell("a", "${{ check.payload.n }}"), check=shell("probe", "y")))
     validate_job(definition)
     spec = definition.to_spec().model_dump(mode="json")
-    assert ("check" in spec) is CONTRACT_CARRIES_CHECK
+    assert spec["check"]["name"] == "probe"
     assert definition.model_dump(mode="json")["check"]["name"] == "probe"
 
 

@@ -24,9 +24,8 @@ shares). A template could never be substituted when:
   here-document); or in a browser ``evaluate`` action's ``expression`` (JavaScript: refused by the
   step's config check).
 
-The message contract carries ``check`` inside ``JobSpec`` once ``JobSpec`` has that field
-(:data:`CONTRACT_CARRIES_CHECK`); until then a job with a check step is stored and versioned but
-cannot be run, because an executor would run its steps without the check.
+The message contract carries ``check`` inside ``JobSpec``, so ``job.*`` events and ``run.requested``
+commands give the executor the check step with the steps.
 """
 
 from __future__ import annotations
@@ -43,9 +42,6 @@ from automation_core.errors import InvalidInput
 from automation_job_api.domain.jobs import JobDefinition as BaseJobDefinition
 from automation_job_api.domain.jobs import StepDefinition, check_definition
 from automation_job_api.domain.steps import check_step, check_step_templates
-
-CONTRACT_CARRIES_CHECK = "check" in JobSpec.model_fields
-"""Whether ``JobSpec`` (and so ``job.*`` and ``run.requested``) carries the check step."""
 
 
 class CheckDefinition(StepDefinition):
@@ -72,12 +68,8 @@ class JobDefinition(BaseJobDefinition):
     ] = None
 
     def to_spec(self) -> JobSpec:
-        """The definition as the message contract carries it (``check`` only once the contract has it)."""
-        dumped = self.model_dump(mode="json")
-        check = dumped.pop("check")
-        if CONTRACT_CARRIES_CHECK:
-            dumped["check"] = check
-        return JobSpec.model_validate(dumped)
+        """The definition as the message contract carries it."""
+        return JobSpec.model_validate(self.model_dump(mode="json"))
 
 
 def validate_job(definition: JobDefinition) -> None:

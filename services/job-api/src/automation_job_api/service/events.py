@@ -19,7 +19,6 @@ from automation_contracts import (
     validate_event,
 )
 from automation_job_api.db.tables import Job, outbox
-from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK
 from automation_messaging import enqueue
 from automation_messaging.topology import COMMANDS, CONTROL, EVENTS, RUN_REQUESTED
 
@@ -28,7 +27,7 @@ EXECUTION_CANCEL = "execution.cancel"
 
 
 def job_spec(job: Job) -> JobSpec:
-    """The job's current definition as the contracts carry it (its check step once JobSpec has ``check``)."""
+    """The job's current definition as the contracts carry it (its check step included)."""
     return JobSpec.model_validate(
         {
             "name": job.name,
@@ -44,7 +43,7 @@ def job_spec(job: Job) -> JobSpec:
             "parameters": job.parameters,
             "steps": job.steps,
             **(job.policies or {}),
-            **({"check": job.check_step} if CONTRACT_CARRIES_CHECK else {}),
+            "check": job.check_step,
         }
     )
 

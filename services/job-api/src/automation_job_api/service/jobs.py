@@ -16,7 +16,7 @@ from automation_core.errors import Conflict, NotFound
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_job_api.db.tables import Execution, Job, JobVersion
-from automation_job_api.domain.definitions import CONTRACT_CARRIES_CHECK, JobDefinition, validate_job
+from automation_job_api.domain.definitions import JobDefinition, validate_job
 from automation_job_api.domain.executions import ExecutionState
 from automation_job_api.domain.jobs import POLICY_COLUMN_FIELDS
 from automation_job_api.domain.parameters import resolve_parameters
@@ -157,12 +157,6 @@ class JobService:
         execution_id = uuid.uuid4()
         async with self._sessions.begin() as session:
             job = await self._load(session, self._owned(account_id, job_id).with_for_update(read=True))
-            if job.check_step is not None and not CONTRACT_CARRIES_CHECK:
-                raise Conflict(
-                    "this job has a check step, which run.requested cannot carry yet (JobSpec has no check field);"
-                    " an executor would run its steps unchecked",
-                    field="check",
-                )
             resolved = resolve_parameters(job.parameters, parameters)
             state = ExecutionState.queued()
             session.add(
