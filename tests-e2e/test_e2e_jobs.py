@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -48,6 +49,10 @@ async def test_every_second_job_runs_repeatedly_and_logs_its_marker(platform: Pl
             await client.post(f"/api/v1/jobs/{job_id}/disable", headers=account.headers)
         assert {e["trigger"] for e in done} == {"schedule"}
         assert len({e["scheduled_for"] for e in done}) == len(done)
+        # what each run was asked to be reaches the read model through its start
+        assert [(e["job_version"], e["parameters"]) for e in done] == [(1, {})] * len(done)
+        for e in done:
+            assert datetime.fromisoformat(e["queued_at"]) <= datetime.fromisoformat(e["started_at"]), e
         for execution in done[:2]:
             logs = await client.get(f"/api/v1/executions/{execution['id']}/logs", headers=account.headers)
             assert logs.status_code == 200

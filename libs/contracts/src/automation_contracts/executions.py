@@ -44,6 +44,9 @@ class ExecutionStarted(Contract):
     trigger: Trigger | None = None
     scheduled_for: Timestamp | None = None
     backfill_id: Uuid | None = None
+    job_version: Annotated[int, Field(ge=1)] | None = None
+    parameters: JsonObject | None = None
+    requested_at: Timestamp | None = None
 
 
 class LogEntry(Contract):

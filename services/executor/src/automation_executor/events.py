@@ -62,6 +62,9 @@ def started_event(request: RunRequested, *, started_at: datetime, worker: str, r
         trigger=request.trigger,
         scheduled_for=request.scheduled_for,
         backfill_id=request.backfill_id,
+        job_version=request.job_version,
+        parameters=request.parameters,
+        requested_at=request.requested_at,
     )
     return build_event(
         "execution.started",

@@ -55,13 +55,20 @@ def test_started_and_outcome_events_validate_and_have_stable_ids() -> None:
 def test_started_names_the_trigger_and_nominal_time_of_a_scheduled_run() -> None:
     nominal = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     data = run_request_data(
-        [{"name": "s", "type": "shell", "config": {"command": ["true"]}}], trigger="schedule", scheduled_for=nominal
+        [{"name": "s", "type": "shell", "config": {"command": ["true"]}}],
+        trigger="schedule",
+        scheduled_for=nominal,
+        parameters={"site": "fra1"},
     )
     request = RunRequested.model_validate(json.loads(json.dumps(data)))
     started = started_event(request, started_at=datetime.now(UTC), worker="w", run_number=0)
     validate_event(started)
     assert started.data["trigger"] == "schedule"
     assert datetime.fromisoformat(started.data["scheduled_for"]) == nominal
+    # what the run was asked to be, for job-api's read model of a run it did not queue
+    assert started.data["job_version"] == request.job_version
+    assert started.data["parameters"] == {"site": "fra1"}
+    assert datetime.fromisoformat(started.data["requested_at"]) == request.requested_at
     retry = retry_request(request, next_attempt_at=datetime.now(UTC))
     assert retry.data["trigger"] == "schedule"
     assert retry.data["scheduled_for"] == started.data["scheduled_for"]

@@ -19,7 +19,7 @@ from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, Execut
 from automation_core.logging import get_logger
 from automation_core.settings import ServiceSettings
 from automation_job_api.domain.executions import TRIGGERS, TriggerName
-from automation_job_api.service.executions import ExecutionService, ForeignExecution
+from automation_job_api.service.executions import ExecutionService, ForeignExecution, RunFacts
 from automation_messaging import DeadLetter, Delivery
 from automation_messaging.topology import EVENTS, declare_service_queue
 
@@ -49,6 +49,16 @@ def trigger_of(event: CloudEvent) -> TriggerName | None:
         if value in TRIGGERS:
             return cast(TriggerName, value)
     return None
+
+
+def facts_of(data: object) -> RunFacts | None:
+    """What ``execution.started`` copied from ``run.requested`` (version, parameters, when it was asked
+    for), or None: other events, and starts from executors that predate those fields, carry none."""
+    if not isinstance(data, ExecutionStarted):
+        return None
+    if data.job_version is None and data.parameters is None and data.requested_at is None:
+        return None
+    return RunFacts(data.job_version, data.parameters, data.requested_at)
 
 
 class ExecutionEventsConsumer:
@@ -86,6 +96,7 @@ class ExecutionEventsConsumer:
                 job_id=named.job_id,
                 trigger=trigger_of(event),
                 scheduled_for=data.scheduled_for if isinstance(data, ExecutionStarted) else None,
+                facts=facts_of(data),
             )
         except ForeignExecution as exc:
             raise DeadLetter(str(exc)) from exc

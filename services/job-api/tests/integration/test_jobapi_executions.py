@@ -28,6 +28,11 @@ def _at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
+def _z(seconds: float) -> str:
+    """``_at`` as the API writes it."""
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
 class Run:
     """Builds the execution events of one run as an executor would publish them."""
 
@@ -205,6 +210,34 @@ async def test_the_start_names_the_trigger_of_a_run_first_seen_through_its_logs(
         return bool((await _execution(client, account, execution_id))["trigger"] == "event")
 
     await wait_until(named, what="the trigger named by execution.started")
+
+
+async def test_the_start_tells_what_a_run_was_asked_to_be_and_a_manual_run_keeps_its_own(
+    client: httpx.AsyncClient, account: AccountCreds, amqp: AbstractChannel
+) -> None:
+    facts = {"job_version": 4, "parameters": {"site": "fra1", "n": 2}, "requested_at": _at(-1)}
+    event_run = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id)
+    await publish_event(amqp, event_run.started(1, 1, trigger="event", **facts))
+    seen = await _wait_for(client, account, event_run.ids["execution_id"], "an event run", status="running")
+    assert (seen["job_version"], seen["parameters"], seen["queued_at"]) == (4, {"site": "fra1", "n": 2}, _z(-1))
+
+    late = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id)  # its start comes after its end
+    await publish_event(amqp, late.succeeded(1, 9))
+    await _wait_for(client, account, late.ids["execution_id"], "a run created by its end", status="succeeded")
+    await publish_event(amqp, late.started(1, 8, trigger="schedule", scheduled_for=_at(0), **facts))
+    filled = await _wait_for(client, account, late.ids["execution_id"], "the start's facts", job_version=4)
+    assert (filled["status"], filled["parameters"], filled["queued_at"]) == ("succeeded", facts["parameters"], _z(-1))
+
+    job = await create_job(client, account, parameters=NO_REQUIRED_PARAMETERS)
+    execute = await client.post(
+        f"/api/v1/jobs/{job['id']}/execute", json={"parameters": {"site": "ams1"}}, headers=account.headers
+    )
+    manual = Run(execute.json()["execution_id"], job["id"], account.id)
+    queued = await _execution(client, account, manual.ids["execution_id"])
+    await publish_event(amqp, manual.started(1, 1, **facts))  # what it says differs: the row keeps its own
+    running = await _wait_for(client, account, manual.ids["execution_id"], "the manual run started", status="running")
+    assert (running["job_version"], running["parameters"]) == (1, {"site": "ams1"})
+    assert running["queued_at"] == queued["queued_at"]
 
 
 async def test_a_lower_attempt_arriving_late_changes_nothing(

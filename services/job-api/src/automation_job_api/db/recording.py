@@ -28,6 +28,10 @@ STATE_COLUMNS = ("status", "attempt", "phase", "started_at", "finished_at", "exi
 """An execution's state as the events fold it (``result`` is JSON)."""
 ROW_COLUMNS = ("id", "account_id", "job_id", "trigger", "scheduled_for", *STATE_COLUMNS)
 """What a batch reads of a row and writes back."""
+FACT_COLUMNS = ("job_version", "parameters", "queued_at")
+"""What a run was asked to be (``RunFacts``): written by a batch, never read by it; an update keeps what
+the row has and fills only what is null (a manual run's row has them from the start)."""
+JSON_COLUMNS = frozenset({"result", "entries", "parameters"})
 
 LOCK_SQL = f"""
 SELECT {", ".join(ROW_COLUMNS)} FROM job_api.executions
@@ -49,9 +53,12 @@ _TYPES = {
     "exit_code": "integer",
     "error": "text",
     "result": "text",
+    "job_version": "integer",
+    "parameters": "text",
+    "queued_at": "timestamptz",
 }
-_NEW = ("id", "account_id", "job_id", "trigger", "scheduled_for", *STATE_COLUMNS)
-_CHANGED = ("id", "trigger", "scheduled_for", *STATE_COLUMNS)
+_NEW = ("id", "account_id", "job_id", "trigger", "scheduled_for", *STATE_COLUMNS, *FACT_COLUMNS)
+_CHANGED = ("id", "trigger", "scheduled_for", *STATE_COLUMNS, *FACT_COLUMNS)
 _LOG = {"execution_id": "uuid", "attempt": "integer", "seq": "integer", "entries": "text", "truncated": "boolean"}
 
 
@@ -62,7 +69,14 @@ def _unnest(columns: Sequence[str], types: Mapping[str, str], first: int, alias:
 
 
 def _value(alias: str, column: str) -> str:
-    return f"{alias}.{column}::jsonb" if column in ("result", "entries") else f"{alias}.{column}"
+    return f"{alias}.{column}::jsonb" if column in JSON_COLUMNS else f"{alias}.{column}"
+
+
+def _set(column: str) -> str:
+    """An update's assignment: a fact fills only a null column; the rest is overwritten."""
+    if column in FACT_COLUMNS:
+        return f"{column} = COALESCE(e.{column}, {_value('u', column)})"
+    return f"{column} = {_value('u', column)}"
 
 
 _LOG_FIRST = 2 + len(_NEW) + len(_CHANGED)
@@ -76,7 +90,7 @@ WITH new AS (
     RETURNING 1
 ), changed AS (
     UPDATE job_api.executions AS e
-    SET {", ".join(f"{c} = {_value('u', c)}" for c in _CHANGED if c != "id")}, updated_at = $1
+    SET {", ".join(_set(c) for c in _CHANGED if c != "id")}, updated_at = $1
     FROM {_unnest(_CHANGED, _TYPES, 2 + len(_NEW), "u")}
     WHERE e.id = u.id
     RETURNING 1
@@ -102,7 +116,7 @@ def _json(value: Any) -> str | None:
 
 
 def _arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
-    return [[_json(row[c]) if c in ("result", "entries") else row[c] for row in rows] for c in columns]
+    return [[_json(row[c]) if c in JSON_COLUMNS else row[c] for row in rows] for c in columns]
 
 
 RECONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -173,7 +187,8 @@ class RecordingTransaction:
         logs: Sequence[Mapping[str, Any]],
         notify: Sequence[uuid.UUID],
     ) -> int:
-        """Write the batch (rows as dicts of :data:`ROW_COLUMNS`, logs of ``_LOG``); how many new rows went in."""
+        """Write the batch (rows as dicts of :data:`ROW_COLUMNS` and :data:`FACT_COLUMNS`, logs of ``_LOG``);
+        how many new rows went in."""
         args = [
             now,
             *_arrays(new, _NEW),

@@ -140,6 +140,19 @@ class GroupCommit(Generic[T, R]):
 
 
 @dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What a run was asked to be, as ``execution.started`` copies it from ``run.requested``.
+
+    A manual run's row has them from ``POST /jobs/{id}/execute``; other runs learn them from their
+    start. Once known they never change (a retry's start carries the same), so they fill what is null.
+    """
+
+    job_version: int | None = None
+    parameters: dict[str, Any] | None = None
+    queued_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedEvent:
     """One execution event to record: what it observes about which execution (and its log batch)."""
 
@@ -149,6 +162,7 @@ class RecordedEvent:
     job_id: uuid.UUID
     trigger: TriggerName | None = None
     scheduled_for: datetime | None = None
+    facts: RunFacts | None = None
     log: ExecutionLog | None = None
 
 
@@ -168,6 +182,8 @@ class _Row:
     state: ExecutionState
     new: bool = False
     dirty: bool = False
+    facts: RunFacts | None = None
+    """What an event of the batch told of the run: written where the row has nothing yet."""
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> _Row:
@@ -184,8 +200,10 @@ class _Row:
         return cls(row["id"], row["account_id"], row["job_id"], row["trigger"], row["scheduled_for"], state)
 
     def values(self) -> dict[str, Any]:
-        """The row's columns (:data:`~automation_job_api.db.recording.ROW_COLUMNS`) as the batch left them."""
+        """The row's columns (:data:`~automation_job_api.db.recording.ROW_COLUMNS`) as the batch left them,
+        and the run's facts (:data:`~automation_job_api.db.recording.FACT_COLUMNS`) it learned."""
         state = {name: getattr(self.state, name) for name in STATE_COLUMNS} | {"phase": int(self.state.phase)}
+        facts = self.facts or RunFacts()
         return {
             "id": self.id,
             "account_id": self.account_id,
@@ -193,6 +211,9 @@ class _Row:
             "trigger": self.trigger,
             "scheduled_for": self.scheduled_for,
             **state,
+            "job_version": facts.job_version,
+            "parameters": facts.parameters,
+            "queued_at": facts.queued_at,
         }
 
 
@@ -238,6 +259,7 @@ def _fold(events: Sequence[RecordedEvent], rows: dict[uuid.UUID, _Row]) -> _Plan
                 state,
                 new=True,
                 dirty=True,
+                facts=event.facts,
             )
             plan.recorded.append(state.status)
             plan.results.append(True)
@@ -246,6 +268,8 @@ def _fold(events: Sequence[RecordedEvent], rows: dict[uuid.UUID, _Row]) -> _Plan
             row.trigger, row.dirty = event.trigger, True
         if event.scheduled_for is not None and row.scheduled_for is None:
             row.scheduled_for, row.dirty = event.scheduled_for, True
+        if event.facts is not None and row.facts is None:
+            row.facts, row.dirty = event.facts, True
         new = apply(row.state, event.observation)
         changed = new.status != row.state.status
         if new != row.state:
@@ -278,11 +302,12 @@ class ExecutionService:
         job_id: uuid.UUID,
         trigger: TriggerName | None,
         scheduled_for: datetime | None = None,
+        facts: RunFacts | None = None,
     ) -> bool:
         """Apply one execution event (idempotent, order-insensitive); True when the status changed.
 
-        ``trigger`` and ``scheduled_for`` come from ``execution.started``; a row first created by
-        another event (logs may overtake the start) assumes ``schedule`` until the start names it.
+        ``trigger``, ``scheduled_for`` and ``facts`` come from ``execution.started``; a row first created
+        by another event (logs may overtake the start) assumes ``schedule`` until the start names it.
         Events recorded at the same time by concurrent callers share one transaction (see
         :class:`GroupCommit`); each caller still gets its own answer.
 
@@ -295,6 +320,7 @@ class ExecutionService:
             job_id=job_id,
             trigger=trigger,
             scheduled_for=scheduled_for,
+            facts=facts,
             log=data if isinstance(data, ExecutionLog) else None,
         )
         result = await self._commits.submit(event)
