@@ -136,6 +136,11 @@ async def test_a_followed_log_streams_existing_then_new_lines_and_ends_with_the_
             rest.append(frame)
         assert [f.event for f in rest if f.event != "log"] == ["status", "end"]
         assert [(f.id, _texts(f)) for f in rest if f.event == "log"] == [("1:2", ["late line"])]
+        final = json.loads(next(f for f in rest if f.event == "status").data)
+        execution = (await client.get(f"/api/v1/executions/{run.ids['execution_id']}", headers=account.headers)).json()
+        # the times as the execution itself writes them (UTC as Z)
+        assert (final["started_at"], final["finished_at"]) == (execution["started_at"], execution["finished_at"])
+        assert final["started_at"].endswith("Z")
         assert json.loads(rest[-1].data) == {"status": "succeeded"}
         assert rest[-1].event == "end"
     assert await _open_streams(client) == 0

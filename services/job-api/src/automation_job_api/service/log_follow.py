@@ -24,9 +24,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import asyncpg
+from pydantic import TypeAdapter
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -173,18 +175,23 @@ class FollowSettings:
     end_grace_seconds: float = 0.5
 
 
-def _status_of(row: Execution) -> dict[str, Any]:
-    def iso(value: Any) -> Any:
-        return value.isoformat() if value is not None else None
+_TIME: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
 
+
+def _iso(value: datetime | None) -> str | None:
+    """A time as ``GET /executions/{id}`` writes it (RFC 3339, UTC as ``Z``)."""
+    return cast("str | None", _TIME.dump_python(value, mode="json"))
+
+
+def _status_of(row: Execution) -> dict[str, Any]:
     return {
         "status": row.status,
         "attempt": row.attempt,
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
         "exit_code": row.exit_code,
         "error": row.error,
-        "cancel_requested_at": iso(row.cancel_requested_at),
+        "cancel_requested_at": _iso(row.cancel_requested_at),
     }
 
 
