@@ -42,9 +42,13 @@ def from_validation_error(exc: ValidationError, value: Any, prefix: str = "") ->
     """
     first = exc.errors(include_url=False)[0]
     path = _data_path(first["loc"], value)
+    reason = first["msg"]
     if first["type"] in _UNION_TAG_ERRORS:  # the fault is the discriminator field itself
-        path.append(str(first.get("ctx", {}).get("discriminator", "type")).strip("'"))
-    return ContractError(first["msg"], join_path(prefix, path))
+        field = str(first.get("ctx", {}).get("discriminator", "type")).strip("'")
+        path.append(field)
+        if first["type"] == "union_tag_not_found":  # pydantic: "Unable to extract tag using discriminator"
+            reason = f"Field required: {field!r} says which kind of item this is"
+    return ContractError(reason, join_path(prefix, path))
 
 
 def _data_path(loc: Sequence[str | int], value: Any) -> list[str | int]:

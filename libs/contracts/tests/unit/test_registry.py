@@ -137,6 +137,17 @@ def test_unknown_action_type_is_reported_at_type() -> None:
     assert by_model.value.path == "data.actions.1.type"
 
 
+def test_an_action_without_a_type_is_told_the_field_is_required() -> None:
+    event = build_event("browser.task", source="/x", data=example("browser.task", "invalid-unknown-action-type"))
+    event.data["actions"][1] = {"action": "click", "selector": "a"}  # "action" where "type" belongs
+
+    with pytest.raises(ContractError) as by_model:
+        parse_data(event, BrowserTask)
+
+    assert by_model.value.path == "data.actions.1.type"
+    assert by_model.value.reason == "Field required: 'type' says which kind of item this is"
+
+
 def test_parse_data_gives_typed_models() -> None:
     event = build_event("browser.task", source="/x", data=example("browser.task", "valid-minimal"))
 
