@@ -1,6 +1,7 @@
 """The HTTP application factory every service uses.
 
-:func:`create_service_app` gives a FastAPI app with problem+json errors, request metrics and logs, a
+:func:`create_service_app` gives a FastAPI app with problem+json errors (and a 422 for input PostgreSQL
+cannot keep: see :mod:`automation_core.storable`), request metrics and logs, a
 tracing SERVER span per request, ``/healthz`` (the process alone), ``/readyz`` (its checks: database,
 broker) and ``/metrics``. Routers that need a caller declare :data:`CurrentPrincipal`.
 
@@ -32,6 +33,7 @@ from automation_core.health import Readiness
 from automation_core.logging import get_logger
 from automation_core.metrics import BUILD_INFO, HTTP_DURATION, HTTP_REQUESTS, render_metrics
 from automation_core.settings import ServiceSettings
+from automation_core.storable import storable_input
 
 log = get_logger(__name__)
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -136,7 +138,14 @@ def create_service_app(
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """A FastAPI app wired with the platform's cross-cutting parts."""
-    app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan, telemetry=TELEMETRY)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=__version__,
+        lifespan=lifespan,
+        telemetry=TELEMETRY,
+        dependencies=[Depends(storable_input)],
+    )
     app.state.readiness = readiness or Readiness()
     app.state.authenticator = authenticator or Authenticator(settings)
     app.state.settings = settings

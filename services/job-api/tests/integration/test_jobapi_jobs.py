@@ -370,6 +370,30 @@ async def test_a_body_that_is_not_json_is_a_problem(client: httpx.AsyncClient, a
     assert resp.headers["content-type"] == "application/problem+json"
 
 
+async def test_what_postgresql_cannot_keep_is_a_problem_naming_the_field_and_nothing_is_stored(
+    client: httpx.AsyncClient, account: AccountCreds, runs: AbstractQueue
+) -> None:
+    # NaN was quietly stored as null; a NUL made the database fail with a 500
+    headers = {**account.headers, "Content-Type": "application/json"}
+    nan_body = json.dumps(_bad_step(0, method="POST", json={"v": 1}))  # step 0 is an http step
+    nan = await client.post("/api/v1/jobs", content=nan_body.replace('"v": 1', '"v": NaN'), headers=headers)
+    assert (nan.status_code, nan.json()["field"]) == (422, "steps.0.config.json.v"), nan.text
+    nul = await client.post("/api/v1/jobs", json=job_body(name="a\x00b"), headers=account.headers)
+    assert (nul.status_code, nul.json()["field"]) == (422, "name"), nul.text
+    listed = await client.get("/api/v1/jobs", params={"name": "a\x00b"}, headers=account.headers)
+    assert (listed.status_code, listed.json()["field"]) == (422, "name")
+
+    job = await create_job(client, account)
+    path = f"/api/v1/jobs/{job['id']}/execute"
+    for raw, field in [
+        ('{"parameters": {"count": Infinity}}', "parameters.count"),
+        ('{"parameters": {"s": "\\u0000"}}', "parameters.s"),
+    ]:
+        resp = await client.post(path, content=raw, headers=headers)
+        assert (resp.status_code, resp.json()["field"]) == (422, field), resp.text
+    assert await runs.get(no_ack=True, fail=False) is None
+
+
 async def test_list_filters_and_pages(client: httpx.AsyncClient) -> None:
     owner = await new_account(client)
     made = [await create_job(client, owner, name=f"list-{i}") for i in range(5)]

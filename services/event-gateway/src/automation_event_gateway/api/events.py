@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from automation_core.errors import InvalidInput
 from automation_core.http import CurrentPrincipal, current_principal
+from automation_core.storable import checks_its_own_body
 from automation_event_gateway import metrics
 from automation_event_gateway.api.deps import GatewayDep
 from automation_event_gateway.api.models import BatchResultOut, EventListOut, EventOut, IngestResultOut
@@ -77,6 +78,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     response_model=IngestResultOut | BatchResultOut,
     openapi_extra=POST_OPENAPI,
 )
+@checks_its_own_body  # streamed against its size limit; NULs and non-finite numbers are refused as unstorable
 async def post_events(request: Request, principal: CurrentPrincipal, gateway: GatewayDep) -> JSONResponse:
     """Store the events and publish them to ``automation.events`` (routing key = type), all or nothing."""
     settings = gateway.settings

@@ -1,0 +1,102 @@
+"""Refuse, with a 422 naming the field, request input that PostgreSQL cannot keep.
+
+PostgreSQL text and JSONB refuse the NUL character (U+0000), and JSONB has no NaN or Infinity. Python's
+JSON parser accepts ``NaN``, ``Infinity`` and ``-Infinity`` (they are not JSON), and a string may hold
+``\\u0000``. Left alone, such input reached the database and failed there with a 500, or was quietly
+written as ``null`` (a NaN in a job's ``http`` body). :func:`storable_input`, a dependency of every
+route of a service app, checks the path parameters, the query parameters and a JSON body first.
+
+A route that reads and checks its body itself (event-gateway's ``POST /events``, which streams it
+against a size limit and answers in its own terms) is marked with :func:`checks_its_own_body`; its path
+and query are still checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from automation_core.errors import InvalidInput
+
+NUL = "\x00"
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+F = TypeVar("F", bound=Callable[..., Any])
+_OWN_BODY = "__checks_its_own_body__"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# A body without these holds neither a NUL nor a non-finite number, so most bodies skip the parse: the
+# escape of NUL, the constants, and a number too large for a float (1e999, or 309 digits before a point).
+_SUSPECT = re.compile(rb"\\u0000|NaN|Infinity|[0-9][eE]\+?[0-9]{3}|[0-9]{309}")
+
+
+class _NonFinite:
+    """Where a ``NaN`` or ``Infinity`` stood in the parsed body."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def checks_its_own_body(endpoint: F) -> F:
+    """Mark a route whose handler reads and checks its body itself: :func:`storable_input` leaves it."""
+    setattr(endpoint, _OWN_BODY, True)
+    return endpoint
+
+
+async def storable_input(request: Request) -> None:
+    """Refuse NUL characters in the path and query parameters and in a JSON body, and non-finite numbers
+    in a JSON body, with an :class:`InvalidInput` naming the parameter or the field (``steps.0.config.json.v``)."""
+    for name, value in request.path_params.items():
+        if NUL in str(value):
+            raise InvalidInput(f"{name}: {NUL_MESSAGE}", field=name)
+    for name, value in request.query_params.multi_items():
+        if NUL in name or NUL in value:
+            field = name.replace(NUL, "\\u0000")
+            raise InvalidInput(f"{field}: {NUL_MESSAGE}", field=field)
+    if request.method not in _BODY_METHODS or not _is_json(request.headers.get("content-type")):
+        return
+    route = request.scope.get("route")
+    if getattr(getattr(route, "endpoint", None), _OWN_BODY, False):
+        return
+    body = await request.body()
+    if _SUSPECT.search(body):
+        try:
+            value = json.loads(body, parse_constant=_NonFinite)
+        except ValueError:
+            return  # not JSON: FastAPI's own validation says so
+        check_value(value)
+
+
+def check_value(value: Any, root: str = "") -> None:
+    """Raise :class:`InvalidInput` at the first NUL (in a string or a key) or non-finite number of ``value``."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, str):
+            if NUL in current:
+                raise InvalidInput(f"{path or 'body'}: {NUL_MESSAGE}", field=path or None)
+        elif isinstance(current, _NonFinite):
+            raise InvalidInput(
+                f"{path or 'body'}: {current.text} is not a JSON number; numbers must be finite",
+                field=path or None,
+            )
+        elif isinstance(current, float):
+            if not math.isfinite(current):  # 1e999 parses as inf
+                raise InvalidInput(f"{path or 'body'}: numbers must be finite", field=path or None)
+        elif isinstance(current, Mapping):
+            if any(NUL in str(key) for key in current):
+                raise InvalidInput(f"{path or 'body'}: keys {NUL_MESSAGE}", field=path or None)
+            # pushed last to first, so that the first fault in the document is the one named
+            stack.extend((item, f"{path}.{key}" if path else str(key)) for key, item in reversed(list(current.items())))
+        elif isinstance(current, list):
+            items = list(enumerate(current))
+            stack.extend((item, f"{path}.{index}" if path else str(index)) for index, item in reversed(items))
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI parses a body of this type as JSON (it does when no type is given)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in {"", "application/json"} or media.endswith("+json")
