@@ -111,7 +111,13 @@ class Commands:
         if handle is not None:
             handle.launcher = "command-server"
 
+    def stopping(self) -> bool:
+        """Whether the run's slot is stopping it (a cancellation): no command starts then."""
+        return self._handle is not None and self._handle.stopping
+
     async def __call__(self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> Spawned:
+        if self.stopping():
+            raise OSError(errno.ECANCELED, "the run is being stopped")
         started = time.perf_counter()
         try:
             spawned = await self._server.execute(argv, cwd=cwd, env=env, rlimits=self._rlimits)

@@ -273,7 +273,9 @@ class ChildRunner:
         commands = Commands(server, plan, CURRENT_CHILD.get())
         emitter.log("system", None, f"limits: {', '.join(applied)}")
         bridge = LocalBridge(emitter, self._bridge(spec, state))
-        run = asyncio.create_task(run_steps(spec, emitter, bridge, workdir=workdir, spawn=commands, job=job))
+        run = asyncio.create_task(
+            run_steps(spec, emitter, bridge, workdir=workdir, spawn=commands, job=job, stopping=commands.stopping)
+        )
         try:
             await asyncio.wait({run}, timeout=timeout)
             if not run.done():

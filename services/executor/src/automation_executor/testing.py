@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -338,6 +338,16 @@ class ExecutorHarness:
     def log_text(self, execution_id: str | uuid.UUID, *, attempt: int | None = None) -> str:
         """The log as text, one entry a line."""
         return "\n".join(entry["text"] for entry in self.log_entries(execution_id, attempt=attempt))
+
+    def logged(
+        self, execution_id: str | uuid.UUID, text: str, *, attempt: int | None = None
+    ) -> Callable[[], Awaitable[bool]]:
+        """A probe for ``wait_until``: whether ``text`` is in the log (of ``attempt``) yet."""
+
+        async def probe() -> bool:
+            return text in self.log_text(execution_id, attempt=attempt)
+
+        return probe
 
     async def dead_letters(self) -> list[AbstractIncomingMessage]:
         """Take every message now waiting in ``automation.dead`` (acknowledged)."""

@@ -143,6 +143,38 @@ async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(ha
     assert harness.of(data["execution_id"], "execution.failed") == []
 
 
+async def test_no_step_starts_after_a_cancellation_even_when_the_step_before_ends_well(
+    harness: ExecutorHarness,
+) -> None:
+    # The first step ends with exit 0 on the stop's SIGTERM; a job of commands runs in the executor itself,
+    # which went on to the next step within the grace period.
+    marker = f"after-{uuid.uuid4().hex}"
+    script = 'trap "echo got TERM; exit 0" TERM; echo trapped; sleep 30 & wait'
+    data = run_request_data([_shell("wait", script, marker), _shell("next", f"echo {marker}")])
+    await harness.request_run(data)
+    await wait_until(harness.logged(data["execution_id"], "trapped"), interval=0.02, what="the trap set")
+    await harness.cancel(data["execution_id"], reason="operator: stop")
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
+    assert outcome.type == "execution.cancelled"
+    text = harness.log_text(data["execution_id"])
+    assert "got TERM" in text
+    assert "step next not started: the run is being stopped" in text
+    assert "step next (shell) started" not in text
+    assert marker not in text.splitlines(), "the second step's command never ran"
+
+
+async def test_a_command_killed_by_the_stop_is_logged_as_stopped(harness: ExecutorHarness) -> None:
+    data = run_request_data([_shell("wait", "echo ready; exec sleep 30")])
+    await harness.request_run(data)
+    await wait_until(harness.logged(data["execution_id"], "ready"), interval=0.02, what="the command running")
+    await harness.cancel(data["execution_id"], reason="operator: stop")
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
+    assert outcome.type == "execution.cancelled"
+    text = harness.log_text(data["execution_id"])
+    assert "step wait stopped: killed by SIGTERM (exit code 143)\n" in text
+    assert "expected 0" not in text, "the exit codes a step expects are beside the point of a stop"
+
+
 async def test_a_cancelled_child_is_logged_as_stopped_not_as_a_crash(harness: ExecutorHarness) -> None:
     sleep = "automation_executor.examples.handlers:sleep"
     data = run_request_data([{"name": "nap", "type": "python", "config": {"handler": sleep, "args": {"seconds": 30}}}])

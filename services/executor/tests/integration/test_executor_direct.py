@@ -23,7 +23,9 @@ from prometheus_client import REGISTRY
 
 from automation_executor.app import fork_server_environment
 from automation_executor.bridge import RecordingServices
-from automation_executor.direct import DIRECT_KINDS
+from automation_executor.child.limits import limit_plan
+from automation_executor.direct import DIRECT_KINDS, Commands
+from automation_executor.domain.protocol import Limits
 from automation_executor.forkserver.client import ForkServer, ForkServerUnavailable
 from automation_executor.launch import CURRENT_CHILD, ChildHandle, active_command_server
 from automation_executor.processes import Spawned
@@ -309,6 +311,20 @@ async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> Non
             outcome, sink = await asyncio.wait_for(run, 10)
     assert outcome.status == "failed"
     assert sink.of("wait")[-2:] == ["got TERM", "step wait failed: exit code 3; expected 0"]
+
+
+async def test_a_run_being_stopped_starts_no_further_command(tmp_path: Path) -> None:
+    steps = [{"name": "hi", "type": "shell", "config": {"command": ["echo", "hi"]}}]
+    with _handle() as handle:
+        handle.stopping = True  # what Slot.stop sets before its SIGTERM
+        async with direct_commands():
+            outcome, sink = await run_job(tmp_path, steps)
+        assert (outcome.status, outcome.error) == ("failed", "stopped before step hi")
+        assert sink.of("hi") == ["step hi not started: the run is being stopped"]
+        async with _server("held") as server:  # nor does the spawner start one for a step already under way
+            with pytest.raises(OSError, match="the run is being stopped") as refused:
+                await Commands(server, limit_plan(Limits())[0], handle)(["true"], cwd=str(tmp_path), env={})
+    assert refused.value.errno == errno.ECANCELED
 
 
 def _runs(pgid: int, program: str) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from automation_messaging import REASON_HEADER
 from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
-Probe = Callable[[], Awaitable[bool]]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -86,7 +85,7 @@ async def test_shell_echo_succeeds_with_its_marker_logged(harness: ExecutorHarne
     assert len(started) == 1
     validate_event(started[0])
     assert started[0].data["trigger"] == "manual"
-    await wait_until(_logged(harness, data["execution_id"], marker), what="marker in logs")
+    await wait_until(harness.logged(data["execution_id"], marker), what="marker in logs")
     entries = harness.log_entries(data["execution_id"])
     assert {"stream": "stdout", "step": "hello", "text": marker} in [
         {k: e[k] for k in ("stream", "step", "text")} for e in entries
@@ -107,13 +106,6 @@ async def test_shell_echo_succeeds_with_its_marker_logged(harness: ExecutorHarne
     assert attempt["lost_count"] == 0
 
 
-def _logged(harness: ExecutorHarness, execution_id: str, text: str, attempt: int | None = None) -> Probe:
-    async def probe() -> bool:
-        return text in harness.log_text(execution_id, attempt=attempt)
-
-    return probe
-
-
 async def test_failing_job_is_retried_then_fails(harness: ExecutorHarness) -> None:
     data = run_request_data(
         [{"name": "boom", "type": "shell", "config": {"command": ["sh", "-c", "echo oops >&2; exit 3"]}}],
@@ -132,7 +124,9 @@ async def test_failing_job_is_retried_then_fails(harness: ExecutorHarness) -> No
     for event in failures:
         validate_event(event)
     for attempt in (1, 2, 3):
-        await wait_until(_logged(harness, data["execution_id"], "oops", attempt), what=f"stderr of attempt {attempt}")
+        await wait_until(
+            harness.logged(data["execution_id"], "oops", attempt=attempt), what=f"stderr of attempt {attempt}"
+        )
     stderr = [e for e in harness.log_entries(data["execution_id"], attempt=1) if e["stream"] == "stderr"]
     assert stderr[0]["text"] == "oops"
     assert harness.client is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +19,11 @@ class CommandSpawner(Protocol):
     """How a ``shell`` step starts its command: stdin ``/dev/null``, stdout and stderr piped."""
 
     async def __call__(self, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> Spawned: ...
+
+
+def never() -> bool:
+    """The default of :attr:`StepEnv.stopping`: a child learns of a stop by its signal, not by asking."""
+    return False
 
 
 class PathOutsideWorkdir(ValueError):
@@ -38,6 +43,9 @@ class StepEnv:
     spawn: CommandSpawner = spawn
     """Starts a shell step's command: as a child of this process, or (in the executor, for a job of
     commands, events and browser tasks) from the command server (:mod:`automation_executor.direct`)."""
+    stopping: Callable[[], bool] = never
+    """Whether the run is being stopped (cancelled): then no further step starts. The executor, running
+    a job of commands itself, asks its slot; a child's stop is its signal, which ends the child."""
     _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     def emit_key(self, step: str) -> str:

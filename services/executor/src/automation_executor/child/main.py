@@ -167,13 +167,15 @@ async def run_steps(
     workdir: str | None = None,
     spawn: CommandSpawner | None = None,
     job: tuple[ParsedStep | None, list[ParsedStep]] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> int:
     """Run the check (if any) and every step in order; the first step that does not succeed ends the run.
 
     ``blocking``: on the blocking path (the runners never wait for an event loop; see :func:`drive`).
     ``workdir`` (default: the current directory) and ``spawn`` (how commands start, default: as children
     of this process) are given when the executor runs a job of commands itself (:mod:`automation_executor.direct`),
-    with ``job``: the check and steps it has already parsed from the spec (:func:`parse_job`), not parsed again.
+    with ``job``: the check and steps it has already parsed from the spec (:func:`parse_job`), not parsed again,
+    and ``stopping``: whether the run is being stopped, so that no further step starts (see :attr:`StepEnv.stopping`).
     """
     outputs: dict[str, object] = {}
     if job is None:
@@ -189,6 +191,8 @@ async def run_steps(
     env = StepEnv(spec=spec, emitter=emitter, bridge=bridge, workdir=workdir or os.getcwd(), blocking=blocking)
     if spawn is not None:
         env.spawn = spawn
+    if stopping is not None:
+        env.stopping = stopping
     check_output: object = None
     performed: bool | None = None
     if check is not None:
@@ -199,6 +203,14 @@ async def run_steps(
         performed = True
     last_exit_code: int | None = None
     for step in steps:
+        if env.stopping():  # the step before ended on the stop's SIGTERM (trapped, or exit 0): start nothing more
+            emitter.log("system", step.name, f"step {step.name} not started: the run is being stopped")
+            error = f"stopped before step {step.name}"
+            stopped = ResultMessage(
+                status="failed", outputs=outputs, error=error, check_output=check_output, performed=performed
+            )
+            emitter.send(stopped)
+            return 1
         emitter.log("system", step.name, f"step {step.name} ({step.kind}) started")
         result = await run_step(step, ctx, env)
         emitter.send(result)
@@ -208,7 +220,8 @@ async def run_steps(
         if step.kind in {"shell", "ssh.exec", "winrm.exec"}:
             last_exit_code = result.exit_code
         if result.status != "succeeded":
-            emitter.log("system", step.name, f"step {step.name} {result.status.replace('_', ' ')}: {result.error}")
+            ended = "stopped" if env.stopping() else result.status.replace("_", " ")
+            emitter.log("system", step.name, f"step {step.name} {ended}: {result.error}")
             emitter.send(_failed(result, outputs, check_output=check_output, performed=performed))
             return 1
         emitter.log("system", step.name, f"step {step.name} succeeded")

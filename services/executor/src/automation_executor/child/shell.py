@@ -157,6 +157,8 @@ def _finished(
     output = {"exit_code": exit_code, "stdout_tail": tail.text()}
     if exit_code in config.expected_exit_codes:
         return StepMessage(name=step.name, status="succeeded", output=output, exit_code=exit_code)
+    if returncode < 0 and env.stopping():  # the stop's signal: what was expected does not matter
+        return StepMessage(name=step.name, status="failed", output=output, exit_code=exit_code, error=how)
     expected = ", ".join(map(str, config.expected_exit_codes))
     return StepMessage(
         name=step.name,
