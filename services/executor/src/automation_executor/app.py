@@ -28,6 +28,7 @@ from automation_core.logging import get_logger
 from automation_executor.api import api_router
 from automation_executor.bootstrap import compose
 from automation_executor.bridge import BrokerServices
+from automation_executor.child.http import prepare_fork as prepare_http
 from automation_executor.child.limits import limit_plan
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import HotPath
@@ -126,6 +127,8 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                     hold_limits=limit_plan(default_limits(settings))[0],
                 )
             )
+            if commands is not None:  # jobs of commands and requests run here: their first request is not slow
+                prepare_http()
             hot = await HotPath.open(
                 settings.database_url.get_secret_value(),
                 size=max(2, settings.executor_concurrency),

@@ -1,13 +1,14 @@
 """Jobs that run no code of their own in a child, run by the executor itself: no Python child per execution.
 
-When every step of a job (and its check) is a ``shell``, ``event.emit`` or ``browser`` step, the child
+When every step of a job (and its check) is a ``shell``, ``event.emit``, ``browser`` or ``http`` step, the child
 process would only start commands, relay their output and forward requests to the executor, and it
 costs more than the commands do: a fork of the ~45 MiB fork
 server, its copy-on-write faults, the spec's parsing and a JSON line per log line, ~8 ms of CPU per run
 against ~1 ms for a ``true`` command. So the runner (:meth:`~automation_executor.runner.ChildRunner.run`)
 runs such a job's orchestration on its own event loop (the same :func:`~automation_executor.child.main.run_steps`
 as the child: check, templates, secrets and redaction, line cap, step timeouts; an ``event.emit`` or
-``browser`` step's request goes straight to the run's :class:`~automation_executor.bridge.ExecutionBridge`)
+``browser`` step's request goes straight to the run's :class:`~automation_executor.bridge.ExecutionBridge`,
+and an ``http`` step's request is sent from here, with the SSL context and imports prepared at start-up)
 and starts each command from the *command server* (:func:`~automation_executor.launch.command_server`):
 a fork server with nothing preloaded (~12 MiB) that starts the command in a new session (its own
 process group) in the execution's working directory with the command's environment, under the job's
@@ -51,14 +52,28 @@ from automation_executor.metrics import CHILD_LAUNCH
 from automation_executor.processes import Spawned, signal_group
 from automation_executor.rlimits import Plan
 
-DIRECT_KINDS = frozenset({"shell", "event.emit", "browser"})
-"""Step types that run no code of the job's in a child: a command runs as its own process, and an
-``event.emit`` or a ``browser`` step only asks the executor (over the bridge) to publish or to send a task."""
+DIRECT_KINDS = frozenset({"shell", "event.emit", "browser", "http"})
+"""Step types that run no code of the job's in a child: a command runs as its own process, an
+``event.emit`` or a ``browser`` step only asks the executor (over the bridge) to publish or to send a task,
+and an ``http`` step is one request, which the executor sends itself (its body capped: see below)."""
+DIRECT_HTTP_MAX_BODY_BYTES = 1024 * 1024
+"""The largest response body an ``http`` step may keep (its ``max_body_bytes``, else the setting) for the
+executor to send it itself: the body and its parsed JSON live in the executor's memory, outside the job's
+address-space limit, and are parsed on its event loop. A step that keeps more runs in a child."""
 
 
 def runs_direct(spec: ChildSpec) -> bool:
-    """Whether every step and the check of ``spec`` is of :data:`DIRECT_KINDS`."""
-    return spec.step_types() <= DIRECT_KINDS
+    """Whether every step and the check of ``spec`` is of :data:`DIRECT_KINDS` (an ``http`` step keeping at
+    most :data:`DIRECT_HTTP_MAX_BODY_BYTES` of its response)."""
+    if not spec.step_types() <= DIRECT_KINDS:
+        return False
+    steps = [*spec.steps, *([spec.check] if spec.check is not None else [])]
+    return all(_kept_body(step.config, spec) <= DIRECT_HTTP_MAX_BODY_BYTES for step in steps if step.type == "http")
+
+
+def _kept_body(config: Mapping[str, Any], spec: ChildSpec) -> int:
+    cap = config.get("max_body_bytes")
+    return cap if isinstance(cap, int) else spec.http_max_body_bytes
 
 
 class LocalEmitter(Emitter):

@@ -10,7 +10,7 @@ import pytest
 
 from automation_executor.child.blocking import drive
 from automation_executor.child.main import runs_blocking
-from automation_executor.direct import runs_direct
+from automation_executor.direct import DIRECT_HTTP_MAX_BODY_BYTES, runs_direct
 from automation_executor.domain.protocol import ChildSpec
 
 
@@ -54,15 +54,28 @@ def test_only_jobs_of_shell_and_python_steps_run_blocking(spec: ChildSpec, block
         (_spec("shell", "shell", check="shell"), True),
         (_spec("shell", "event.emit", "browser"), True),
         (_spec("browser", check="shell", fast=False), True),
+        (_spec("shell", "http", check="http"), True),
         (_spec("shell", "python"), False),
-        (_spec("shell", check="http"), False),
         (_spec("ssh.exec"), False),
         (_spec("winrm.exec"), False),
     ],
-    ids=["shell-with-shell-check", "event-and-browser", "browser", "with-python", "http-check", "ssh", "winrm"],
+    ids=["shell-with-shell-check", "event-and-browser", "browser", "http", "with-python", "ssh", "winrm"],
 )
 def test_only_jobs_that_run_no_code_in_a_child_run_without_one(spec: ChildSpec, direct: bool) -> None:
     assert runs_direct(spec) is direct
+
+
+def test_an_http_step_that_keeps_a_large_body_runs_in_a_child() -> None:
+    spec = _spec("shell", "http")
+    assert runs_direct(spec), "the default cap (64 KiB) is small enough"
+    spec.steps[1].config["max_body_bytes"] = DIRECT_HTTP_MAX_BODY_BYTES
+    assert runs_direct(spec)
+    spec.steps[1].config["max_body_bytes"] = DIRECT_HTTP_MAX_BODY_BYTES + 1
+    assert not runs_direct(spec), "the body would live in the executor's memory, outside the job's limits"
+    by_setting = _spec("http").model_copy(update={"http_max_body_bytes": 64 * 1024 * 1024})
+    assert not runs_direct(by_setting)
+    by_setting.steps[0].config["max_body_bytes"] = 1000
+    assert runs_direct(by_setting), "the step's own cap is the one that counts"
 
 
 def test_drive_runs_a_coroutine_that_never_waits_for_a_loop() -> None:

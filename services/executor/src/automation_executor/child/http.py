@@ -59,7 +59,9 @@ def verification(config: HttpConfig, ctx: TemplateContext) -> ssl.SSLContext:
 
 
 def prepare_fork() -> None:
-    """In the fork server: import what a first client and a first request would, and build the SSL context."""
+    """Import what a first client and a first request would, and build the SSL context: in the fork server,
+    and in the executor, which sends the requests of the jobs it runs without a child
+    (:mod:`automation_executor.direct`)."""
     for name in LAZY_MODULES:
         importlib.import_module(name)
     ssl_context()

@@ -6,9 +6,13 @@ runs without a child (``test_executor_direct``).
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,47 @@ EXAMPLES = "automation_executor.examples.handlers"
 
 def _python(name: str, handler: str, /, **args: Any) -> dict[str, Any]:
     return {"name": name, "type": "python", "config": {"handler": f"{EXAMPLES}:{handler}", "args": args}}
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers ``/status/<n>`` with that status, and anything else with 200 and a JSON echo of the request.
+    No ``Date`` header and a fixed ``Server``: two runs of a job get the same answer."""
+
+    server_version, sys_version = "echo", ""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return "Thu, 01 Jan 2026 00:00:00 GMT"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        sent = self.rfile.read(length) if length else b""
+        status = int(self.path.removeprefix("/status/")) if self.path.startswith("/status/") else 200
+        body = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "token": self.headers.get("X-Token"),
+                "json": json.loads(sent) if sent else None,
+            }
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815 - the base class's names
+
+
+@functools.cache
+def echo_base() -> str:
+    """The base URL of a local HTTP server for the jobs' ``http`` steps (started once, for the session)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, name="echo-server", daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 JOBS: dict[str, dict[str, Any]] = {
@@ -100,6 +145,27 @@ JOBS: dict[str, dict[str, Any]] = {
     "an unknown secret": {
         "steps": [{"name": "secret", "type": "shell", "config": {"command": ["echo", "${{ secrets.NOPE }}"]}}],
     },
+    "requests: templates, a secret header, a JSON answer read by the next step, a refused status": {
+        "steps": [
+            {
+                "name": "post",
+                "type": "http",
+                "config": {
+                    "method": "POST",
+                    "url": "${{ parameters.base }}/things",
+                    "headers": {"X-Token": "${{ secrets.API_TOKEN }}"},
+                    "json": {"v": "${{ parameters.v }}"},
+                },
+            },
+            {"name": "use", "type": "shell", "config": {"command": ["echo", "${{ steps.post.output.body.json.v }}"]}},
+            {
+                "name": "missing",
+                "type": "http",
+                "config": {"method": "GET", "url": "${{ parameters.base }}/status/404", "expected_status": [200]},
+            },
+            {"name": "never", "type": "shell", "config": {"command": ["echo", "never"]}},
+        ],
+    },
     "commands, an event and a browser task": {
         "check": {
             "type": "shell",
@@ -135,13 +201,17 @@ JOBS: dict[str, dict[str, Any]] = {
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+ELAPSED = re.compile(r" in \d+ ms$")
+
+
 def without_ids(outcome: RunOutcome, lines: Lines) -> tuple[RunOutcome, Lines]:
     """``outcome`` and ``lines`` with every UUID masked: each run has its own execution and job ids, and
-    what derives from them (emitted events' ids and sources, browser task ids)."""
+    what derives from them (emitted events' ids and sources, browser task ids); and without the time a
+    request took (``POST http://… -> 200 in 3 ms``)."""
 
     def mask(value: Any) -> Any:
         if isinstance(value, str):
-            return UUID.sub("<uuid>", value)
+            return ELAPSED.sub(" in <n> ms", UUID.sub("<uuid>", value))
         if isinstance(value, dict):
             return {key: mask(item) for key, item in value.items()}
         if isinstance(value, list):
@@ -159,7 +229,7 @@ async def run_shared_job(
         tmp_path,
         job["steps"],
         check=job.get("check"),
-        parameters={"v": "a b"},
+        parameters={"v": "a b", "base": echo_base()},
         secrets={"API_TOKEN": "tok-0123456789"},
         timeout_seconds=job.get("timeout_seconds", 30),
         settings={**(settings or {}), **job.get("settings", {})},
@@ -258,6 +328,19 @@ def _event_and_browser(outcome: RunOutcome, lines: Lines) -> None:
     assert ("system", "announce", f"published inventory.synced ({steps['announce']['id']})") in lines
 
 
+def _requests(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "failed", outcome
+    assert outcome.error == "step missing: unexpected status 404; expected 200"
+    post = outcome.outputs["post"]
+    assert post["status"] == 200
+    assert post["body"] == {"method": "POST", "path": "/things", "token": "***", "json": {"v": "a b"}}
+    assert post["headers"]["content-type"] == "application/json"
+    assert outcome.outputs["use"]["stdout_tail"] == "a b\n"
+    assert outcome.outputs["missing"]["status"] == 404, "a refused status keeps the response as the output"
+    assert "never" not in outcome.outputs
+    assert any(step == "post" and text.startswith(f"POST {echo_base()}/things -> 200 in ") for _, step, text in lines)
+
+
 EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "python handlers: plain and async, a secret, print, logging and an event": _handlers,
     "a failing handler": _failing_handler,
@@ -268,5 +351,6 @@ EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "a job timeout, SIGTERM to a command that answers it": _job_timeout,
     "a missing command": _missing_command,
     "an unknown secret": _unknown_secret,
+    "requests: templates, a secret header, a JSON answer read by the next step, a refused status": _requests,
     "commands, an event and a browser task": _event_and_browser,
 }
