@@ -143,6 +143,17 @@ async def test_a_running_execution_is_cancelled_sigterm_first_and_not_retried(ha
     assert harness.of(data["execution_id"], "execution.failed") == []
 
 
+async def _cancelled_once_logged(harness: ExecutorHarness, steps: list[dict[str, Any]], text: str) -> str:
+    """Run ``steps``, cancel the run once its log has ``text``; the log of the cancelled run."""
+    data = run_request_data(steps)
+    await harness.request_run(data)
+    await wait_until(harness.logged(data["execution_id"], text), interval=0.02, what=f"{text!r} in the log")
+    await harness.cancel(data["execution_id"], reason="operator: stop")
+    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
+    assert outcome.type == "execution.cancelled"
+    return harness.log_text(data["execution_id"])
+
+
 async def test_no_step_starts_after_a_cancellation_even_when_the_step_before_ends_well(
     harness: ExecutorHarness,
 ) -> None:
@@ -150,13 +161,9 @@ async def test_no_step_starts_after_a_cancellation_even_when_the_step_before_end
     # which went on to the next step within the grace period.
     marker = f"after-{uuid.uuid4().hex}"
     script = 'trap "echo got TERM; exit 0" TERM; echo trapped; sleep 30 & wait'
-    data = run_request_data([_shell("wait", script, marker), _shell("next", f"echo {marker}")])
-    await harness.request_run(data)
-    await wait_until(harness.logged(data["execution_id"], "trapped"), interval=0.02, what="the trap set")
-    await harness.cancel(data["execution_id"], reason="operator: stop")
-    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
-    assert outcome.type == "execution.cancelled"
-    text = harness.log_text(data["execution_id"])
+    text = await _cancelled_once_logged(
+        harness, [_shell("wait", script, marker), _shell("next", f"echo {marker}")], "trapped"
+    )
     assert "got TERM" in text
     assert "step next not started: the run is being stopped" in text
     assert "step next (shell) started" not in text
@@ -164,13 +171,7 @@ async def test_no_step_starts_after_a_cancellation_even_when_the_step_before_end
 
 
 async def test_a_command_killed_by_the_stop_is_logged_as_stopped(harness: ExecutorHarness) -> None:
-    data = run_request_data([_shell("wait", "echo ready; exec sleep 30")])
-    await harness.request_run(data)
-    await wait_until(harness.logged(data["execution_id"], "ready"), interval=0.02, what="the command running")
-    await harness.cancel(data["execution_id"], reason="operator: stop")
-    outcome = await harness.wait_outcome(data["execution_id"], timeout=15)
-    assert outcome.type == "execution.cancelled"
-    text = harness.log_text(data["execution_id"])
+    text = await _cancelled_once_logged(harness, [_shell("wait", "echo ready; exec sleep 30")], "ready")
     assert "step wait stopped: killed by SIGTERM (exit code 143)\n" in text
     assert "expected 0" not in text, "the exit codes a step expects are beside the point of a stop"
 
