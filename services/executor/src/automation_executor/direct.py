@@ -1,7 +1,7 @@
 """Jobs that run no code of their own in a child, run by the executor itself: no Python child per execution.
 
 When every step of a job (and its check) is a ``shell``, ``event.emit``, ``browser`` or ``http`` step, the child
-process would only start commands, relay their output and forward requests to the executor, and it
+process would only start commands, relay their output, send requests and forward others to the executor, and it
 costs more than the commands do: a fork of the ~45 MiB fork
 server, its copy-on-write faults, the spec's parsing and a JSON line per log line, ~8 ms of CPU per run
 against ~1 ms for a ``true`` command. So the runner (:meth:`~automation_executor.runner.ChildRunner.run`)

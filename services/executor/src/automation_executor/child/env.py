@@ -42,7 +42,7 @@ class StepEnv:
     """On the child's blocking path: runners must never wait for an event loop."""
     spawn: CommandSpawner = spawn
     """Starts a shell step's command: as a child of this process, or (in the executor, for a job of
-    commands, events and browser tasks) from the command server (:mod:`automation_executor.direct`)."""
+    commands, requests, events and browser tasks) from the command server (:mod:`automation_executor.direct`)."""
     stopping: Callable[[], bool] = never
     """Whether the run is being stopped (cancelled): then no further step starts. The executor, running
     a job of commands itself, asks its slot; a child's stop is its signal, which ends the child."""
