@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from jobapi_support import AccountCreds, create_job, new_account, publish, publish_event, stored_dead_letter
 
 from automation_contracts import EVENT_MODELS, CloudEvent, build_event, parse_data
+from automation_job_api.consumers import facts_of
 from automation_job_api.service.executions import ExecutionService, ForeignExecution
 from automation_testing import wait_until
 
@@ -108,6 +109,7 @@ async def _record(executions: ExecutionService, event: CloudEvent) -> bool:
         account_id=data.account_id,
         job_id=data.job_id,
         trigger=None,
+        facts=facts_of(data),
     )
 
 
@@ -334,6 +336,48 @@ async def test_malformed_and_schema_invalid_messages_are_dead_lettered_and_consu
     reason, _ = await _dead_letter(client, hijack.id)
     assert "another job or account" in reason
     assert (await _execution(client, account, execution_id))["status"] == "running"
+
+
+async def test_what_postgresql_cannot_keep_is_recorded_made_storable(
+    app: FastAPI, client: httpx.AsyncClient, account: AccountCreds
+) -> None:
+    # A command that prints a NUL byte put one in a log batch: the batch, and with it the outcome that
+    # shared its transaction, failed until both were dead-lettered, and the run stayed "running".
+    executions: ExecutionService = app.state.job_api.executions
+    run = Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id)
+    log = run.log(1, 0, ("stdout", "s", "a\x00b"))
+    started = run.started(1, 1, parameters={"n": float("nan"), "k\x00": "v"})
+    ended = run._event(
+        "execution.failed",
+        attempt=1,
+        finished_at=_at(2),
+        error="died: \x00",
+        will_retry=False,
+        result={"s": {"stdout_tail": "a\x00b", "x": float("inf")}},
+    )
+    assert await asyncio.gather(*(_record(executions, e) for e in (started, log, ended))) == [True, False, True]
+    execution = await _execution(client, account, run.ids["execution_id"])
+    assert execution["parameters"] == {"n": None, "k\ufffd": "v"}
+    assert execution["error"] == "died: \ufffd"
+    assert execution["result"] == {"s": {"stdout_tail": "a\ufffdb", "x": None}}
+    assert "a\ufffdb" in await _logs(client, account, run.ids["execution_id"])
+
+
+async def test_an_event_the_database_refuses_fails_alone_and_its_batch_mates_are_recorded(
+    app: FastAPI, client: httpx.AsyncClient, account: AccountCreds
+) -> None:
+    executions: ExecutionService = app.state.job_api.executions
+    good, bad = (Run(str(uuid.uuid4()), str(uuid.uuid4()), account.id) for _ in range(2))
+    too_big = bad._event(  # an exit code no integer column takes: the database refuses the batch
+        "execution.failed", attempt=1, finished_at=_at(2), exit_code=2**40, error="x", will_retry=False
+    )
+    answers = await asyncio.gather(
+        _record(executions, good.succeeded(1, 2)), _record(executions, too_big), return_exceptions=True
+    )
+    assert answers[0] is True
+    assert isinstance(answers[1], asyncpg.DataError), answers[1]
+    assert (await _execution(client, account, good.ids["execution_id"]))["status"] == "succeeded"
+    assert await _execution(client, account, bad.ids["execution_id"]) == {}
 
 
 async def test_recorded_statuses_are_counted(

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
+from automation_contracts.storable import storable_text, storable_value
 from automation_executor.child.blocking import LineReader, Terminated, drive, timed_out
 from automation_executor.child.bridge import BlockingBridge, BridgeClient, BridgeFailure
 from automation_executor.child.emitter import Emitter
@@ -108,8 +109,8 @@ async def run_step(step: ParsedStep, ctx: TemplateContext, env: StepEnv, phase: 
     return result.model_copy(
         update={
             "phase": phase,
-            "output": redactor.value(result.output),
-            "error": redactor.text(result.error) if result.error is not None else None,
+            "output": storable_value(redactor.value(result.output)),
+            "error": storable_text(redactor.text(result.error)) if result.error is not None else None,
         }
     )
 

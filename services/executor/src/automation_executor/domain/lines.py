@@ -7,11 +7,15 @@ child's own stderr).
 
 from __future__ import annotations
 
+from automation_contracts.storable import storable_text
+
 LINE_CUT_MARKER = " [line truncated]"
 
 
 def cut_line(text: str, max_bytes: int) -> str:
-    """``text`` shortened to at most ``max_bytes`` UTF-8 bytes (marked when cut)."""
+    """``text`` shortened to at most ``max_bytes`` UTF-8 bytes (marked when cut), a NUL character as U+FFFD
+    (a command may print one; the log's store, PostgreSQL, cannot keep it)."""
+    text = storable_text(text)
     encoded = text.encode("utf-8", errors="replace")
     if len(encoded) <= max_bytes:
         return text

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from automation_contracts.storable import storable_text
+
 Outcome = Literal["succeeded", "failed", "timed_out"]
 
 
@@ -21,6 +23,10 @@ class RunOutcome:
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     permanent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.error is not None:  # it may quote a child's last words: recorded as text, it holds no NUL
+            object.__setattr__(self, "error", storable_text(self.error))
 
     @property
     def succeeded(self) -> bool:

@@ -139,6 +139,9 @@ JOBS: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    "a NUL byte in a command's output": {
+        "steps": [{"name": "nul", "type": "shell", "config": {"command": ["printf", "a\\000b\\n"]}}],
+    },
     "a missing command": {
         "steps": [{"name": "missing", "type": "shell", "config": {"command": ["no-such-command-here"]}}],
     },
@@ -306,6 +309,12 @@ def _job_timeout_in_handler(outcome: RunOutcome, lines: Lines) -> None:
     assert ("system", None, "timed out after 3s: stopping (SIGTERM, SIGKILL after 30s)") in lines
 
 
+def _nul_output(outcome: RunOutcome, lines: Lines) -> None:
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["nul"]["stdout_tail"] == "a\ufffdb\n", "PostgreSQL keeps no NUL: U+FFFD stands for it"
+    assert ("stdout", "nul", "a\ufffdb") in lines
+
+
 def _missing_command(outcome: RunOutcome, lines: Lines) -> None:
     assert outcome.status == "failed"
     assert outcome.exit_code == 127
@@ -349,6 +358,7 @@ EXPECTED: dict[str, Callable[[RunOutcome, Lines], None]] = {
     "check, templates, secrets and a failing step": _check_templates_secrets,
     "a step timeout and a background process": _step_timeout,
     "a job timeout, SIGTERM to a command that answers it": _job_timeout,
+    "a NUL byte in a command's output": _nul_output,
     "a missing command": _missing_command,
     "an unknown secret": _unknown_secret,
     "requests: templates, a secret header, a JSON answer read by the next step, a refused status": _requests,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from automation_contracts.storable import storable_text, storable_value
 from automation_db.statements import open_statement_pool
 from automation_job_api.domain.notifications import NOTIFY_CHANNEL, notify_payloads
 
@@ -32,6 +34,7 @@ FACT_COLUMNS = ("job_version", "parameters", "queued_at")
 """What a run was asked to be (``RunFacts``): written by a batch, never read by it; an update keeps what
 the row has and fills only what is null (a manual run's row has them from the start)."""
 JSON_COLUMNS = frozenset({"result", "entries", "parameters"})
+_UNSTORABLE_JSON = re.compile(r"\\u0000|NaN|Infinity")
 
 LOCK_SQL = f"""
 SELECT {", ".join(ROW_COLUMNS)} FROM job_api.executions
@@ -111,12 +114,24 @@ repeated one is dropped) and notify the followers, with ``$1`` as the time of it
 
 
 def _json(value: Any) -> str | None:
-    """A JSONB column's parameter: SQL NULL for None (``none_as_null``, as the tables declare)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    """A JSONB column's parameter: SQL NULL for None (``none_as_null``, as the tables declare), and what
+    JSONB refuses (a NUL character, NaN, Infinity: any producer may send them) made storable."""
+    if value is None:
+        return None
+    text = json.dumps(value, separators=(",", ":"))
+    if _UNSTORABLE_JSON.search(text):  # rare: the value is cleaned and written again
+        text = json.dumps(storable_value(value), separators=(",", ":"))
+    return text
+
+
+def _column(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS:
+        return _json(value)
+    return storable_text(value) if isinstance(value, str) else value
 
 
 def _arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
-    return [[_json(row[c]) if c in JSON_COLUMNS else row[c] for row in rows] for c in columns]
+    return [[_column(c, row[c]) for row in rows] for c in columns]
 
 
 RECONNECT_ERRORS: tuple[type[BaseException], ...] = (

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
+import asyncpg
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -288,7 +289,7 @@ class ExecutionService:
     ) -> None:
         self._sessions = sessions
         self._recording = recording
-        self._commits: GroupCommit[RecordedEvent, bool | ForeignExecution] = GroupCommit(
+        self._commits: GroupCommit[RecordedEvent, bool | ForeignExecution | Exception] = GroupCommit(
             self.record_batch, max_batch=max_batch
         )
 
@@ -324,12 +325,32 @@ class ExecutionService:
             log=data if isinstance(data, ExecutionLog) else None,
         )
         result = await self._commits.submit(event)
-        if isinstance(result, ForeignExecution):
+        if isinstance(result, Exception):  # GroupCommit raises an answer that is an exception; for the type
             raise result
         return result
 
-    async def record_batch(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution]:
-        """Apply events in one transaction, in order; per event: whether the status changed, or why it cannot apply."""
+    async def record_batch(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution | Exception]:
+        """Apply events in one transaction, in order; per event: whether the status changed, or why it cannot apply.
+
+        A batch the database refuses for its data (``asyncpg.DataError``: a value no column takes) is
+        applied again one event at a time, so that only the event at fault fails (it is requeued, then
+        dead-lettered with the reason) and its batch-mates are recorded.
+        """
+        try:
+            return list(await self._record_batch_tries(events))
+        except asyncpg.DataError as exc:
+            if len(events) == 1:
+                raise
+            log.warning("recording_batch_split", events=len(events), error=repr(exc))
+        answers: list[bool | ForeignExecution | Exception] = []
+        for event in events:
+            try:
+                answers.extend(await self._record_batch_tries([event]))
+            except asyncpg.DataError as exc:
+                answers.append(exc)
+        return answers
+
+    async def _record_batch_tries(self, events: Sequence[RecordedEvent]) -> list[bool | ForeignExecution]:
         for _ in range(BATCH_TRIES - 1):
             try:
                 return await self._record_batch_once(events)
