@@ -16,6 +16,10 @@
 - A handler raises :class:`RetryLater` or anything unexpected → requeued after a short backoff, until
   the message has failed ``AUTOMATION_AMQP_DELIVERY_LIMIT`` times; then it is dead-lettered with the
   last error as reason.
+- A handler fails because the database refused the message's data (``asyncpg.DataError``, SQLSTATE
+  class 22, e.g. a number out of a column's range, wherever in the exception's chain: SQLAlchemy wraps
+  it) → dead-lettered at once with ``the database refused its data: …``: the same data would be
+  refused at every try.
 
 Dead letters are re-published to ``automation.dlx`` (routing key kept, original exchange/queue/routing
 key and the reason in headers) with a confirm *before* the original is acked, so nothing is lost.
@@ -39,6 +43,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 import aiormq.exceptions
+import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
 from opentelemetry import context as otel_context
@@ -80,6 +85,22 @@ class DeadLetter(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def data_refused(exc: BaseException) -> asyncpg.DataError | None:
+    """The ``asyncpg.DataError`` in ``exc``'s chain (causes, contexts, a SQLAlchemy error's ``orig``), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, asyncpg.DataError):
+            return current
+        orig = getattr(current, "orig", None)
+        pending.extend([current.__cause__, current.__context__, orig if isinstance(orig, BaseException) else None])
+    return None
 
 
 class RetryLater(Exception):
@@ -315,7 +336,7 @@ class Consumer:
                 raise
             except Exception as exc:
                 log.exception("handler_failed", error=repr(exc))
-                return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
+                return await self._failed(message, delivery, exc)
             if reply is not None and message.reply_to:
                 try:
                     await self._broker.publisher.publish(
@@ -326,6 +347,17 @@ class Consumer:
             await message.ack()
         self._consumed["acked"].inc()
         return "acked"
+
+    async def _failed(self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception) -> str:
+        """A handler failed unexpectedly: requeued (see :meth:`_requeue`), or dead-lettered at once when the
+        database refused the message's data, which no other try would change."""
+        refused = data_refused(exc)
+        if refused is not None:
+            first_line = next(iter(str(refused).splitlines()), "")
+            return await self._dead_letter(
+                message, f"the database refused its data: {type(refused).__name__}: {first_line}"
+            )
+        return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
 
     async def _requeue(
         self, message: AbstractIncomingMessage, delivery: Delivery, reason: str, delay: float | None

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
+import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
@@ -139,6 +140,29 @@ async def test_failing_handler_is_requeued_then_dead_lettered_at_the_limit(broke
         await consumer.stop()
     assert attempts == [0, 1, 2]
     assert "failed 3 times; last error: RuntimeError: database is on fire" in str(dead[0].headers[REASON_HEADER])
+
+
+async def test_data_the_database_refuses_is_dead_lettered_at_once(broker: Broker, database_url: str) -> None:
+    attempts: list[int] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        attempts.append(delivery.delivery_count)
+        conn = await asyncpg.connect(database_url)
+        try:  # what a handler meets when a message carries a number no integer column takes
+            await conn.fetchval("SELECT $1::integer", 2**40)
+        finally:
+            await conn.close()
+
+    consumer = Consumer(broker, queue=queue_factory("msgtest.refused", "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
+        dead = await dead_letters(broker, 1)
+    finally:
+        await consumer.stop()
+    assert attempts == [0], "the same data would be refused at every try"
+    reason = str(dead[0].headers[REASON_HEADER])
+    assert reason.startswith("the database refused its data: DataError: invalid input for query argument $1"), reason
 
 
 async def test_dead_letter_outcome_and_trace_context(broker: Broker) -> None:

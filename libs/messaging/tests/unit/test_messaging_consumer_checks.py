@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import asyncpg
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from automation_contracts import CloudEvent, ContractError, JobChanged, JobDeleted, build_event, urn
-from automation_messaging.consumer import Delivery, check_data
+from automation_messaging.consumer import Delivery, check_data, data_refused
 
 
 def job_deleted(**overrides: object) -> CloudEvent:
@@ -117,3 +118,21 @@ def test_delivery_parse_parses_when_the_runner_did_not() -> None:
     assert parsed.version == 2
     with pytest.raises(ContractError):  # another model than the runner's: parsed, and refused here
         delivery(parsed).parse(event, JobChanged)
+
+
+def test_a_data_error_is_found_wherever_it_stands_in_the_chain() -> None:
+    refused = asyncpg.DataError("value out of int32 range")
+    assert data_refused(refused) is refused
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = refused
+    assert data_refused(wrapped) is refused
+    during = RuntimeError("raised while handling it")
+    during.__context__ = wrapped
+    assert data_refused(during) is refused
+
+    class Wrapper(Exception):  # SQLAlchemy's DBAPIError keeps the driver's error as ``orig``
+        orig = refused
+
+    assert data_refused(Wrapper()) is refused
+    assert data_refused(RuntimeError("the database is down")) is None
+    assert data_refused(asyncpg.PostgresConnectionError("gone")) is None
