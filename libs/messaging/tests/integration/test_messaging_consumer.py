@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from automation_contracts import CloudEvent, JobDeleted, build_event
 from automation_core.settings import ServiceSettings
 from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
-from automation_messaging.consumer import Consumer
+from automation_messaging.consumer import Consumer, Handler
 from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, declare_service_queue
 from automation_testing import wait_until
 
@@ -124,6 +124,18 @@ async def test_the_handler_gets_the_model_the_runner_checked(broker: Broker) -> 
     assert str(checked.job_id) == event.data["job_id"]
 
 
+async def _dead_letter_reason(broker: Broker, queue: str, handler: Handler) -> str:
+    """Publish one event to a consumer of ``queue`` with ``handler``; the reason of its dead letter."""
+    consumer = Consumer(broker, queue=queue_factory(queue, "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
+        dead = await dead_letters(broker, 1)
+    finally:
+        await consumer.stop()
+    return str(dead[0].headers[REASON_HEADER])
+
+
 async def test_failing_handler_is_requeued_then_dead_lettered_at_the_limit(broker: Broker) -> None:
     attempts: list[int] = []
 
@@ -131,15 +143,9 @@ async def test_failing_handler_is_requeued_then_dead_lettered_at_the_limit(broke
         attempts.append(delivery.delivery_count)
         raise RuntimeError("database is on fire")
 
-    consumer = Consumer(broker, queue=queue_factory("msgtest.fail", "job.deleted"), handler=handler)  # type: ignore[arg-type]
-    await consumer.start()
-    try:
-        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
-        dead = await dead_letters(broker, 1)
-    finally:
-        await consumer.stop()
+    reason = await _dead_letter_reason(broker, "msgtest.fail", handler)
     assert attempts == [0, 1, 2]
-    assert "failed 3 times; last error: RuntimeError: database is on fire" in str(dead[0].headers[REASON_HEADER])
+    assert "failed 3 times; last error: RuntimeError: database is on fire" in reason
 
 
 async def test_data_the_database_refuses_is_dead_lettered_at_once(broker: Broker, database_url: str) -> None:
@@ -153,15 +159,8 @@ async def test_data_the_database_refuses_is_dead_lettered_at_once(broker: Broker
         finally:
             await conn.close()
 
-    consumer = Consumer(broker, queue=queue_factory("msgtest.refused", "job.deleted"), handler=handler)  # type: ignore[arg-type]
-    await consumer.start()
-    try:
-        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
-        dead = await dead_letters(broker, 1)
-    finally:
-        await consumer.stop()
+    reason = await _dead_letter_reason(broker, "msgtest.refused", handler)
     assert attempts == [0], "the same data would be refused at every try"
-    reason = str(dead[0].headers[REASON_HEADER])
     assert reason.startswith("the database refused its data: DataError: invalid input for query argument $1"), reason
 
 
