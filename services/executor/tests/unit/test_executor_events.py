@@ -93,3 +93,11 @@ def test_child_protocol_lines_parse() -> None:
     assert isinstance(step, StepMessage)
     result = parse_child_line(b'{"type":"result","status":"succeeded","outputs":{"a":1}}')
     assert isinstance(result, ResultMessage)
+
+
+def test_an_outcome_error_holds_no_nul_and_its_event_says_so() -> None:
+    # A handler's exception or a child's last words may quote a NUL: the attempt row's error is text.
+    outcome = RunOutcome(status="failed", error="step s: boom \x00 here")
+    assert outcome.error == "step s: boom \ufffd here"
+    event = outcome_event(_request(), outcome, started_at=None, finished_at=datetime.now(UTC), next_attempt_at=None)
+    assert event.data["error"] == "step s: boom \ufffd here"

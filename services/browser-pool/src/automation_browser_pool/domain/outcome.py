@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from automation_contracts.storable import storable_text
+
 ArtifactKind = Literal["screenshot", "pdf"]
 MAX_ERROR_LENGTH = 1000
-NUL = "\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class RunOutcome:
 
 def clean_text(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
     """``text`` without NUL characters (PostgreSQL text refuses them), cut to ``limit`` characters."""
-    text = text.replace(NUL, "\ufffd")
+    text = storable_text(text)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -84,4 +85,4 @@ def to_json_value(value: Any) -> Any:
 
 
 def _text(value: Any) -> str:
-    return str(value).replace(NUL, "\ufffd")
+    return storable_text(str(value))

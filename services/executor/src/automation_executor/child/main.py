@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
-from automation_contracts.storable import storable_text, storable_value
+from automation_contracts.storable import storable_value
 from automation_executor.child.blocking import LineReader, Terminated, drive, timed_out
 from automation_executor.child.bridge import BlockingBridge, BridgeClient, BridgeFailure
 from automation_executor.child.emitter import Emitter
@@ -110,7 +110,7 @@ async def run_step(step: ParsedStep, ctx: TemplateContext, env: StepEnv, phase: 
         update={
             "phase": phase,
             "output": storable_value(redactor.value(result.output)),
-            "error": storable_text(redactor.text(result.error)) if result.error is not None else None,
+            "error": redactor.text(result.error) if result.error is not None else None,
         }
     )
 

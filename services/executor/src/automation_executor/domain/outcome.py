@@ -25,7 +25,7 @@ class RunOutcome:
     permanent: bool = False
 
     def __post_init__(self) -> None:
-        if self.error is not None:  # it may quote a child's last words: recorded as text, it holds no NUL
+        if self.error is not None:  # it may quote a step's error or a child's last words: stored as text, no NUL
             object.__setattr__(self, "error", storable_text(self.error))
 
     @property

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from automation_contracts.storable import storable_text
+
 REASON_HEADER = "x-dead-letter-reason"
 STRIPPED_PREFIXES = ("x-dead-letter", "x-original-", "x-first-death-", "x-last-death-")
 STRIPPED_HEADERS = frozenset({"x-death", "x-delivery-count"})
@@ -35,7 +37,7 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
-        return _clean(value)
+        return storable_text(value)
     if isinstance(value, Mapping):
         return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -60,15 +62,10 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _clean(text: str) -> str:
-    """Text PostgreSQL stores (it refuses NUL characters)."""
-    return text.replace("\x00", "\ufffd")
-
-
 def _text(value: Any) -> str | None:
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", "replace")
-    return _clean(value) if isinstance(value, str) else None
+    return storable_text(value) if isinstance(value, str) else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -158,16 +155,16 @@ def letter_from(
     redelivery of it is still recognised; without any time header its AMQP timestamp (else the time
     it was received) stands for when it was dead-lettered."""
     raw_headers = dict(headers or {})
-    key = _clean(routing_key or "")
+    key = storable_text(routing_key or "")
     origin = origin_of(raw_headers, routing_key=key, fallback_time=_aware(timestamp) if timestamp else received_at)
     return IncomingLetter(
-        message_id=_clean(message_id) if message_id else "sha256:" + hashlib.sha256(body).hexdigest(),
+        message_id=storable_text(message_id) if message_id else "sha256:" + hashlib.sha256(body).hexdigest(),
         routing_key=key,
         origin=origin,
         headers=json_safe(raw_headers),
         body=body,
-        content_type=_clean(content_type) if content_type is not None else None,
-        message_type=_clean(message_type) if message_type is not None else None,
+        content_type=storable_text(content_type) if content_type is not None else None,
+        message_type=storable_text(message_type) if message_type is not None else None,
         received_at=received_at,
     )
 

@@ -325,7 +325,7 @@ class ExecutionService:
             log=data if isinstance(data, ExecutionLog) else None,
         )
         result = await self._commits.submit(event)
-        if isinstance(result, Exception):  # GroupCommit raises an answer that is an exception; for the type
+        if isinstance(result, Exception):  # GroupCommit has raised such answers already: this narrows the type
             raise result
         return result
 
