@@ -99,5 +99,6 @@ def test_an_outcome_error_holds_no_nul_and_its_event_says_so() -> None:
     # A handler's exception or a child's last words may quote a NUL: the attempt row's error is text.
     outcome = RunOutcome(status="failed", error="step s: boom \x00 here")
     assert outcome.error == "step s: boom \ufffd here"
-    event = outcome_event(_request(), outcome, started_at=None, finished_at=datetime.now(UTC), next_attempt_at=None)
+    now = datetime.now(UTC)
+    event = outcome_event(_request(), outcome, started_at=now, finished_at=now, next_attempt_at=None)
     assert event.data["error"] == "step s: boom \ufffd here"
