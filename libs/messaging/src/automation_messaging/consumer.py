@@ -21,6 +21,12 @@
   it) → dead-lettered at once with ``the database refused its data: …``: the same data would be
   refused at every try.
 
+- The channel closes while a handler runs (the broker restarted, the connection dropped): the
+  handler is not cancelled but runs to its end in a task of the consumer's own; its ack is then
+  impossible (the broker requeued the message) and the redelivery, on the reconnected channel, is
+  handled again by an idempotent handler. The prefetch bounds the handlings in flight across the
+  reconnect.
+
 Dead letters are re-published to ``automation.dlx`` (routing key kept, original exchange/queue/routing
 key and the reason in headers) with a confirm *before* the original is acked, so nothing is lost.
 
@@ -62,6 +68,8 @@ log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
 REASON_HEADER = "x-dead-letter-reason"
 SERVER_NAMED_PREFIX = "amq.gen-"
+CANCEL_WAIT_SECONDS = 10.0
+"""How long :meth:`Consumer.stop` waits for handlers it cancelled to clean up (an executor hands its runs back)."""
 M = TypeVar("M", bound=BaseModel)
 # Refusals a retry cannot change: the queue exists with other arguments, an entity is missing, access is denied.
 _PERMANENT_START_ERRORS = (
@@ -203,6 +211,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: ConsumerTag | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._capacity = asyncio.Semaphore(prefetch or broker.settings.amqp_prefetch)
         self.queue_name = ""
         self._queue_label = ""
 
@@ -266,22 +275,41 @@ class Consumer:
                 log.warning("consumer_cancel_failed", queue=self.queue_name, error=str(exc))
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking messages, let handlers in flight finish within ``grace``, close the channel."""
+        """Stop taking messages, let handlers in flight finish within ``grace``, close the channel.
+
+        A handler still running after ``grace`` is cancelled (its message is requeued) and gets up to
+        :data:`CANCEL_WAIT_SECONDS` to finish its clean-up before the channel closes.
+        """
         await self.cancel()
         if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=grace)
+            _, pending = await asyncio.wait(self._in_flight, timeout=grace)
+            for task in pending:
+                task.cancel("the consumer is stopping")
+            if pending:
+                await asyncio.wait(pending, timeout=CANCEL_WAIT_SECONDS)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
-        try:
-            await self._process(message)
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
+        """Run the delivery's handling in a task of the consumer's own.
+
+        The channel runs this callback in a task it cancels when it closes (the broker restarted, the
+        connection dropped). The handling goes on regardless: a run half done is not thrown away for a
+        network blip. Its ack is then impossible; the broker has requeued the message and the
+        redelivery finds the work done (handlers are idempotent). The capacity (the prefetch) bounds
+        the handlings in flight, so those that outlive their channel count against the new one's.
+        """
+        await self._capacity.acquire()
+        work = asyncio.create_task(self._process(message))
+        self._in_flight.add(work)
+        work.add_done_callback(self._handled)
+        await asyncio.shield(work)
+
+    def _handled(self, work: asyncio.Task[None]) -> None:
+        self._in_flight.discard(work)
+        self._capacity.release()
+        if not work.cancelled() and (exc := work.exception()) is not None:
+            log.error("delivery_handling_crashed", queue=self.queue_name, error=repr(exc))
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         start = time.perf_counter()
@@ -314,9 +342,7 @@ class Consumer:
 
     async def _dispatch(self, message: AbstractIncomingMessage) -> str:
         if self._accept is not None and not self._accept(message.routing_key or ""):
-            await message.ack()  # filtered by routing key alone: never decoded
-            self._consumed["acked"].inc()
-            return "acked"
+            return await self._ack(message, "acked")  # filtered by routing key alone: never decoded
         try:
             event = CloudEvent.from_json_bytes(message.body)
             model = check_data(event) if self._validate else None
@@ -331,7 +357,7 @@ class Consumer:
             except RetryLater as exc:
                 return await self._requeue(message, delivery, exc.reason, exc.delay)
             except asyncio.CancelledError:
-                await message.nack(requeue=True)
+                await self._settle(message, ack=False)
                 self._consumed["requeued"].inc()
                 raise
             except Exception as exc:
@@ -344,9 +370,7 @@ class Consumer:
                     )
                 except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
                     log.warning("reply_not_delivered", error=repr(exc))
-            await message.ack()
-        self._consumed["acked"].inc()
-        return "acked"
+            return await self._ack(message, "acked")
 
     async def _failed(self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception) -> str:
         """A handler failed unexpectedly: requeued (see :meth:`_requeue`), or dead-lettered at once when the
@@ -359,6 +383,31 @@ class Consumer:
             )
         return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
 
+    async def _ack(self, message: AbstractIncomingMessage, outcome: str) -> str:
+        """Ack and count ``outcome``; ``requeued`` when the channel closed first (the broker requeued it)."""
+        if not await self._settle(message, ack=True):
+            outcome = "requeued"
+        self._consumed[outcome].inc()
+        return outcome
+
+    async def _settle(self, message: AbstractIncomingMessage, *, ack: bool) -> bool:
+        """Ack (or requeue) the delivery; False when its channel closed first: the broker requeued it."""
+        try:
+            if ack:
+                await message.ack()
+            else:
+                await message.nack(requeue=True)
+        except (aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            log.warning(
+                "delivery_outlived_its_channel",
+                queue=self.queue_name,
+                settle="ack" if ack else "requeue",
+                error=repr(exc),
+                detail="the channel closed while the message was handled; the broker requeued it",
+            )
+            return False
+        return True
+
     async def _requeue(
         self, message: AbstractIncomingMessage, delivery: Delivery, reason: str, delay: float | None
     ) -> str:
@@ -366,7 +415,7 @@ class Consumer:
         if failures >= self._max_failures:
             return await self._dead_letter(message, f"failed {failures} times; last error: {reason}")
         await asyncio.sleep(delay if delay is not None else min(0.2 * 2**failures, 5.0))
-        await message.nack(requeue=True)
+        await self._settle(message, ack=False)
         self._consumed["requeued"].inc()
         log.warning("message_requeued", reason=reason, failures=failures)
         return "requeued"
@@ -395,10 +444,8 @@ class Consumer:
             )
         except Exception as exc:
             log.exception("dead_letter_publish_failed", error=repr(exc))
-            await message.nack(requeue=True)
+            await self._settle(message, ack=False)
             self._consumed["requeued"].inc()
             return "requeued"
-        await message.ack()
-        self._consumed["dead_lettered"].inc()
         log.warning("message_dead_lettered", reason=reason)
-        return "dead_lettered"
+        return await self._ack(message, "dead_lettered")  # dead-lettered again if it comes back

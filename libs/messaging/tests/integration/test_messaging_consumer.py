@@ -18,7 +18,7 @@ from automation_core.settings import ServiceSettings
 from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
 from automation_messaging.consumer import Consumer, Handler
 from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, declare_service_queue
-from automation_testing import wait_until
+from automation_testing import drop_broker_connections, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +184,54 @@ async def test_dead_letter_outcome_and_trace_context(broker: Broker) -> None:
     assert seen[0].headers["traceparent"].startswith("00-" + "a" * 32)
     body = json.loads(dead[0].body)
     assert body["type"] == "job.deleted"
+
+
+async def test_a_handler_outlives_its_channel_and_the_redelivery_is_acked(broker: Broker, amqp_url: str) -> None:
+    """RabbitMQ closes the connection while a handler runs (a restart, a network blip): the handler is
+    not cancelled but runs to its end; the message comes back on the reconnected channel, and its
+    handler (idempotent, as every handler is) sees the work done and acks it."""
+    started, release, first_done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    deliveries: list[int] = []
+    first: list[str] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        deliveries.append(delivery.delivery_count)
+        if len(deliveries) > 1:
+            await first_done.wait()  # as the executor does: a redelivery waits for the run in progress
+            return
+        started.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            first.append("cancelled")
+            raise
+        first.append("finished")
+        first_done.set()
+
+    name = f"msgtest.outlive.{uuid.uuid4().hex[:6]}"
+    consumer = Consumer(broker, queue=queue_factory(name, "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
+        await asyncio.wait_for(started.wait(), 10)
+        await drop_broker_connections(amqp_url)
+        await wait_until(
+            lambda: asyncio.sleep(0, len(deliveries) == 2), timeout=30, what="the redelivery after the reconnect"
+        )
+        assert first == [], "the handler in flight was cancelled when its channel closed"
+        release.set()
+        await wait_until(lambda: asyncio.sleep(0, first == ["finished"]), what="the first handling's end")
+        await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+    assert len(deliveries) == 2, deliveries
+    channel = await broker.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count == 0, "the redelivery was acked"
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await channel.close()
 
 
 async def test_request_reply(broker: Broker) -> None:

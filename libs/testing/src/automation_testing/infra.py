@@ -17,7 +17,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -97,6 +97,27 @@ async def _management(method: str, url: str, path: str) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         resp = await client.request(method, api, auth=auth, json={"configure": ".*", "write": ".*", "read": ".*"})
         resp.raise_for_status()
+
+
+async def drop_broker_connections(amqp_url: str) -> None:
+    """Have RabbitMQ close every client connection of ``amqp_url``'s vhost, as a broker restart does.
+
+    The clients see their connection closed by the broker (``CONNECTION_FORCED``); their channels close
+    and robust connections reconnect. Other vhosts (other test sessions, a running suite) are untouched.
+    """
+    parts = urlsplit(amqp_url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    if parts.hostname in {"127.0.0.1", "localhost", "::1"} and shutil.which("rabbitmqctl") is not None:
+        await asyncio.to_thread(_rabbitmqctl, "close_all_connections", "--vhost", vhost, "closed by a test")
+        return
+    api = f"http://{parts.hostname}:15672/api"
+    auth = (parts.username or "guest", parts.password or "guest")
+    async with httpx.AsyncClient(timeout=10, auth=auth) as client:
+        listed = await client.get(f"{api}/vhosts/{quote(vhost, safe='')}/connections")
+        listed.raise_for_status()
+        for connection in listed.json():
+            closed = await client.delete(f"{api}/connections/{quote(connection['name'], safe='')}")
+            closed.raise_for_status()
 
 
 @contextlib.asynccontextmanager
