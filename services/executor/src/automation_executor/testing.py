@@ -214,7 +214,10 @@ class ExecutorHarness:
         self.app, self._lifespan = app, lifespan
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         if self._connection is None:
-            self._connection = await aio_pika.connect(self.settings.amqp_url.get_secret_value())
+            # Robust, so the tap comes back (queue, binding, consumer) when a test drops the connections.
+            self._connection = await aio_pika.connect_robust(
+                self.settings.amqp_url.get_secret_value(), reconnect_interval=0.5
+            )
             self._channel = await self._connection.channel(publisher_confirms=True)
             self._tap = await self._channel.declare_queue(exclusive=True, auto_delete=True)
             await self._tap.bind(EVENTS, routing_key="execution.*")

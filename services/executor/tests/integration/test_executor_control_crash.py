@@ -32,7 +32,7 @@ from automation_executor.testing import (
     start_replica,
 )
 from automation_messaging.topology import COMMANDS, EVENTS, RUN_REQUESTED, declare_topology
-from automation_testing import wait_until
+from automation_testing import drop_broker_connections, wait_until
 
 pytestmark = pytest.mark.integration
 LEASE_SECONDS = 3.0
@@ -236,3 +236,37 @@ async def test_sigterm_drains_running_executions_and_requeues_the_rest(
     finally:
         _reap(victim)
         await survivor.close()
+
+
+async def test_a_run_goes_on_when_the_broker_drops_the_connection_and_runs_once(
+    database_url: str, amqp_url: str, tmp_path: Path
+) -> None:
+    """RabbitMQ closes the executor's connection mid-run (a broker restart, a network blip): the run is
+    not stopped and handed back but ends as attempt 1, its step run once, its log whole; the redelivered
+    request finds it done (or running here) and is acked."""
+    ran = tmp_path / "ran"
+    script = f"echo before; echo ran >> {ran}; sleep 1; echo during; sleep 1; echo after"
+    step = {"name": "work", "type": "shell", "config": {"command": ["sh", "-c", script]}}
+    data = run_request_data([step], retries=2)
+    execution_id = data["execution_id"]
+    async with ExecutorHarness(_settings(database_url, amqp_url)) as harness:
+        await harness.request_run(data)
+        await harness.wait_for(execution_id, "execution.started")
+        await wait_until(lambda: asyncio.sleep(0, ran.exists()), what="the step running")
+        await drop_broker_connections(amqp_url)
+        outcome = await harness.wait_outcome(execution_id, timeout=30)
+        assert outcome.type == "execution.succeeded", outcome.data
+        assert ran.read_text() == "ran\n", "the step ran once"
+        attempts = await harness.attempts(execution_id)
+        assert [(a["attempt"], a["status"], a["run_count"]) for a in attempts] == [(1, "succeeded", 1)]
+        output = [e["text"] for e in harness.log_entries(execution_id) if e["stream"] == "stdout"]
+        assert output == ["before", "during", "after"], "lines written while the broker was away are kept"
+        assert "handed back" not in harness.log_text(execution_id)
+
+        async def queue_empty() -> bool:
+            queue = await harness.channel.declare_queue("executor.runs", passive=True)
+            return queue.declaration_result.message_count == 0
+
+        await wait_until(queue_empty, timeout=15, what="the redelivered request acked")
+        await asyncio.sleep(1)
+        assert await harness.attempts(execution_id) == attempts, "nothing ran it again"

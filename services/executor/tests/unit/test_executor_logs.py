@@ -181,7 +181,7 @@ async def test_streamer_flushes_small_batches_after_the_interval() -> None:
     assert publisher.events[0][0].data["entries"][0]["text"] == "one"
 
 
-async def test_streamer_seq_starts_where_told_and_a_lost_batch_leaves_a_gap() -> None:
+async def test_streamer_seq_starts_where_told_and_a_batch_that_fails_goes_with_the_next() -> None:
     publisher = FakePublisher()
     publisher.fail_next = 1
     logs = LogStreamer(
@@ -194,10 +194,43 @@ async def test_streamer_seq_starts_where_told_and_a_lost_batch_leaves_a_gap() ->
         batch_entries=1,
     )
     async with logs:
-        logs.add("stdout", None, "lost")
-        logs.add("stdout", None, "kept")
-    assert [e.data["seq"] for e, _ in publisher.events] == [1_000_001]
+        logs.add("stdout", None, "held")
+        for _ in range(100):  # the full batch tries to leave at once, and fails
+            if publisher.fail_next == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert publisher.events == []
+        logs.add("stdout", None, "next")
+        for _ in range(100):
+            if len(publisher.events) == 2:
+                break
+            await asyncio.sleep(0.01)
+    assert [(e.data["seq"], e.data["entries"][0]["text"]) for e, _ in publisher.events] == [
+        (1_000_000, "held"),
+        (1_000_001, "next"),
+    ], "in order, no gap"
     assert logs.next_seq == 1_000_002
+
+
+async def test_batches_held_while_the_broker_is_down_are_retried_alone_or_go_with_the_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logstream, "HELD_RETRY_SECONDS", 0.05)
+    publisher = FakePublisher()
+    async with _streamer(publisher, batch_seconds=0.01, batch_entries=1) as logs:
+        publisher.fail_next = 3
+        logs.add("stdout", "s", "during the outage")
+        for _ in range(200):  # no new output: retried every HELD_RETRY_SECONDS until it goes
+            if publisher.events:
+                break
+            await asyncio.sleep(0.01)
+        assert [e.data["entries"][0]["text"] for e, _ in publisher.events] == ["during the outage"]
+        publisher.fail_next = 1_000
+        logs.add("stdout", "s", "one")
+        logs.add("stdout", "s", "two")
+        await asyncio.sleep(0.05)
+        rest = await logs.rest()
+    assert [(e.data["seq"], e.data["entries"][0]["text"]) for e in rest] == [(1, "one"), (2, "two")]
 
 
 @pytest.mark.parametrize("size", [10, 100])
@@ -251,5 +284,5 @@ async def test_publish_events_publishes_the_rest_when_it_cannot_be_recorded() ->
             logs.add("stdout", "s", text)
         rest = await logs.rest()
         publisher.fail_next = 1
-        await logs.publish_events(rest)  # the first fails: dropped and logged, the second goes
+        await logs.publish_events(rest)  # the first fails: dropped and logged (a gap), the second goes
     assert [[x["text"] for x in e.data["entries"]] for e, _ in publisher.events] == [["b"]]
