@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automation_core.logging import get_logger
 
@@ -70,6 +71,38 @@ class Unavailable(AutomationError):
     status, type_slug, title = 503, "unavailable", "Service unavailable"
 
 
+UNAVAILABLE_RETRY_AFTER = "2"
+"""``Retry-After`` (seconds) of a 503 for a dependency that could not be reached."""
+# SQLSTATEs of a connection that failed or a server going away: class 08 (connection exception),
+# 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up, shutting down).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable_dependency(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain (causes, contexts, a SQLAlchemy error's ``orig``) saying that a
+    service this one depends on could not be reached, if any: a refused, reset or broken connection, a
+    PostgreSQL connection error or shutdown, or a connection SQLAlchemy found invalidated.
+
+    Found by duck typing (``sqlstate``, ``connection_invalidated``), so this module needs neither
+    asyncpg nor SQLAlchemy.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(current, ConnectionError) or getattr(current, "connection_invalidated", False) is True:
+            return current
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return current
+        orig = getattr(current, "orig", None)
+        pending.extend([current.__cause__, current.__context__, orig if isinstance(orig, BaseException) else None])
+    return None
+
+
 def problem_response(
     status: int,
     title: str,
@@ -104,8 +137,50 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+class UnreachableDependencyMiddleware:
+    """Answers 503 problem+json with ``Retry-After`` when a request fails because a service this one
+    depends on could not be reached (:func:`unreachable_dependency`: the database restarting, say).
+
+    That is no bug: the client may retry, and the log gets one warning
+    (``request_failed_dependency_unreachable``), not the traceback of an unhandled error. Any other
+    error goes on to the 500 handler.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            unreachable = unreachable_dependency(exc)
+            if unreachable is None or started:
+                raise
+            path = str(scope.get("path", ""))
+            log.warning("request_failed_dependency_unreachable", path=path, error=repr(unreachable))
+            response = problem_response(
+                503,
+                Unavailable.title,
+                f"a service this one depends on could not be reached ({type(unreachable).__name__}); try again shortly",
+                type_slug=Unavailable.type_slug,
+                instance=path,
+                headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+            )
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error of ``app`` as problem+json."""
+    """Render every error of ``app`` as problem+json (a dependency that could not be reached as 503)."""
 
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AutomationError)
@@ -155,6 +230,7 @@ def install_error_handlers(app: FastAPI) -> None:
             500, "Internal error", "unexpected error; see the service log", type_slug="internal-error"
         )
 
+    app.add_middleware(UnreachableDependencyMiddleware)
     app.add_exception_handler(AutomationError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

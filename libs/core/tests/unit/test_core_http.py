@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -111,3 +113,70 @@ async def test_validation_and_domain_errors_name_the_field(client: httpx.AsyncCl
     resp = await client.get("/nowhere", headers=auth)
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+class _PostgresError(Exception):
+    sqlstate = "57P03"  # cannot connect now: the server is starting up or shutting down
+
+
+class _WrappedByTheOrm(Exception):
+    """What SQLAlchemy raises: the driver's error as ``orig``."""
+
+    def __init__(self, orig: BaseException | None = None, *, invalidated: bool = False) -> None:
+        super().__init__("wrapped")
+        self.orig = orig
+        self.connection_invalidated = invalidated
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def failing_client(readiness: Readiness) -> AsyncIterator[httpx.AsyncClient]:
+    app = make_app(readiness)
+
+    @app.get("/api/v1/fail/{how}")
+    async def fail(how: str) -> None:
+        if how == "refused":  # a real refusal, as a pool meets while the database restarts
+            try:
+                await asyncio.open_connection("127.0.0.1", _closed_port())
+            except OSError as exc:
+                raise _WrappedByTheOrm() from exc
+        if how == "starting-up":
+            raise _WrappedByTheOrm(_PostgresError("the database system is starting up"))
+        if how == "invalidated":
+            raise _WrappedByTheOrm(invalidated=True)
+        raise ValueError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("how", "cause"),
+    [("refused", "ConnectionRefusedError"), ("starting-up", "_PostgresError"), ("invalidated", "_WrappedByTheOrm")],
+)
+async def test_a_dependency_that_cannot_be_reached_is_a_503_to_retry(
+    failing_client: httpx.AsyncClient, how: str, cause: str
+) -> None:
+    resp = await failing_client.get(f"/api/v1/fail/{how}")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["retry-after"] == "2"
+    problem = resp.json()
+    assert problem["type"].endswith("/unavailable")
+    assert problem["detail"] == f"a service this one depends on could not be reached ({cause}); try again shortly"
+    assert problem["instance"] == f"/api/v1/fail/{how}"
+    text = (await failing_client.get("/metrics")).text
+    assert 'route="/api/v1/fail/{how}",service="unit",status="503"' in text
+
+
+async def test_any_other_unexpected_error_stays_a_500(failing_client: httpx.AsyncClient) -> None:
+    resp = await failing_client.get("/api/v1/fail/bug")
+    assert resp.status_code == 500
+    assert resp.json()["type"].endswith("/internal-error")
+    assert "retry-after" not in resp.headers
