@@ -23,7 +23,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_contracts import CloudEvent, RunRequested
+from automation_contracts import CloudEvent, LogEntry, RunRequested
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_db.statements import DB_ERRORS
@@ -32,7 +32,7 @@ from automation_executor.db.repository import AttemptRepository, lease_until
 from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.attempts import TERMINAL_STATUSES
 from automation_executor.domain.outcome import RunOutcome
-from automation_executor.events import started_event
+from automation_executor.events import log_event, started_event
 from automation_executor.followups import (
     Ending,
     Outgoing,
@@ -52,6 +52,9 @@ FINISH_TRIES = 4
 FINISH_BACKOFF_SECONDS = 0.5
 RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, *DB_ERRORS)
 """Errors after which recording an outcome is tried again (database unreachable, connection lost)."""
+REAPED_LOG_SEQ = 2**31 - 1
+"""The ``seq`` of the log batch a reaped attempt ends with: the largest the read model stores, so the
+line sorts after every batch the vanished replica sent, and a redelivery of it is dropped as a repeat."""
 BeginAction = Literal["run", "duplicate", "in_progress", "cancelled", "throttled", "reaped"]
 
 
@@ -114,9 +117,28 @@ async def reap_row(
             routes=routes,
             rand=rand,
         )
+    ending = with_logs(ending, [reaped_log(request, row, ending, at=finished_at)])
     await repo.update_row(row.id, ending.values)
     await enqueue_ending(session, ending)
     return ending
+
+
+def reaped_log(request: RunRequested, row: Attempt, ending: Ending, *, at: datetime) -> CloudEvent:
+    """The line the attempt's log ends with when its lease expired: which executor stopped answering,
+    and what follows. Its batch is :data:`REAPED_LOG_SEQ`, after any the vanished replica published."""
+    lease = f" (its lease ran out at {row.lease_expires_at:%H:%M:%S}Z)" if row.lease_expires_at else ""
+    if ending.status == "cancelled":
+        text = f"attempt {row.attempt} cancelled: its executor {row.worker_id} stopped renewing its lease{lease}"
+    else:
+        text = f"attempt {row.attempt} lost: its executor {row.worker_id} stopped renewing its lease{lease}"
+        if ending.will_retry and ending.next_attempt_at is not None:
+            text += f"; attempt {row.attempt + 1} at {ending.next_attempt_at:%H:%M:%S}Z"
+        elif ending.dead_letter == "poison":
+            text += f"; {ending.error}"
+        else:
+            text += "; no retries left"
+    entry = LogEntry(ts=at, stream="system", step=None, text=text)
+    return log_event(request, seq=REAPED_LOG_SEQ, entries=[entry], truncated=False)
 
 
 def with_logs(ending: Ending, logs: Sequence[CloudEvent]) -> Ending:

@@ -22,7 +22,7 @@ from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.leases import LeaseService
-from automation_executor.service import AttemptService
+from automation_executor.service import REAPED_LOG_SEQ, AttemptService
 from automation_executor.testing import run_request_data
 from automation_messaging import REASON_HEADER
 from automation_messaging.outbox import PRIORITY_KEY
@@ -143,10 +143,17 @@ async def test_an_expired_attempt_is_recorded_lost_once_whoever_reaps(sessions: 
     messages = await _outbox(sessions, request.execution_id)
     assert [(m["exchange"], m["type"]) for m in messages] == [
         ("automation.events", "execution.started"),
+        ("automation.events", "execution.log"),
         ("automation.events", "execution.failed"),
         ("automation.retry", "run.requested"),
     ]
-    failed, retry = messages[1], messages[2]
+    said, failed, retry = messages[1], messages[2], messages[3]
+    assert (said["data"]["attempt"], said["data"]["seq"]) == (1, REAPED_LOG_SEQ)
+    [line] = said["data"]["entries"]
+    assert line["stream"] == "system"
+    lost = "attempt 1 lost: its executor w-gone stopped renewing its lease (its lease ran out at "
+    assert line["text"].startswith(lost)
+    assert line["text"].endswith(f"; attempt 2 at {failed['data']['next_attempt_at'][11:19]}Z"), line["text"]
     assert failed["data"]["error"] == "executor lost"
     assert failed["data"]["will_retry"] is True
     assert retry["key"] == "route-5"
@@ -180,7 +187,8 @@ async def test_a_run_that_keeps_killing_its_executor_becomes_poison(sessions: Se
         ("lost", 3, False),
     ]
     messages = await _outbox(sessions, request.execution_id)
-    final, letter = messages[-2], messages[-1]
+    said, final, letter = messages[-3], messages[-2], messages[-1]
+    assert said["data"]["entries"][0]["text"].endswith("; poison: killed its executor 3 times")
     assert final["type"] == "execution.failed"
     assert final["data"]["error"] == "poison: killed its executor 3 times"
     assert final["data"]["will_retry"] is False

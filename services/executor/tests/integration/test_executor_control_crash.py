@@ -7,6 +7,7 @@ in-process (:class:`ExecutorHarness`). A tap on ``automation.events`` records ev
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import uuid
@@ -193,6 +194,14 @@ async def test_a_replica_killed_mid_run_loses_the_attempt_and_another_completes_
         first_start = started[0].data
         assert isinstance(first_start, dict)
         assert first_start["worker"] == victim_worker
+        lost_log = survivor.log_entries(execution_id, attempt=1)
+        assert lost_log, "the lost attempt's log says what happened to it"
+        assert lost_log[-1]["stream"] == "system"
+        assert re.fullmatch(
+            rf"attempt 1 lost: its executor {victim_worker} stopped renewing its lease"
+            r" \(its lease ran out at \d\d:\d\d:\d\dZ\); attempt 2 at \d\d:\d\d:\d\dZ",
+            lost_log[-1]["text"],
+        ), lost_log[-1]["text"]
     finally:
         _reap(victim)
         await survivor.close()

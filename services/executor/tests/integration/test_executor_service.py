@@ -139,13 +139,16 @@ async def test_a_redelivered_attempt_whose_lease_expired_is_lost_and_retried(
     kinds = [(m["exchange"], m["routing_key"], m["event"]["type"]) for m in messages]
     assert kinds == [
         ("automation.events", "execution.started", "execution.started"),
+        ("automation.events", "execution.log", "execution.log"),
         ("automation.events", "execution.failed", "execution.failed"),
         ("automation.retry", "route-10", "run.requested"),
     ]
-    failure = messages[1]["event"]["data"]
+    said = messages[1]["event"]["data"]["entries"][0]["text"]
+    assert said.startswith("attempt 1 lost: its executor worker-crashed stopped renewing its lease"), said
+    failure = messages[2]["event"]["data"]
     assert failure["will_retry"] is True
     assert failure["error"] == "executor lost"
-    retry = messages[2]["event"]["data"]
+    retry = messages[3]["event"]["data"]
     assert retry["attempt"] == 2
     assert retry["execution_id"] == str(request.execution_id)
     assert retry["requested_at"] == failure["next_attempt_at"]
