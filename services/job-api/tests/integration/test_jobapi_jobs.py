@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import uuid
@@ -473,6 +474,61 @@ async def test_invalid_run_parameters_name_the_parameter_and_queue_nothing(
     listed = (await client.get("/api/v1/executions", params={"job_id": job["id"]}, headers=account.headers)).json()
     assert listed["items"] == []
     assert await runs.get(no_ack=True, fail=False) is None
+
+
+async def _run_requests(runs: AbstractQueue, job_ids: set[str]) -> list[str]:
+    """The execution ids of the run requests for ``job_ids`` waiting on ``executor.runs`` (taken)."""
+    found = []
+    while (message := await runs.get(no_ack=True, fail=False)) is not None:
+        event = CloudEvent.from_json_bytes(message.body)
+        if event.data["job_id"] in job_ids:
+            found.append(event.data["execution_id"])
+    return found
+
+
+async def test_an_idempotency_key_runs_the_job_once_per_key(
+    client: httpx.AsyncClient, account: AccountCreds, runs: AbstractQueue
+) -> None:
+    job, other_job = await create_job(client, account), await create_job(client, account)
+    path = f"/api/v1/jobs/{job['id']}/execute"
+
+    async def execute(key: str | None, count: int = 3, job_path: str = path) -> httpx.Response:
+        headers = account.headers | ({"Idempotency-Key": key} if key is not None else {})
+        return await client.post(job_path, json={"parameters": {"count": count}}, headers=headers)
+
+    first = await execute("nightly-2026-12-07")
+    assert first.status_code == 202, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await execute("nightly-2026-12-07")  # a retry after a timeout, say
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert (again.headers["idempotent-replayed"], again.headers["location"]) == ("true", first.headers["location"])
+
+    burst = await asyncio.gather(*(execute("burst") for _ in range(5)))  # concurrent retries: one run
+    assert [r.status_code for r in burst] == [202] * 5, [r.text for r in burst]
+    assert len({r.json()["execution_id"] for r in burst}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in burst) == 4
+
+    changed = await execute("nightly-2026-12-07", count=4)
+    assert (changed.status_code, changed.json()["field"]) == (422, "Idempotency-Key"), changed.text
+    assert first.json()["execution_id"] in changed.json()["detail"]
+    elsewhere = await execute("nightly-2026-12-07", job_path=f"/api/v1/jobs/{other_job['id']}/execute")
+    assert elsewhere.status_code == 202, "a key is the job's own"
+    assert elsewhere.json() != first.json()
+    unkeyed = [await execute(None), await execute(None)]
+    assert unkeyed[0].json() != unkeyed[1].json(), "without a key, each request is a run"
+
+    for bad in ("", "x" * 256, "tab\tin it"):
+        resp = await client.post(
+            path, json={"parameters": {"count": 3}}, headers=account.headers | {"Idempotency-Key": bad}
+        )
+        assert (resp.status_code, resp.json()["field"]) == (422, "Idempotency-Key"), (bad, resp.text)
+
+    queued = await _run_requests(runs, {job["id"], other_job["id"]})
+    expected = [first, burst[0], elsewhere, *unkeyed]
+    assert sorted(queued) == sorted(r.json()["execution_id"] for r in expected), "one run.requested per run"
+    listed = (await client.get("/api/v1/executions", params={"job_id": job["id"]}, headers=account.headers)).json()
+    assert len(listed["items"]) == 4
 
 
 async def test_a_disabled_job_still_runs_by_hand(

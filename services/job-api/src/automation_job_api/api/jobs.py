@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from automation_job_api.api.deps import DEFAULT_LIMIT, CurrentAccount, Cursor, JobApiDep, Limit
 from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import ExecuteAccepted, ExecuteRequest, JobList, JobOut
 from automation_job_api.domain.definitions import JobDefinition
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
+"""An Idempotency-Key: printable ASCII (RFC 9110 field values, without obs-text)."""
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -91,16 +94,34 @@ async def disable_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: Jo
     "/{job_id}/execute",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Run the job now (also when disabled); parameters are validated and defaulted",
-    responses=problems(403, 404, 422),
+    description=(
+        "With an `Idempotency-Key` header, the job runs once per key: sending the same key again (a retry "
+        "after a timeout or a 503) answers with the run it queued the first time, 202 with "
+        "`Idempotent-Replayed: true`; the same key with other parameters is a 422 naming `Idempotency-Key`."
+    ),
+    responses=problems(403, 404, 409, 422),
 )
-async def execute_job(
+async def execute_job(  # noqa: PLR0917 - FastAPI passes path, body and header as parameters
     job_id: uuid.UUID,
     account_id: CurrentAccount,
     job_api: JobApiDep,
     response: Response,
     body: ExecuteRequest | None = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="1 to 255 printable ASCII characters; one run of this job per key.",
+        ),
+    ] = None,
 ) -> ExecuteAccepted:
     parameters = body.parameters if body is not None else {}
-    execution_id = await job_api.jobs.execute(account_id, job_id, parameters)
+    queued = await job_api.jobs.execute(account_id, job_id, parameters, idempotency_key=idempotency_key)
+    execution_id = queued.execution_id
     response.headers["Location"] = f"/api/v1/executions/{execution_id}"
+    if queued.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return ExecuteAccepted(execution_id=execution_id)

@@ -179,8 +179,10 @@ class ExecutionOut(_Out):
     exit_code: int | None
     error: str | None
     result: Any = None
-    job_version: int | None = Field(description="Job version run (known for manual runs).")
-    parameters: dict[str, Any] | None = Field(description="Parameters after defaults (known for manual runs).")
+    job_version: int | None = Field(description="Job version run (null until the run is queued or started).")
+    parameters: dict[str, Any] | None = Field(
+        description="Parameters after defaults (null until the run is queued or started)."
+    )
     cancel_requested_at: datetime | None = Field(default=None, description="When a cancellation was first asked for.")
     cancel_reason: str | None = Field(default=None, description="The reason given with that cancellation.")
     updated_at: datetime

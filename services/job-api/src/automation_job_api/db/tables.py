@@ -123,6 +123,13 @@ class Execution(Base):
         Index(None, "job_id", "created_at", "id"),
         CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled')", "status"),
         CheckConstraint("trigger IN ('schedule', 'manual', 'event', 'backfill')", "trigger"),
+        Index(
+            "uq_executions_job_id_idempotency_key",
+            "job_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -143,6 +150,10 @@ class Execution(Base):
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     cancel_requested_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(Text)
+    """A manual run's ``Idempotency-Key``: one execution per key and job."""
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(Text)
+    """sha256 of the parameters the key was first sent with; the same key with others is refused."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

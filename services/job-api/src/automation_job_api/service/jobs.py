@@ -3,8 +3,11 @@ in one transaction; a manual run writes the execution row and ``run.requested`` 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +15,7 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_core.errors import Conflict, NotFound
+from automation_core.errors import Conflict, InvalidInput, NotFound
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_job_api.db.tables import Execution, Job, JobVersion
@@ -32,6 +35,20 @@ from automation_job_api.service.events import (
 from automation_job_api.service.paging import Page, newest_first
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A manual run queued (or, with an Idempotency-Key used before, the run it queued then)."""
+
+    execution_id: uuid.UUID
+    replayed: bool = False
+
+
+def parameters_fingerprint(parameters: dict[str, Any]) -> str:
+    """sha256 of the parameters as sent, keys sorted: what a repeated request must match."""
+    canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _columns(definition: JobDefinition) -> dict[str, Any]:
@@ -151,12 +168,53 @@ class JobService:
             await publish_event(session, job_deleted(job, version, now))
         self._changed("job_deleted", job)
 
-    async def execute(self, account_id: uuid.UUID, job_id: uuid.UUID, parameters: dict[str, Any]) -> uuid.UUID:
-        """Queue a manual run (disabled jobs too): the execution row and ``run.requested`` together."""
+    async def execute(
+        self,
+        account_id: uuid.UUID,
+        job_id: uuid.UUID,
+        parameters: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Queued:
+        """Queue a manual run (disabled jobs too): the execution row and ``run.requested`` together.
+
+        With ``idempotency_key``, the job runs once per key: a request with a key already used for this
+        job answers with that run (``replayed``), or is refused when its parameters differ.
+        """
+        fingerprint = parameters_fingerprint(parameters) if idempotency_key is not None else None
+        for _ in range(2):  # a concurrent request with the same key commits first: then replay its run
+            try:
+                return await self._queue(account_id, job_id, parameters, idempotency_key, fingerprint)
+            except IntegrityError:
+                if idempotency_key is None:
+                    raise
+        raise Conflict("a request with this Idempotency-Key is still being handled", field="Idempotency-Key")
+
+    async def _queue(
+        self,
+        account_id: uuid.UUID,
+        job_id: uuid.UUID,
+        parameters: dict[str, Any],
+        idempotency_key: str | None,
+        fingerprint: str | None,
+    ) -> Queued:
         now = utcnow()
         execution_id = uuid.uuid4()
         async with self._sessions.begin() as session:
             job = await self._load(session, self._owned(account_id, job_id).with_for_update(read=True))
+            if idempotency_key is not None:
+                earlier = await session.scalar(
+                    select(Execution).where(Execution.job_id == job.id, Execution.idempotency_key == idempotency_key)
+                )
+                if earlier is not None:
+                    if earlier.idempotency_fingerprint != fingerprint:
+                        raise InvalidInput(
+                            f"Idempotency-Key already used for execution {earlier.id} of this job with other "
+                            "parameters; use a new key for a new run",
+                            field="Idempotency-Key",
+                        )
+                    log.info("run_request_replayed", execution_id=str(earlier.id), job_id=str(job_id))
+                    return Queued(earlier.id, replayed=True)
             resolved = resolve_parameters(job.parameters, parameters)
             state = ExecutionState.queued()
             session.add(
@@ -171,16 +229,19 @@ class JobService:
                     job_version=job.version,
                     parameters=resolved,
                     queued_at=now,
+                    idempotency_key=idempotency_key,
+                    idempotency_fingerprint=fingerprint,
                     created_at=now,
                     updated_at=now,
                 )
             )
+            await session.flush()  # a concurrent request with the same key: IntegrityError, before the publish
             await publish_command(session, run_requested(execution_id, job, job_spec(job), resolved, now))
         EXECUTIONS_RECORDED.labels("queued").inc()
         log.info(
             "run_requested", execution_id=str(execution_id), job_id=str(job_id), trigger="manual", version=job.version
         )
-        return execution_id
+        return Queued(execution_id)
 
     @staticmethod
     def _owned(account_id: uuid.UUID, job_id: uuid.UUID) -> Select[Job]:
