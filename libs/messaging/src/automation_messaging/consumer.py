@@ -16,6 +16,10 @@
 - A handler raises :class:`RetryLater` or anything unexpected → requeued after a short backoff, until
   the message has failed ``AUTOMATION_AMQP_DELIVERY_LIMIT`` times; then it is dead-lettered with the
   last error as reason.
+- A handler fails because a service it needs cannot be reached (a refused or broken connection, the
+  database shutting down or starting up) → the message is held and the handler tried again after a
+  pause until it answers: an outage neither counts towards the delivery limit nor dead-letters
+  anything.
 - A handler fails because the database refused the message's data (``asyncpg.DataError``, SQLSTATE
   class 22, e.g. a number out of a column's range, wherever in the exception's chain: SQLAlchemy wraps
   it) → dead-lettered at once with ``the database refused its data: …``: the same data would be
@@ -58,6 +62,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
 from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, dataschema_for, parse_data, validate_event
+from automation_core.errors import unreachable_dependency
 from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer, start_span
@@ -68,6 +73,10 @@ log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
 REASON_HEADER = "x-dead-letter-reason"
 SERVER_NAMED_PREFIX = "amq.gen-"
+HOLD_FIRST_PAUSE_SECONDS = 0.5
+HOLD_MAX_PAUSE_SECONDS = 5.0
+HOLD_LOG_EVERY_SECONDS = 60.0
+"""A message whose handler cannot reach a service it needs is tried again after 0.5 s, 1 s, … 5 s."""
 CANCEL_WAIT_SECONDS = 10.0
 """How long :meth:`Consumer.stop` waits for handlers it cancelled to clean up (an executor hands its runs back)."""
 M = TypeVar("M", bound=BaseModel)
@@ -351,7 +360,7 @@ class Consumer:
         delivery = Delivery(message, self.queue_name, message.routing_key or "", _delivery_count(message), model)
         with structlog.contextvars.bound_contextvars(**_ids_from(event)):
             try:
-                reply = await self._handler(event, delivery)
+                reply = await self._handle(event, delivery)
             except DeadLetter as exc:
                 return await self._dead_letter(message, exc.reason)
             except RetryLater as exc:
@@ -371,6 +380,39 @@ class Consumer:
                 except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
                     log.warning("reply_not_delivered", error=repr(exc))
             return await self._ack(message, "acked")
+
+    async def _handle(self, event: CloudEvent, delivery: Delivery) -> CloudEvent | None:
+        """The handler's answer. While it fails because a service it needs cannot be reached (the
+        database restarting, say: :func:`~automation_core.errors.unreachable_dependency`), the message
+        is held, neither acked nor requeued, so an outage does not count towards the delivery limit,
+        and the handler is called again after a pause (doubling up to :data:`HOLD_MAX_PAUSE_SECONDS`).
+        A full prefetch window of held messages stops the deliveries until the service is back."""
+        pause, held_since, said_at = HOLD_FIRST_PAUSE_SECONDS, 0.0, 0.0
+        while True:
+            try:
+                reply = await self._handler(event, delivery)
+            except (DeadLetter, RetryLater):
+                raise
+            except Exception as exc:
+                unreachable = unreachable_dependency(exc)
+                if unreachable is None:
+                    raise
+                now = time.monotonic()
+                held_since = held_since or now
+                if now - said_at >= HOLD_LOG_EVERY_SECONDS:  # once, then once a minute while it lasts
+                    said_at = now
+                    log.warning(
+                        "message_held_dependency_unreachable",
+                        error=repr(unreachable),
+                        held_seconds=round(now - held_since, 1),
+                        detail="the handler is tried again until the service it needs answers",
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, HOLD_MAX_PAUSE_SECONDS)
+                continue
+            if held_since:
+                log.info("message_released_dependency_back", held_seconds=round(time.monotonic() - held_since, 1))
+            return reply
 
     async def _failed(self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception) -> str:
         """A handler failed unexpectedly: requeued (see :meth:`_requeue`), or dead-lettered at once when the

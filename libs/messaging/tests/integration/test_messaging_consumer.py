@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from automation_contracts import CloudEvent, JobDeleted, build_event
 from automation_core.settings import ServiceSettings
 from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
+from automation_messaging import consumer as consumer_module
 from automation_messaging.consumer import Consumer, Handler
 from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, declare_service_queue
 from automation_testing import drop_broker_connections, wait_until
@@ -162,6 +164,44 @@ async def test_data_the_database_refuses_is_dead_lettered_at_once(broker: Broker
     reason = await _dead_letter_reason(broker, "msgtest.refused", handler)
     assert attempts == [0], "the same data would be refused at every try"
     assert reason.startswith("the database refused its data: DataError: invalid input for query argument $1"), reason
+
+
+async def test_a_message_is_held_while_a_service_its_handler_needs_cannot_be_reached(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is down for longer than the delivery limit's tries would last: the message is held
+    and handled once it is back, not requeued (its delivery count stays 0) nor dead-lettered."""
+    monkeypatch.setattr(consumer_module, "HOLD_FIRST_PAUSE_SECONDS", 0.01)
+    monkeypatch.setattr(consumer_module, "HOLD_MAX_PAUSE_SECONDS", 0.05)
+    with socket.socket() as sock:  # a port nothing listens on: connecting is refused, as while PostgreSQL is down
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    calls: list[int] = []
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> None:
+        calls.append(delivery.delivery_count)
+        if len(calls) <= 6:  # twice the delivery limit
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{closed}/postgres", timeout=5)
+            await conn.close()
+
+    name = f"msgtest.held.{uuid.uuid4().hex[:6]}"
+    consumer = Consumer(broker, queue=queue_factory(name, "job.deleted"), handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        await broker.publisher.publish(job_deleted(), exchange=EVENTS)
+        await wait_until(lambda: asyncio.sleep(0, len(calls) == 7), what="the handling after the outage")
+        await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+    assert calls == [0] * 7, "held in the handler, never requeued"
+    assert [m async for m in drain_dead(broker)] == []
+    channel = await broker.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        assert queue.declaration_result.message_count == 0, "acked once handled"
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await channel.close()
 
 
 async def test_dead_letter_outcome_and_trace_context(broker: Broker) -> None:
