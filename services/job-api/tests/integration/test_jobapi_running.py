@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from jobapi_support import (
 from automation_contracts import CloudEvent, build_event, validate_event
 from automation_job_api.app import create_app
 from automation_job_api.domain.notifications import NOTIFY_CHANNEL
+from automation_job_api.service import log_follow
 from automation_job_api.service.log_follow import ExecutionWatch
 from automation_job_api.settings import JobApiSettings
 from automation_testing import wait_until
@@ -203,6 +205,51 @@ async def test_idle_streams_send_heartbeat_comments(
             frame = await stream.next_frame(timeout=2)
             assert frame is not None
             assert (frame.comment, frame.event, frame.data) == ("keepalive", None, "")
+
+
+async def test_a_followed_log_goes_on_through_a_database_outage(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    account: AccountCreds,
+    amqp: AbstractChannel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the database cannot be reached the stream says so in a comment and reads again; it does
+    not end, and the lines recorded meanwhile come once it is back."""
+    monkeypatch.setattr(log_follow, "OUTAGE_FIRST_PAUSE_SECONDS", 0.05)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    real_read = log_follow.LogFollower._read
+    refusals = [0]
+
+    async def read(follower: Any, execution_id: Any, after: Any) -> Any:
+        if refusals[0]:
+            refusals[0] -= 1
+            await asyncio.open_connection("127.0.0.1", closed)  # refused, as while PostgreSQL restarts
+        return await real_read(follower, execution_id, after)
+
+    monkeypatch.setattr(log_follow.LogFollower, "_read", read)
+    run = await _run(client, account)
+    async with stream_get(app, _url(run), account.headers) as stream:
+        await _expect(stream, "status")
+        refusals[0] = 3
+        await publish_event(amqp, run.started())
+        await publish_event(amqp, run.log(0, "written during the outage"))
+        frames: list[Frame] = []
+        while not any(f.event == "log" for f in frames):
+            frame = await stream.next_frame()
+            assert frame is not None, f"the stream ended during the outage after {frames}"
+            frames.append(frame)
+        comments = [f.comment for f in frames if f.comment]
+        assert comments[:1] == ["the database cannot be reached; the log goes on when it answers"], frames
+        assert _texts(frames[-1]) == ["written during the outage"]
+        await publish_event(amqp, run.succeeded())
+        rest = []
+        while (frame := await stream.next_frame()) is not None:
+            rest.append(frame.event)
+        assert rest[-1] == "end"
+    assert refusals == [0]
 
 
 # Cancellation

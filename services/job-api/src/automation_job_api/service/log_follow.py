@@ -7,7 +7,8 @@ execution id, or several separated by commas (a batch of events recorded togethe
 :class:`ExecutionWatch` holds one ``LISTEN`` connection per process while at least one stream follows
 (reconnecting when it drops) and wakes the streams following those executions. A stream re-reads the
 database when woken, and at least every ``AUTOMATION_LOG_FOLLOW_POLL_SECONDS`` anyway, so a lost
-notification delays it, never stalls it.
+notification delays it, never stalls it. While the database cannot be reached (a restart), the stream
+sends a comment and reads again after a pause, so it survives the outage instead of ending.
 
 A process that nobody follows does not listen: PostgreSQL makes every backend that LISTENs in the
 database, on any channel, run a transaction for each notification anyone sends, and job-api sends one
@@ -32,6 +33,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from automation_core.errors import unreachable_dependency
 from automation_core.logging import get_logger
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
 from automation_job_api.domain.executions import TERMINAL_STATUSES
@@ -40,6 +42,8 @@ from automation_job_api.domain.sse import START, LogPosition, comment, frame
 from automation_job_api.metrics import LOG_FOLLOW_STREAMS
 
 PAGE = 500
+OUTAGE_FIRST_PAUSE_SECONDS = 0.5
+OUTAGE_MAX_PAUSE_SECONDS = 5.0
 IDLE_CLOSE_SECONDS = 30.0
 """How long the watch keeps listening after the last stream ended (a new stream soon after reuses it)."""
 log = get_logger(__name__)
@@ -199,6 +203,31 @@ def _batch_of(batch: ExecutionLogBatch) -> dict[str, Any]:
     return {"attempt": batch.attempt, "seq": batch.seq, "truncated": batch.truncated, "entries": batch.entries}
 
 
+class Outage:
+    """A followed log's reads while the database cannot be reached: the pause before the next try
+    (0.5 s doubling to 5 s), one warning when it starts and one line when it is over."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+        self._since: float | None = None
+
+    def pause(self, exc: Exception) -> float:
+        """The pause before reading again; raises ``exc`` again when it is not an outage."""
+        unreachable = unreachable_dependency(exc)
+        if unreachable is None:
+            raise exc
+        if self._since is None:
+            self._since, self._next = time.monotonic(), OUTAGE_FIRST_PAUSE_SECONDS
+            log.warning("log_follow_database_unreachable", error=repr(unreachable))
+        pause, self._next = self._next, min(self._next * 2, OUTAGE_MAX_PAUSE_SECONDS)
+        return pause
+
+    def over(self) -> None:
+        if self._since is not None:
+            log.info("log_follow_database_back", waited_seconds=round(time.monotonic() - self._since, 1))
+            self._since = None
+
+
 class LogFollower:
     """Builds the event stream of one followed log."""
 
@@ -235,9 +264,18 @@ class LogFollower:
         LOG_FOLLOW_STREAMS.inc()
         try:
             with self._watch.subscribe(execution_id) as wake:
+                outage = Outage()
                 while not self._watch.closing:
                     wake.clear()
-                    row, batches = await self._read(execution_id, position)
+                    try:
+                        row, batches = await self._read(execution_id, position)
+                    except Exception as exc:  # noqa: BLE001 - Outage.pause raises it again unless an outage
+                        pause = outage.pause(exc)  # raises again unless the database could not be reached
+                        last_sent = time.monotonic()
+                        yield comment("the database cannot be reached; the log goes on when it answers")
+                        await asyncio.sleep(pause)
+                        continue
+                    outage.over()
                     for batch in batches:
                         position = LogPosition(batch.attempt, batch.seq)
                         last_sent = time.monotonic()
