@@ -66,6 +66,10 @@ test-deploy: install ## Compose, Dockerfile, Kubernetes and Prometheus checks
 test-e2e: install ## Start the five services as processes and drive them through HTTP and AMQP
 	$(PYTEST) tests-e2e
 
+.PHONY: soak
+soak: install ## With `make dev` running: runs while replicas die, RabbitMQ or PostgreSQL stops; nothing lost or doubled (SOAK_ARGS="--outage replicas|broker|database")
+	$(UV) run --frozen python tests-soak/soak.py $(or $(SOAK_ARGS),--outage replicas)
+
 .PHONY: bench bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands
 bench: bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands ## All benchmarks (figures printed side by side with peers, nothing asserted)
 
