@@ -7,6 +7,7 @@ request validation errors and unexpected exceptions as ``application/problem+jso
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,14 +79,9 @@ UNAVAILABLE_RETRY_AFTER = "2"
 _UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
-def unreachable_dependency(exc: BaseException) -> BaseException | None:
-    """The error in ``exc``'s chain (causes, contexts, a SQLAlchemy error's ``orig``) saying that a
-    service this one depends on could not be reached, if any: a refused, reset or broken connection, a
-    PostgreSQL connection error or shutdown, or a connection SQLAlchemy found invalidated.
-
-    Found by duck typing (``sqlstate``, ``connection_invalidated``), so this module needs neither
-    asyncpg nor SQLAlchemy.
-    """
+def find_in_chain(exc: BaseException, matches: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first error in ``exc``'s chain (itself, its causes and contexts, a SQLAlchemy error's
+    ``orig``) that ``matches``, if any."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -93,14 +89,31 @@ def unreachable_dependency(exc: BaseException) -> BaseException | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(current, ConnectionError) or getattr(current, "connection_invalidated", False) is True:
-            return current
-        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+        if matches(current):
             return current
         orig = getattr(current, "orig", None)
         pending.extend([current.__cause__, current.__context__, orig if isinstance(orig, BaseException) else None])
     return None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return (
+        isinstance(exc, ConnectionError)
+        or getattr(exc, "connection_invalidated", False) is True
+        or (isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES))
+    )
+
+
+def unreachable_dependency(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain saying that a service this one depends on could not be reached, if
+    any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, or a
+    connection SQLAlchemy found invalidated.
+
+    Found by duck typing (``sqlstate``, ``connection_invalidated``), so this module needs neither
+    asyncpg nor SQLAlchemy.
+    """
+    return find_in_chain(exc, _unreachable)
 
 
 def problem_response(

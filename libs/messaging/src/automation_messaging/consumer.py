@@ -62,7 +62,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
 from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, dataschema_for, parse_data, validate_event
-from automation_core.errors import unreachable_dependency
+from automation_core.errors import find_in_chain, unreachable_dependency
 from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer, start_span
@@ -106,18 +106,8 @@ class DeadLetter(Exception):
 
 def data_refused(exc: BaseException) -> asyncpg.DataError | None:
     """The ``asyncpg.DataError`` in ``exc``'s chain (causes, contexts, a SQLAlchemy error's ``orig``), if any."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, asyncpg.DataError):
-            return current
-        orig = getattr(current, "orig", None)
-        pending.extend([current.__cause__, current.__context__, orig if isinstance(orig, BaseException) else None])
-    return None
+    found = find_in_chain(exc, lambda error: isinstance(error, asyncpg.DataError))
+    return found if isinstance(found, asyncpg.DataError) else None
 
 
 class RetryLater(Exception):

@@ -72,6 +72,19 @@ async def dead_letters(broker: Broker, expected: int) -> list[AbstractIncomingMe
     return found
 
 
+async def _left_in(broker: Broker, name: str) -> int:
+    """How many messages wait in queue ``name`` (deleted afterwards)."""
+    channel = await broker.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        count = queue.declaration_result.message_count
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await channel.close()
+    assert count is not None
+    return count
+
+
 def queue_factory(name: str, key: str) -> object:
     async def declare(channel: AbstractChannel) -> AbstractQueue:
         return await declare_service_queue(channel, name, [(EVENTS, key)], queue_type="quorum", delivery_limit=3)
@@ -195,13 +208,7 @@ async def test_a_message_is_held_while_a_service_its_handler_needs_cannot_be_rea
         await consumer.stop()
     assert calls == [0] * 7, "held in the handler, never requeued"
     assert [m async for m in drain_dead(broker)] == []
-    channel = await broker.channel()
-    try:
-        queue = await channel.declare_queue(name, passive=True)
-        assert queue.declaration_result.message_count == 0, "acked once handled"
-        await queue.delete(if_unused=False, if_empty=False)
-    finally:
-        await channel.close()
+    assert await _left_in(broker, name) == 0, "acked once handled"
 
 
 async def test_dead_letter_outcome_and_trace_context(broker: Broker) -> None:
@@ -265,13 +272,7 @@ async def test_a_handler_outlives_its_channel_and_the_redelivery_is_acked(broker
     finally:
         await consumer.stop()
     assert len(deliveries) == 2, deliveries
-    channel = await broker.channel()
-    try:
-        queue = await channel.declare_queue(name, passive=True)
-        assert queue.declaration_result.message_count == 0, "the redelivery was acked"
-        await queue.delete(if_unused=False, if_empty=False)
-    finally:
-        await channel.close()
+    assert await _left_in(broker, name) == 0, "the redelivery was acked"
 
 
 async def test_request_reply(broker: Broker) -> None:
