@@ -24,7 +24,6 @@
   class 22, e.g. a number out of a column's range, wherever in the exception's chain: SQLAlchemy wraps
   it) → dead-lettered at once with ``the database refused its data: …``: the same data would be
   refused at every try.
-
 - The channel closes while a handler runs (the broker restarted, the connection dropped): the
   handler is not cancelled but runs to its end in a task of the consumer's own; its ack is then
   impossible (the broker requeued the message) and the redelivery, on the reconnected channel, is
