@@ -523,6 +523,7 @@ async def test_an_idempotency_key_runs_the_job_once_per_key(
             path, json={"parameters": {"count": 3}}, headers=account.headers | {"Idempotency-Key": bad}
         )
         assert (resp.status_code, resp.json()["field"]) == (422, "Idempotency-Key"), (bad, resp.text)
+        assert resp.json()["detail"] == "Idempotency-Key: must be 1 to 255 printable ASCII characters (space to tilde)"
 
     queued = await _run_requests(runs, {job["id"], other_job["id"]})
     expected = [first, burst[0], elsewhere, *unkeyed]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
+from automation_core.errors import InvalidInput
 from automation_job_api.api.deps import DEFAULT_LIMIT, CurrentAccount, Cursor, JobApiDep, Limit
 from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import ExecuteAccepted, ExecuteRequest, JobList, JobOut
 from automation_job_api.domain.definitions import JobDefinition
 
-IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
-"""An Idempotency-Key: printable ASCII (RFC 9110 field values, without obs-text)."""
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+"""An Idempotency-Key: 1 to 255 printable ASCII characters (RFC 9110 field values, without obs-text)."""
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -111,13 +113,14 @@ async def execute_job(  # noqa: PLR0917 - FastAPI passes path, body and header a
         str | None,
         Header(
             alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="1 to 255 printable ASCII characters; one run of this job per key.",
+            description="1 to 255 printable ASCII characters (space to tilde); one run of this job per key.",
         ),
     ] = None,
 ) -> ExecuteAccepted:
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidInput(
+            "Idempotency-Key: must be 1 to 255 printable ASCII characters (space to tilde)", field="Idempotency-Key"
+        )
     parameters = body.parameters if body is not None else {}
     queued = await job_api.jobs.execute(account_id, job_id, parameters, idempotency_key=idempotency_key)
     execution_id = queued.execution_id
