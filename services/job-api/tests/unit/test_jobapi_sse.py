@@ -33,13 +33,20 @@ def test_a_comment_frame_is_ignored_by_clients() -> None:
 
 @pytest.mark.parametrize(
     ("header", "position"),
-    [(None, None), ("", None), ("  ", None), ("1:0", LogPosition(1, 0)), (" 3:12 ", LogPosition(3, 12))],
+    [
+        (None, None),
+        ("", None),
+        ("  ", None),
+        ("1:0", LogPosition(1, 0)),
+        (" 3:12 ", LogPosition(3, 12)),
+        ("1:2147483647", LogPosition(1, 2**31 - 1)),  # the reaper's line for a lost attempt
+    ],
 )
 def test_last_event_id_names_a_batch(header: str | None, position: LogPosition | None) -> None:
     assert parse_last_event_id(header) == position
 
 
-@pytest.mark.parametrize("header", ["1", "1:", "a:b", "1:2:3", "-1:0", "1.0"])
+@pytest.mark.parametrize("header", ["1", "1:", "a:b", "1:2:3", "-1:0", "1.0", "1:2147483648", "12345678901:0"])
 def test_a_malformed_last_event_id_is_a_problem_naming_the_header(header: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_last_event_id(header)

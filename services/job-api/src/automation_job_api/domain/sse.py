@@ -22,7 +22,9 @@ from typing import Any
 
 from automation_core.errors import InvalidInput
 
-_LAST_EVENT_ID = re.compile(r"^\s*(\d{1,9}):(\d{1,9})\s*$")
+_LAST_EVENT_ID = re.compile(r"^\s*(\d{1,10}):(\d{1,10})\s*$")
+_MAX_NUMBER = 2**31 - 1
+"""The largest attempt or seq stored (an integer column); a lost attempt's last batch has this seq."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -46,7 +48,7 @@ def parse_last_event_id(value: str | None) -> LogPosition | None:
     if value is None or not value.strip():
         return None
     match = _LAST_EVENT_ID.match(value)
-    if match is None:
+    if match is None or max(int(match.group(1)), int(match.group(2))) > _MAX_NUMBER:
         raise InvalidInput(
             "Last-Event-ID: expected <attempt>:<seq>, the id of an event this stream sent", field="Last-Event-ID"
         )
