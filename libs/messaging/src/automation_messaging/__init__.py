@@ -3,7 +3,7 @@
 from automation_messaging.broker import CLOUDEVENTS_JSON, Broker, Publisher
 from automation_messaging.consumer import REASON_HEADER, Consumer, DeadLetter, Delivery, Handler, RetryLater
 from automation_messaging.outbox import OutboxRelay, enqueue, outbox_table
-from automation_messaging.rpc import RpcClient, RpcTimeout
+from automation_messaging.rpc import RpcClient, RpcConnectionLost, RpcTimeout
 from automation_messaging.runtime import Runtime, open_runtime, service_main
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Publisher",
     "RetryLater",
     "RpcClient",
+    "RpcConnectionLost",
     "RpcTimeout",
     "Runtime",
     "enqueue",

@@ -2,7 +2,9 @@
 
 The caller publishes a command with ``reply_to`` and a correlation id and awaits the reply event;
 the server side is an ordinary :class:`~automation_messaging.consumer.Consumer` whose handler returns
-the reply.
+the reply. A direct reply-to reply goes to the channel that sent the request, so when that channel
+closes (the broker restarted, the connection dropped) the calls still waiting fail at once with
+:class:`RpcConnectionLost` instead of at their deadline.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ class RpcTimeout(TimeoutError):
     """No reply within the deadline."""
 
 
+class RpcConnectionLost(ConnectionError):
+    """The channel the reply was to come on closed first (the broker restarted, the connection
+    dropped): a direct reply-to reply cannot follow the caller to a new channel."""
+
+
 class RpcClient:
     """Sends commands and awaits their replies on a dedicated channel."""
 
@@ -34,6 +41,7 @@ class RpcClient:
 
     async def start(self) -> None:
         self._channel = await self._broker.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel.close_callbacks.add(self._on_close)
         queue = await self._channel.get_queue(REPLY_TO, ensure=False)
         await queue.consume(self._on_reply, no_ack=True)
         self._publisher = Publisher(self._channel, self._broker.service)
@@ -43,6 +51,16 @@ class RpcClient:
             future.cancel()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+    def _on_close(self, *_: object) -> None:
+        """Calls waiting for a reply fail now rather than at their deadline: the reply is lost."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    RpcConnectionLost(
+                        "the broker connection closed before the reply came; the request may still have been handled"
+                    )
+                )
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.pop(message.correlation_id or "", None)

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from automation_contracts import CloudEvent, JobDeleted, build_event
 from automation_core.settings import ServiceSettings
-from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcTimeout
+from automation_messaging import REASON_HEADER, Broker, DeadLetter, Delivery, RpcClient, RpcConnectionLost, RpcTimeout
 from automation_messaging import consumer as consumer_module
 from automation_messaging.consumer import Consumer, Handler
 from automation_messaging.topology import COMMANDS, DEAD_QUEUE, EVENTS, declare_service_queue
@@ -298,6 +298,39 @@ async def test_request_reply(broker: Broker) -> None:
         await client.stop()
         await consumer.stop()
     assert issubclass(RpcTimeout, TimeoutError)
+
+
+async def test_a_call_whose_connection_drops_fails_at_once_not_at_its_deadline(broker: Broker, amqp_url: str) -> None:
+    release = asyncio.Event()
+    received: list[str] = []
+
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        queue = await channel.declare_queue(f"msgtest.rpc-slow.{uuid.uuid4().hex[:6]}", exclusive=True)
+        await queue.bind(COMMANDS, routing_key="msgtest.slow")
+        return queue
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        received.append(event.id)
+        await release.wait()
+        return build_event("msgtest.done", source="/tests/rpc", data={})
+
+    consumer = Consumer(broker, queue=declare, handler=handler)
+    await consumer.start()
+    client = RpcClient(broker)
+    await client.start()
+    try:
+        request = build_event("msgtest.slow", source="/tests/rpc", data={})
+        call = asyncio.create_task(client.call(request, routing_key="msgtest.slow", timeout=60))
+        await wait_until(lambda: asyncio.sleep(0, bool(received)), what="the request handled")
+        started = asyncio.get_running_loop().time()
+        await drop_broker_connections(amqp_url)
+        with pytest.raises(RpcConnectionLost, match="closed before the reply came"):
+            await asyncio.wait_for(call, 10)
+        assert asyncio.get_running_loop().time() - started < 10, "not at the 60 s deadline"
+    finally:
+        release.set()
+        await client.stop()
+        await consumer.stop()
 
 
 async def test_a_transient_refusal_at_start_is_retried_on_a_fresh_channel(broker: Broker) -> None:
