@@ -49,11 +49,32 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(demote_broker_reconnect_noise)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("aiormq", "aio_pika", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+RECONNECT_NOISE: tuple[tuple[str, str], ...] = (
+    ("aio_pika.tools", "RobustChannel._on_close"),
+    ("aiormq.connection", "Unexpected connection close from remote"),
+    ("aiormq.connection", "error when creating transport"),
+)
+"""(logger, text) of the ERROR records aio-pika and aiormq write while a robust connection reconnects."""
+
+
+def demote_broker_reconnect_noise(record: logging.LogRecord) -> bool:
+    """aio-pika and aiormq log at ERROR when the broker closes the connection, while they try to
+    reconnect, and when a robust channel cannot reopen yet (mosquito/aio-pika#668). They reconnect on
+    their own; the services say so (``broker_connection_lost``, ``broker_reconnected``, the
+    ``automation_broker_connected`` gauge). A broker restart is no error of ours: kept, as warnings."""
+    if record.levelno == logging.ERROR and any(
+        record.name == name and text in record.getMessage() for name, text in RECONNECT_NOISE
+    ):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 class _ServiceAdder:
