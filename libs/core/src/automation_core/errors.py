@@ -7,6 +7,7 @@ request validation errors and unexpected exceptions as ``application/problem+jso
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,43 @@ def unreachable_dependency(exc: BaseException) -> BaseException | None:
     asyncpg nor SQLAlchemy.
     """
     return find_in_chain(exc, _unreachable)
+
+
+class Outage:
+    """Tries again while a service this one depends on cannot be reached (:func:`unreachable_dependency`).
+
+    :meth:`pause` gives the pause before the next try (``first``, doubling to ``cap``) and raises the
+    error again when it is not an outage; a warning ``started`` is logged when the outage starts and
+    every ``say_every`` seconds while it lasts, and :meth:`over` logs ``ended`` once it is over (both
+    with ``waited_seconds``).
+    """
+
+    def __init__(self, *, started: str, ended: str, first: float, cap: float, say_every: float = 60.0) -> None:
+        self._started, self._ended = started, ended
+        self._first, self._cap, self._say_every = first, cap, say_every
+        self._next = first
+        self._since: float | None = None
+        self._said_at = 0.0
+
+    def pause(self, exc: Exception) -> float:
+        """The pause before trying again; raises ``exc`` again unless a dependency could not be reached."""
+        unreachable = unreachable_dependency(exc)
+        if unreachable is None:
+            raise exc
+        now = time.monotonic()
+        if self._since is None:
+            self._since, self._next, self._said_at = now, self._first, -self._say_every
+        if now - self._said_at >= self._say_every:
+            self._said_at = now
+            log.warning(self._started, error=repr(unreachable), waited_seconds=round(now - self._since, 1))
+        pause, self._next = self._next, min(self._next * 2, self._cap)
+        return pause
+
+    def over(self) -> None:
+        """The last try got through: logs ``ended`` if there was an outage."""
+        if self._since is not None:
+            log.info(self._ended, waited_seconds=round(time.monotonic() - self._since, 1))
+            self._since = None
 
 
 def problem_response(

@@ -61,7 +61,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
 from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, dataschema_for, parse_data, validate_event
-from automation_core.errors import find_in_chain, unreachable_dependency
+from automation_core.errors import Outage, find_in_chain
 from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer, start_span
@@ -74,7 +74,6 @@ REASON_HEADER = "x-dead-letter-reason"
 SERVER_NAMED_PREFIX = "amq.gen-"
 HOLD_FIRST_PAUSE_SECONDS = 0.5
 HOLD_MAX_PAUSE_SECONDS = 5.0
-HOLD_LOG_EVERY_SECONDS = 60.0
 """A message whose handler cannot reach a service it needs is tried again after 0.5 s, 1 s, … 5 s."""
 CANCEL_WAIT_SECONDS = 10.0
 """How long :meth:`Consumer.stop` waits for handlers it cancelled to clean up (an executor hands its runs back)."""
@@ -376,31 +375,23 @@ class Consumer:
         is held, neither acked nor requeued, so an outage does not count towards the delivery limit,
         and the handler is called again after a pause (doubling up to :data:`HOLD_MAX_PAUSE_SECONDS`).
         A full prefetch window of held messages stops the deliveries until the service is back."""
-        pause, held_since, said_at = HOLD_FIRST_PAUSE_SECONDS, 0.0, 0.0
+        outage: Outage | None = None  # made at the first failure: nothing added to a message that goes through
         while True:
             try:
                 reply = await self._handler(event, delivery)
             except (DeadLetter, RetryLater):
                 raise
-            except Exception as exc:
-                unreachable = unreachable_dependency(exc)
-                if unreachable is None:
-                    raise
-                now = time.monotonic()
-                held_since = held_since or now
-                if now - said_at >= HOLD_LOG_EVERY_SECONDS:  # once, then once a minute while it lasts
-                    said_at = now
-                    log.warning(
-                        "message_held_dependency_unreachable",
-                        error=repr(unreachable),
-                        held_seconds=round(now - held_since, 1),
-                        detail="the handler is tried again until the service it needs answers",
-                    )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, HOLD_MAX_PAUSE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - Outage.pause raises it again unless an outage
+                outage = outage or Outage(
+                    started="message_held_dependency_unreachable",
+                    ended="message_released_dependency_back",
+                    first=HOLD_FIRST_PAUSE_SECONDS,
+                    cap=HOLD_MAX_PAUSE_SECONDS,
+                )
+                await asyncio.sleep(outage.pause(exc))
                 continue
-            if held_since:
-                log.info("message_released_dependency_back", held_seconds=round(time.monotonic() - held_since, 1))
+            if outage is not None:
+                outage.over()
             return reply
 
     async def _failed(self, message: AbstractIncomingMessage, delivery: Delivery, exc: Exception) -> str:

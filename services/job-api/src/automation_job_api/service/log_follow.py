@@ -33,7 +33,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from automation_core.errors import unreachable_dependency
+from automation_core.errors import Outage
 from automation_core.logging import get_logger
 from automation_job_api.db.tables import Execution, ExecutionLogBatch
 from automation_job_api.domain.executions import TERMINAL_STATUSES
@@ -203,31 +203,6 @@ def _batch_of(batch: ExecutionLogBatch) -> dict[str, Any]:
     return {"attempt": batch.attempt, "seq": batch.seq, "truncated": batch.truncated, "entries": batch.entries}
 
 
-class Outage:
-    """A followed log's reads while the database cannot be reached: the pause before the next try
-    (0.5 s doubling to 5 s), one warning when it starts and one line when it is over."""
-
-    def __init__(self) -> None:
-        self._next = 0.0
-        self._since: float | None = None
-
-    def pause(self, exc: Exception) -> float:
-        """The pause before reading again; raises ``exc`` again when it is not an outage."""
-        unreachable = unreachable_dependency(exc)
-        if unreachable is None:
-            raise exc
-        if self._since is None:
-            self._since, self._next = time.monotonic(), OUTAGE_FIRST_PAUSE_SECONDS
-            log.warning("log_follow_database_unreachable", error=repr(unreachable))
-        pause, self._next = self._next, min(self._next * 2, OUTAGE_MAX_PAUSE_SECONDS)
-        return pause
-
-    def over(self) -> None:
-        if self._since is not None:
-            log.info("log_follow_database_back", waited_seconds=round(time.monotonic() - self._since, 1))
-            self._since = None
-
-
 class LogFollower:
     """Builds the event stream of one followed log."""
 
@@ -264,7 +239,12 @@ class LogFollower:
         LOG_FOLLOW_STREAMS.inc()
         try:
             with self._watch.subscribe(execution_id) as wake:
-                outage = Outage()
+                outage = Outage(
+                    started="log_follow_database_unreachable",
+                    ended="log_follow_database_back",
+                    first=OUTAGE_FIRST_PAUSE_SECONDS,
+                    cap=OUTAGE_MAX_PAUSE_SECONDS,
+                )
                 while not self._watch.closing:
                     wake.clear()
                     try:

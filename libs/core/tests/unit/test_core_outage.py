@@ -1,0 +1,32 @@
+"""Outage: the pauses while a dependency cannot be reached, and what it logs."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from automation_core.errors import Outage
+
+
+def _outage() -> Outage:
+    return Outage(started="thing_unreachable", ended="thing_back", first=0.5, cap=2.0)
+
+
+def test_pauses_double_to_the_cap_and_the_outage_is_logged_at_its_start_and_end() -> None:
+    outage = _outage()
+    with capture_logs() as logs:
+        pauses = [outage.pause(ConnectionRefusedError(111, "refused")) for _ in range(4)]
+        outage.over()
+        outage.over()  # nothing more: the outage was over already
+    assert pauses == [0.5, 1.0, 2.0, 2.0]
+    assert [(line["event"], line["log_level"]) for line in logs] == [
+        ("thing_unreachable", "warning"),
+        ("thing_back", "info"),
+    ]
+    assert outage.pause(ConnectionResetError()) == 0.5, "a new outage starts from the first pause"
+
+
+def test_any_other_error_is_raised_again() -> None:
+    bug = ValueError("a bug")
+    with pytest.raises(ValueError, match="a bug"):
+        _outage().pause(bug)
