@@ -29,7 +29,7 @@ from automation_core.logging import get_logger
 from automation_core.metrics import BROKER_CONNECTED, MESSAGES_PUBLISHED
 from automation_core.settings import ServiceSettings
 from automation_core.tracing import extract_context, get_tracer, inject_headers, start_span
-from automation_messaging.topology import COMMANDS, EVENTS, declare_topology
+from automation_messaging.topology import EVENTS, MANDATORY_EXCHANGES, declare_topology
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 PUBLISHED_AT_HEADER = "x-published-at"
@@ -162,9 +162,9 @@ class Publisher:
                 app_id=self._service,
             )
             target = await self._exchange(exchange)
-            # Commands must reach a queue: mandatory (with on_return_raises on the channel) makes an
-            # unroutable command an error for the caller instead of a silent loss.
-            await target.publish(message, routing_key=routing_key, mandatory=exchange == COMMANDS)
+            # Commands and retries must reach a queue: mandatory (with on_return_raises on the channel)
+            # makes an unroutable one an error for the caller instead of a silent loss.
+            await target.publish(message, routing_key=routing_key, mandatory=exchange in MANDATORY_EXCHANGES)
         MESSAGES_PUBLISHED.labels(self._service, exchange or "default", routing_key_label(exchange, routing_key)).inc()
 
     async def publish_many(self, messages: Sequence[RawMessage]) -> list[BaseException | None]:
@@ -183,7 +183,7 @@ class Publisher:
         confirms this one. The batch has one PRODUCER span whose context every message carries (a
         message's own ``traceparent`` header, e.g. an outbox row's captured context, is kept), and every
         message carries :data:`PUBLISHED_AT_HEADER`, the instant of the write in Unix milliseconds (the
-        AMQP ``timestamp`` has one-second resolution). Commands are published mandatory, as
+        AMQP ``timestamp`` has one-second resolution). Commands and retries are published mandatory, as
         :meth:`publish_raw` does.
         """
         loop = asyncio.get_running_loop()
@@ -222,7 +222,7 @@ class Publisher:
                             exchange=m.exchange,
                             routing_key=m.routing_key,
                             properties=properties,
-                            mandatory=m.exchange == COMMANDS,
+                            mandatory=m.exchange in MANDATORY_EXCHANGES,
                         )
                     )
                     for m, properties in framed
@@ -299,7 +299,7 @@ async def _write_batch(
             futures.append(confirmation)
             frames.append(
                 aiormq.spec.Basic.Publish(
-                    exchange=m.exchange, routing_key=m.routing_key, mandatory=m.exchange == COMMANDS
+                    exchange=m.exchange, routing_key=m.routing_key, mandatory=m.exchange in MANDATORY_EXCHANGES
                 )
             )
             frames.append(ContentHeader(properties=properties, body_size=len(m.body)))

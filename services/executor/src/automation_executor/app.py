@@ -104,7 +104,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
         ):
             channel = await runtime.broker.channel()
             try:
-                routes = await declare_retry_ladder(channel)
+                routes = await declare_retry_ladder(channel, queue_type=settings.amqp_queue_type)
             finally:
                 await channel.close()
             rpc = RpcClient(runtime.broker)

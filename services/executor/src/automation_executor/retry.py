@@ -11,11 +11,16 @@ RetryRoutes = dict[int, str]
 """Delay in seconds → routing key on ``automation.retry``."""
 
 
-async def declare_retry_ladder(channel: AbstractChannel) -> RetryRoutes:
-    """Declare every delay queue (idempotent); each dead-letters to ``automation.commands``/``run.requested``."""
+async def declare_retry_ladder(channel: AbstractChannel, *, queue_type: str = "quorum") -> RetryRoutes:
+    """Declare every delay queue (idempotent); each dead-letters to ``automation.commands``/``run.requested``
+    (at least once when ``queue_type`` is quorum)."""
     routes: RetryRoutes = {}
     for seconds in LADDER_SECONDS:
         routes[seconds] = await declare_delay_queue(
-            channel, delay_ms=seconds * 1000, target_exchange=COMMANDS, target_key=RUN_REQUESTED
+            channel,
+            delay_ms=seconds * 1000,
+            target_exchange=COMMANDS,
+            target_key=RUN_REQUESTED,
+            queue_type=queue_type,
         )
     return routes
