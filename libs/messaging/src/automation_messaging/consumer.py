@@ -66,7 +66,7 @@ from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer, start_span
 from automation_messaging.broker import Broker
-from automation_messaging.topology import DLX
+from automation_messaging.topology import DLX, REPLICA_CONTROL_PREFIX
 
 log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")
@@ -90,8 +90,11 @@ _PLATFORM_MODELS: dict[str, tuple[str | None, type[BaseModel]]] = {
 
 
 def queue_label(queue: str) -> str:
-    """The metrics label of a queue: its name, or ``server-named`` for a broker-named exclusive queue."""
-    return "server-named" if queue.startswith(SERVER_NAMED_PREFIX) else queue
+    """The metrics label of a queue: its name; ``server-named`` for a broker-named exclusive queue, and
+    ``executor.control.<replica>`` for each executor replica's own queue (one label, not one per replica)."""
+    if queue.startswith(SERVER_NAMED_PREFIX):
+        return "server-named"
+    return f"{REPLICA_CONTROL_PREFIX}<replica>" if queue.startswith(REPLICA_CONTROL_PREFIX) else queue
 
 
 class DeadLetter(Exception):

@@ -23,6 +23,13 @@ RETRY = "automation.retry"
 DLX = "automation.dlx"
 DEAD_QUEUE = "automation.dead"
 EXECUTOR_RUNS = "executor.runs"
+EXECUTOR_CANCELLATIONS = "executor.cancellations"
+"""A durable copy of every ``automation.control`` broadcast, taken by one executor replica each: a
+cancellation is remembered even when no replica was connected when it was sent."""
+REPLICA_CONTROL_PREFIX = "executor.control."
+"""Each executor replica's own queue on ``automation.control``: ``executor.control.<worker id>``."""
+REPLICA_QUEUE_EXPIRES_MS = 15 * 60 * 1000
+"""How long a replica's own queue outlives the replica (RabbitMQ's ``x-expires``)."""
 BROWSER_TASKS = "browser-pool.tasks"
 RUN_REQUESTED = "run.requested"
 BROWSER_TASK = "browser.task"
@@ -57,6 +64,7 @@ MAX_PRIORITY = 9
 WORK_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(EXECUTOR_RUNS, ((COMMANDS, RUN_REQUESTED),), max_priority=MAX_PRIORITY),
     QueueSpec(BROWSER_TASKS, ((COMMANDS, BROWSER_TASK),)),
+    QueueSpec(EXECUTOR_CANCELLATIONS, ((CONTROL, ""),)),
 )
 
 
@@ -172,9 +180,14 @@ async def declare_service_queue(
     )
 
 
-async def declare_exclusive_queue(channel: AbstractChannel, bindings: list[tuple[str, str]]) -> AbstractQueue:
-    """A server-named exclusive queue (one per replica, e.g. for ``automation.control`` broadcasts)."""
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+async def declare_replica_queue(
+    channel: AbstractChannel, name: str, bindings: list[tuple[str, str]], *, expires_ms: int = REPLICA_QUEUE_EXPIRES_MS
+) -> AbstractQueue:
+    """One replica's own durable queue (e.g. ``executor.control.<worker id>`` for ``automation.control``
+    broadcasts). Unlike an exclusive queue it outlives its connection: what is broadcast while the
+    replica reconnects, or while RabbitMQ restarts, waits for it. RabbitMQ deletes it ``expires_ms``
+    after its replica stopped consuming it."""
+    queue = await channel.declare_queue(name, durable=True, arguments={"x-expires": expires_ms})
     for exchange, routing_key in bindings:
         await queue.bind(exchange, routing_key=routing_key)
     return queue

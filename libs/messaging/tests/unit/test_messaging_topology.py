@@ -1,5 +1,6 @@
 """Queue arguments are the ones every service must agree on (a mismatch fails declaration)."""
 
+from automation_messaging.consumer import queue_label
 from automation_messaging.topology import DLX, WORK_QUEUES, delay_queue_arguments, work_queue_arguments
 
 
@@ -37,3 +38,9 @@ def test_quorum_delay_queues_dead_letter_at_least_once_and_classic_ones_as_befor
         "x-dead-letter-exchange": "automation.commands",
         "x-dead-letter-routing-key": "run.requested",
     }, "what earlier versions declared"
+
+
+def test_each_replicas_own_queue_is_one_metrics_label() -> None:
+    assert queue_label("executor.control.vm:6656:50ad75") == "executor.control.<replica>"
+    assert queue_label("amq.gen-abc") == "server-named"
+    assert queue_label("executor.cancellations") == "executor.cancellations"

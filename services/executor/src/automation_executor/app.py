@@ -6,7 +6,8 @@ The lifespan first checks that working directories can be made under
 sandbox, starts this replica's fork server, opens the small asyncpg pool of the hot claim and record
 statements (:mod:`automation_executor.db.hot`), builds the composition (pool, attempt and lease use
 cases, child runner, handlers), starts the heartbeat and the reaper, and consumes
-``automation.control`` (an exclusive queue of its own) and ``executor.runs`` (prefetch = concurrency).
+``automation.control`` (a queue of its own, ``executor.control.<worker id>``, and the shared
+``executor.cancellations``) and ``executor.runs`` (prefetch = concurrency).
 On shutdown it stops consuming runs, lets running executions finish within
 ``AUTOMATION_SHUTDOWN_GRACE_SECONDS`` (heartbeats go on meanwhile), cancels the rest (their children
 are killed, their attempts handed back and their messages requeued, so they run again elsewhere), then
@@ -16,7 +17,7 @@ stops the heartbeat, the reaper and the fork server, and lets the runtime close.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -44,9 +45,11 @@ from automation_executor.workdirs import check_root, filesystem_type
 from automation_messaging import Consumer, RpcClient, open_runtime
 from automation_messaging.topology import (
     CONTROL,
+    EXECUTOR_CANCELLATIONS,
     EXECUTOR_RUNS,
+    REPLICA_CONTROL_PREFIX,
     WORK_QUEUES,
-    declare_exclusive_queue,
+    declare_replica_queue,
     declare_work_queue,
 )
 
@@ -85,15 +88,15 @@ def fork_server_environment() -> dict[str, str]:
 def create_app(settings: ExecutorSettings) -> FastAPI:
     """The executor's FastAPI app; nothing runs until its lifespan starts."""
     readiness = Readiness()
-    spec = next(s for s in WORK_QUEUES if s.name == EXECUTOR_RUNS)
+    specs = {s.name: s for s in WORK_QUEUES}
 
-    async def runs_queue(channel: AbstractChannel) -> AbstractQueue:
-        return await declare_work_queue(
-            channel, spec, queue_type=settings.amqp_queue_type, delivery_limit=settings.amqp_delivery_limit
-        )
+    def work_queue(name: str) -> Callable[[AbstractChannel], Awaitable[AbstractQueue]]:
+        async def declare(channel: AbstractChannel) -> AbstractQueue:
+            return await declare_work_queue(
+                channel, specs[name], queue_type=settings.amqp_queue_type, delivery_limit=settings.amqp_delivery_limit
+            )
 
-    async def control_queue(channel: AbstractChannel) -> AbstractQueue:
-        return await declare_exclusive_queue(channel, [(CONTROL, "")])
+        return declare
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,8 +150,18 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             )
             replica.start_loops()
             stack.push_async_callback(replica.stop_loops)
+            # Cancellations: this replica's own queue gets every one (and keeps those broadcast while it
+            # reconnects); the shared queue keeps each one until some replica has remembered it.
+            own = f"{REPLICA_CONTROL_PREFIX}{replica.pool.worker_id}"
+
+            async def control_queue(channel: AbstractChannel) -> AbstractQueue:
+                return await declare_replica_queue(channel, own, [(CONTROL, "")])
+
             await runtime.consume(control_queue, replica.cancels.handle, prefetch=CONTROL_PREFETCH)
-            consumer = await runtime.consume(runs_queue, replica.runs.handle, prefetch=settings.executor_concurrency)
+            await runtime.consume(work_queue(EXECUTOR_CANCELLATIONS), replica.cancels.handle, prefetch=CONTROL_PREFETCH)
+            consumer = await runtime.consume(
+                work_queue(EXECUTOR_RUNS), replica.runs.handle, prefetch=settings.executor_concurrency
+            )
             launcher: Launcher = "forkserver" if server is not None else "spawn"
             workdir_filesystem = filesystem_type(workdir_root)
             app.state.executor = ExecutorState(

@@ -1,11 +1,17 @@
-"""The ``execution.cancel`` handler: every replica gets each cancel on its own exclusive queue.
+"""The ``execution.cancel`` handler, for the two queues each replica reads ``automation.control`` from.
+
+- ``executor.control.<worker id>``, the replica's own: every replica gets every cancel. It is durable
+  and outlives the replica's connection (RabbitMQ deletes it 15 minutes after its replica is gone), so
+  a cancel broadcast while the replica reconnects, or while RabbitMQ restarts, reaches it when it is back.
+- ``executor.cancellations``, shared: one replica takes each cancel. It keeps a cancel sent while no
+  replica was connected at all, until one remembers it.
 
 Each replica remembers the cancellation in ``cancellations`` (idempotent, so all of them may), then
 stops the execution if it runs here: SIGTERM to the child's process group, SIGKILL after
 ``AUTOMATION_EXECUTOR_KILL_GRACE_SECONDS``; the run's handler then records the attempt ``cancelled``
 (``execution.cancelled`` with the reason; no retry). An execution not started yet is dropped when its
-request arrives, on whichever replica. A replica that missed the broadcast (its connection was down)
-learns of the cancellation from its next heartbeat.
+request arrives, on whichever replica. A replica that missed the broadcast learns of the cancellation
+from its next heartbeat.
 """
 
 from __future__ import annotations

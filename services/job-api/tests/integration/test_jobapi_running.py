@@ -257,7 +257,7 @@ async def test_a_followed_log_goes_on_through_a_database_outage(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def control(amqp: AbstractChannel) -> AsyncIterator[AbstractQueue]:
-    """An exclusive queue on the automation.control fanout, as each executor replica has."""
+    """A queue of its own on the automation.control fanout, as each executor replica has."""
     queue = await amqp.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind("automation.control", routing_key="")
     yield queue
