@@ -7,7 +7,9 @@
   this replica fences itself: it stops those runs, since another replica may record them lost.
 - :class:`Reaper` (every replica) records attempts whose lease expired as ``lost`` with the retry or
   final failure that follows (``FOR UPDATE SKIP LOCKED``: replicas share the work; compare-and-set: an
-  attempt is recorded once), and forgets old cancellations.
+  attempt is recorded once), and forgets old cancellations. It reaps only once the database has
+  answered it for a whole lease period (after its start and after an outage), so that holders can
+  renew, or record their outcome, first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import CancelExecution, RunRequested
@@ -110,6 +113,11 @@ class LeaseService:
                 reaped.append(Reaped(row.execution_id, row.attempt, row.worker_id, ending))
         return reaped
 
+    async def answers(self) -> None:
+        """One round trip to the database (raises when it cannot be reached)."""
+        async with self._sessions() as session:
+            await session.execute(text("SELECT 1"))
+
     async def remember_cancellation(self, cancel: CancelExecution) -> bool:
         """Remember an ``execution.cancel``; whether it was new."""
         async with self._sessions.begin() as session:
@@ -196,16 +204,51 @@ class LeaseKeeper:
 
 
 class Reaper:
-    """Records expired leases (any replica) and forgets old cancellations."""
+    """Records expired leases (any replica) and forgets old cancellations.
 
-    def __init__(self, leases: LeaseService, *, retention: timedelta, forget_every: int = 100) -> None:
+    It reaps only once the database has answered it for a whole lease period without a break (after
+    its start, and after any pass that failed). An outage stops every heartbeat, so leases run out in
+    the database without their holders having gone: a holder whose run is still going renews it within
+    a heartbeat of the database's return, and one whose run ended during the outage records its outcome,
+    before any attempt is taken for lost and run again.
+    """
+
+    def __init__(
+        self,
+        leases: LeaseService,
+        *,
+        retention: timedelta,
+        forget_every: int = 100,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._leases = leases
         self._retention = retention
         self._forget_every = forget_every
+        self._monotonic = monotonic
         self._ticks = 0
+        self._answering_since: float | None = None
+
+    def settled(self) -> bool:
+        """Whether the database has answered for a whole lease period: expired leases mean vanished holders."""
+        since = self._answering_since
+        return since is not None and self._monotonic() - since >= self._leases.lease_seconds
 
     async def reap_once(self) -> int:
         """One pass; how many attempts were recorded."""
+        try:
+            return await self._pass()
+        except Exception:
+            self._answering_since = None
+            raise
+
+    async def _pass(self) -> int:
+        if not self.settled():
+            await self._leases.answers()
+            if self._answering_since is None:
+                self._answering_since = self._monotonic()
+                log.info("reaper_waits_a_lease_period", seconds=self._leases.lease_seconds)
+            if not self.settled():
+                return 0
         self._ticks += 1
         if self._ticks % self._forget_every == 1:
             forgotten = await self._leases.forget_cancellations(self._retention)

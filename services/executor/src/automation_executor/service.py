@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import CloudEvent, LogEntry, RunRequested
+from automation_core.errors import Outage, unreachable_dependency
 from automation_core.logging import get_logger
 from automation_db import utcnow
 from automation_db.statements import DB_ERRORS
@@ -50,6 +51,8 @@ from automation_messaging.topology import EVENTS
 log = get_logger(__name__)
 FINISH_TRIES = 4
 FINISH_BACKOFF_SECONDS = 0.5
+FINISH_OUTAGE_PAUSE_CAP_SECONDS = 2.0
+"""The longest pause between two tries to record an ending while the database cannot be reached."""
 RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, *DB_ERRORS)
 """Errors after which recording an outcome is tried again (database unreachable, connection lost)."""
 REAPED_LOG_SEQ = 2**31 - 1
@@ -349,16 +352,33 @@ class AttemptService:
         return row is not None
 
     async def _record(self, request: RunRequested, begun: Begin, ending: Ending) -> Finished:
+        """Record the run's ending, trying again after a database error (:data:`FINISH_TRIES` times), and
+        for as long as the database cannot be reached at all: the run is over, and running it again
+        because its outcome could not be written would run its steps twice. Until another replica reaps
+        the attempt (which waits a lease period after an outage, see :class:`~automation_executor.leases.Reaper`)
+        the record still lands when the database is back."""
         assert begun.run_id is not None
-        for try_number in range(1, FINISH_TRIES + 1):
+        outage = Outage(
+            started="finish_waits_for_database",
+            ended="finish_database_back",
+            first=FINISH_BACKOFF_SECONDS,
+            cap=FINISH_OUTAGE_PAUSE_CAP_SECONDS,
+        )
+        try_number = 0
+        while True:
+            try_number += 1
             try:
                 recorded = await self._record_once(request, begun.run_id, ending)
             except RETRYABLE as exc:
-                if try_number == FINISH_TRIES:
+                if unreachable_dependency(exc) is not None:
+                    await asyncio.sleep(outage.pause(exc))
+                    continue
+                if try_number >= FINISH_TRIES:
                     raise
                 log.warning("finish_attempt_failed", try_number=try_number, error=repr(exc))
                 await asyncio.sleep(FINISH_BACKOFF_SECONDS * 2 ** (try_number - 1))
                 continue
+            outage.over()
             return Finished(
                 recorded=recorded,
                 will_retry=ending.will_retry,
@@ -366,7 +386,6 @@ class AttemptService:
                 delay_seconds=ending.delay_seconds,
                 dead_letter=ending.dead_letter,
             )
-        raise AssertionError("unreachable")
 
     async def _record_once(self, request: RunRequested, run_id: uuid.UUID, ending: Ending) -> bool:
         if self._hot is not None and HotPath.handles(ending.values):

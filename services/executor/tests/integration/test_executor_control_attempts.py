@@ -16,16 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import CancelExecution, RunRequested
 from automation_db import create_engine, migrate, session_factory
+from automation_executor import service as service_module
 from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import Attempt, outbox
 from automation_executor.domain.backoff import LADDER_SECONDS
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.leases import LeaseService
-from automation_executor.service import REAPED_LOG_SEQ, AttemptService
-from automation_executor.testing import run_request_data
+from automation_executor.service import FINISH_TRIES, REAPED_LOG_SEQ, AttemptService
+from automation_executor.testing import free_port, run_request_data
 from automation_messaging import REASON_HEADER
 from automation_messaging.outbox import PRIORITY_KEY
+from automation_testing import wait_until
 
 pytestmark = pytest.mark.integration
 ROUTES = {s: f"route-{s}" for s in LADDER_SECONDS}
@@ -276,3 +278,54 @@ async def test_max_concurrency_holds_across_replicas(sessions: Sessions, make: M
     request, first = running[1]
     await make("w-1").finish(request, first, RunOutcome(status="succeeded"))
     assert (await make("w-y").begin(throttled[1])).action == "run"
+
+
+class Outage:
+    """Sessions that cannot reach the database (a closed port: refused, as while PostgreSQL restarts)
+    until the test says it is back."""
+
+    def __init__(self, good: Sessions) -> None:
+        self.good, self.down = good, True
+        self._engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone", pool_size=1)
+        self.bad = session_factory(self._engine)
+        self.tries = 0
+
+    def _now(self) -> Sessions:
+        self.tries += self.down
+        return self.bad if self.down else self.good
+
+    def __call__(self) -> AsyncSession:
+        return self._now()()
+
+    def begin(self) -> Any:
+        return self._now().begin()
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+async def test_an_ending_waits_for_the_database_and_is_recorded_when_it_is_back(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is over when the database goes away: its outcome is recorded when the database is back,
+    however long it took and though its lease ran out meanwhile, not left for the reaper to call lost
+    and run again."""
+    monkeypatch.setattr(service_module, "FINISH_BACKOFF_SECONDS", 0.05)
+    monkeypatch.setattr(service_module, "FINISH_OUTAGE_PAUSE_CAP_SECONDS", 0.2)
+    request = _request(retries=3)
+    begun = await AttemptService(sessions, worker_id="w", retry_routes=ROUTES).begin(request)
+    outage = Outage(sessions)
+    service = AttemptService(outage, worker_id="w", retry_routes=ROUTES)  # type: ignore[arg-type]
+    try:
+        finishing = asyncio.create_task(service.finish(request, begun, RunOutcome(status="succeeded")))
+        await wait_until(lambda: asyncio.sleep(0, outage.tries > FINISH_TRIES + 1), what="more tries than a blip gets")
+        assert not finishing.done(), "still trying"
+        await _expire(sessions, request.execution_id)
+        outage.down = False
+        finished = await asyncio.wait_for(finishing, 10)
+    finally:
+        await outage.close()
+    assert finished.recorded
+    [row] = await _rows(sessions, request.execution_id)
+    assert row.status == "succeeded"
+    assert [m["type"] for m in await _outbox(sessions, request.execution_id)][-1] == "execution.succeeded"

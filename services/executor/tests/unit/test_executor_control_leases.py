@@ -8,6 +8,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from automation_executor.followups import Ending
 from automation_executor.leases import LeaseKeeper, Periodic, Reaped, Reaper
@@ -115,8 +118,18 @@ async def test_nothing_to_renew_costs_nothing() -> None:
 class ReapingLeases:
     batches: list[int]
     forgotten: list[timedelta] = field(default_factory=list)
+    lease_seconds: float = 30.0
+    down: bool = False
+    asked: int = 0
+
+    async def answers(self) -> None:
+        self.asked += 1
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
 
     async def reap_expired(self, limit: int = 100) -> list[Reaped]:
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
         size = self.batches.pop(0) if self.batches else 0
         ending = Ending("lost", {}, will_retry=True)
         return [Reaped(uuid.uuid4(), 1, "gone", ending) for _ in range(size)]
@@ -126,13 +139,41 @@ class ReapingLeases:
         return 0
 
 
+def _settled_reaper(leases: ReapingLeases, clock: Clock, **kwargs: Any) -> Reaper:
+    return Reaper(leases, retention=timedelta(days=7), monotonic=clock, **kwargs)  # type: ignore[arg-type]
+
+
 async def test_the_reaper_drains_full_batches_and_forgets_old_cancellations_now_and_then() -> None:
-    leases = ReapingLeases(batches=[100, 3])
-    reaper = Reaper(leases, retention=timedelta(days=7), forget_every=2)  # type: ignore[arg-type]
+    leases, clock = ReapingLeases(batches=[100, 3]), Clock()
+    reaper = _settled_reaper(leases, clock, forget_every=2)
+    assert await reaper.reap_once() == 0, "a lease period first"
+    clock.now += leases.lease_seconds
     assert await reaper.reap_once() == 103
     assert await reaper.reap_once() == 0
     assert await reaper.reap_once() == 0
     assert leases.forgotten == [timedelta(days=7), timedelta(days=7)]
+
+
+async def test_the_reaper_waits_a_lease_period_after_an_outage_before_taking_leases_for_lost() -> None:
+    """Heartbeats stop while the database is away: the leases that ran out meanwhile are not evidence
+    that their holders vanished until the holders have had a lease period to renew them."""
+    leases, clock = ReapingLeases(batches=[2, 5]), Clock()
+    reaper = _settled_reaper(leases, clock)
+    await reaper.reap_once()
+    clock.now += leases.lease_seconds
+    assert await reaper.reap_once() == 2
+    leases.down = True
+    with pytest.raises(ConnectionRefusedError):
+        await reaper.reap_once()
+    leases.down = False
+    clock.now += 100
+    assert await reaper.reap_once() == 0, "back: the holders renew or record first"
+    clock.now += leases.lease_seconds - 1
+    assert await reaper.reap_once() == 0
+    assert leases.batches == [5], "nothing reaped during the wait"
+    clock.now += 1
+    assert await reaper.reap_once() == 5
+    assert reaper.settled()
 
 
 async def test_a_periodic_loop_survives_a_failing_tick() -> None:
