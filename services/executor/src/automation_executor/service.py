@@ -56,8 +56,9 @@ FINISH_OUTAGE_PAUSE_CAP_SECONDS = 2.0
 RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, *DB_ERRORS)
 """Errors after which recording an outcome is tried again (database unreachable, connection lost)."""
 REAPED_LOG_SEQ = 2**31 - 1
-"""The ``seq`` of the log batch a reaped attempt ends with: the largest the read model stores, so the
-line sorts after every batch the vanished replica sent, and a redelivery of it is dropped as a repeat."""
+"""The ``seq`` of the log batch the executor ends an attempt's log with when the attempt cannot (reaped,
+or cancelled before it ran): the largest the read model stores, so the line sorts after every batch the
+attempt sent, and a redelivery of it is dropped as a repeat."""
 BeginAction = Literal["run", "duplicate", "in_progress", "cancelled", "throttled", "reaped"]
 
 
@@ -140,6 +141,13 @@ def reaped_log(request: RunRequested, row: Attempt, ending: Ending, *, at: datet
             text += f"; {ending.error}"
         else:
             text += "; no retries left"
+    return system_log(request, text, at=at)
+
+
+def system_log(request: RunRequested, text: str, *, at: datetime) -> CloudEvent:
+    """A ``system`` line that ends an attempt's log, written by the executor for an attempt whose own
+    process cannot write it (lost, or dropped before it ran). Its batch is :data:`REAPED_LOG_SEQ`,
+    after any the attempt published itself."""
     entry = LogEntry(ts=at, stream="system", step=None, text=text)
     return log_event(request, seq=REAPED_LOG_SEQ, entries=[entry], truncated=False)
 
@@ -196,7 +204,9 @@ class AttemptService:
             if found is None:
                 if cancel_reason is not None:
                     if await repo.insert(self._cancelled_row(request, cancel_reason, now)):
-                        await enqueue_ending(session, plan_cancelled(request, finished_at=now, reason=cancel_reason))
+                        ending = plan_cancelled(request, finished_at=now, reason=cancel_reason)
+                        line = f"attempt {request.attempt} cancelled before it started: {cancel_reason}"
+                        await enqueue_ending(session, with_logs(ending, [system_log(request, line, at=now)]))
                         return Begin("cancelled", reason=cancel_reason)
                 elif await self._over_limit(repo, request):
                     return Begin("throttled")
@@ -256,9 +266,11 @@ class AttemptService:
             return Begin("reaped", status=ending.status, previous_worker=row.worker_id, ending=ending)
         # released: handed back at shutdown, its request requeued; run it again as the same attempt
         if cancel_reason is not None:
-            ending = plan_cancelled(request, finished_at=max(now, row.started_at), reason=cancel_reason)
+            at = max(now, row.started_at)
+            ending = plan_cancelled(request, finished_at=at, reason=cancel_reason)
+            line = f"attempt {row.attempt} cancelled before it ran again (it was handed back): {cancel_reason}"
             await repo.update_row(row.id, ending.values)
-            await enqueue_ending(session, ending)
+            await enqueue_ending(session, with_logs(ending, [system_log(request, line, at=at)]))
             return Begin("cancelled", reason=cancel_reason, previous_worker=row.worker_id)
         if await self._over_limit(repo, request):
             return Begin("throttled")

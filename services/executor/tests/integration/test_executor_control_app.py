@@ -221,6 +221,8 @@ async def test_a_run_cancelled_before_it_arrives_is_dropped(
     assert outcome.type == "execution.cancelled"
     assert outcome.data["reason"] == "never mind"
     assert harness.of(data["execution_id"], "execution.started") == []
+    [log] = harness.of(data["execution_id"], "execution.log")
+    assert [e["text"] for e in log.data["entries"]] == ["attempt 1 cancelled before it started: never mind"]
     assert not ran.exists()
 
 

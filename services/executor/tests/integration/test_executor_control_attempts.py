@@ -234,9 +234,13 @@ async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(
     dropped = await make("w").begin(queued)
     assert (dropped.action, dropped.reason) == ("cancelled", f"cancel {queued.execution_id}")
     assert (await make("w").begin(queued)).action == "duplicate"
-    [event] = await _outbox(sessions, queued.execution_id)
+    line, event = await _outbox(sessions, queued.execution_id)
     assert event["type"] == "execution.cancelled"
     assert event["data"]["reason"] == f"cancel {queued.execution_id}"
+    assert (line["type"], line["data"]["seq"]) == ("execution.log", REAPED_LOG_SEQ), "the log says why it never ran"
+    assert [e["text"] for e in line["data"]["entries"]] == [
+        f"attempt 1 cancelled before it started: cancel {queued.execution_id}"
+    ]
 
     orphan = _request(retries=3)
     await make("w-gone").begin(orphan)
@@ -254,6 +258,11 @@ async def test_cancellations_drop_queued_retrying_orphaned_and_handed_back_runs(
     assert (await make("w").begin(handed_back)).action == "cancelled"
     [row] = await _rows(sessions, handed_back.execution_id)
     assert row.status == "cancelled"
+    *_, line, event = await _outbox(sessions, handed_back.execution_id)
+    assert (line["type"], event["type"]) == ("execution.log", "execution.cancelled")
+    assert [e["text"] for e in line["data"]["entries"]] == [
+        f"attempt 1 cancelled before it ran again (it was handed back): cancel {handed_back.execution_id}"
+    ]
 
     retried = _request(attempt=2, retries=3)
     await cancel(retried)
