@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import os
 import secrets
 import signal
@@ -125,7 +126,7 @@ async def outage(kind: str, replicas: Replicas, seconds: float, kills: int) -> l
         await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "stop_app"], capture_output=True, check=True)
         await asyncio.sleep(seconds)
         await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "start_app"], capture_output=True, check=True)
-    else:
+    elif kind == "database":
         done.append(f"{time.strftime('%X')} PostgreSQL stopped for {seconds:g}s")
         await asyncio.to_thread(subprocess.run, postgres_cluster("stop"), capture_output=True, check=True)
         await asyncio.sleep(seconds)
@@ -133,59 +134,101 @@ async def outage(kind: str, replicas: Replicas, seconds: float, kills: int) -> l
     return done
 
 
-def job_definitions(record: Path) -> list[dict[str, Any]]:
+KINDS = ("shell", "python", "true", "flaky", "capped", "timeout", "cancel")
+"""The jobs of the soak; ``--mix basic`` runs the first three only (each ends ``succeeded``)."""
+CAPPED_CONCURRENCY = 2
+
+
+def job_definitions(record: Path, spans: Path) -> dict[str, dict[str, Any]]:
+    """Each kind's job, as sent to job-api. Every shell step appends ``<execution> <step> <attempt>`` to
+    ``record``; the capped job's step also writes when it starts and ends to ``spans``.
+
+    - shell, python, true: end ``succeeded``;
+    - flaky: fails its first two attempts, succeeds on the third (``retries: 5``, a short backoff);
+    - capped: ``max_concurrency: 2``; no more than two of its steps run at any time, across replicas;
+    - timeout: a step that sleeps past the job's 1-s timeout: ``timed_out``, no retry;
+    - cancel: a 4-s step, then one that must never run; the soak cancels each run 0-2 s after asking.
+    """
+
     def mark(step: str) -> str:
         return f'echo "$AUTOMATION_EXECUTION_ID {step} $AUTOMATION_ATTEMPT" >> {record}'
 
+    def span(edge: str) -> str:
+        return f'echo "$AUTOMATION_EXECUTION_ID $AUTOMATION_ATTEMPT {edge} $(date +%s.%N)" >> {spans}'
+
+    def shell(name: str, script: str) -> dict[str, Any]:
+        return {"name": name, "type": "shell", "config": {"command": ["bash", "-c", script]}}
+
     sleep = "sleep $((RANDOM % 2)).$((RANDOM % 10))"
-    return [
-        {
-            "name": f"soak-shell-{uuid.uuid4().hex[:6]}",
-            "retries": 5,
-            "steps": [
-                {"name": "a", "type": "shell", "config": {"command": ["bash", "-c", f"{mark('a')}; {sleep}"]}},
-                {"name": "b", "type": "shell", "config": {"command": ["bash", "-c", mark("b")]}},
-            ],
-        },
-        {
-            "name": f"soak-python-{uuid.uuid4().hex[:6]}",
+    quick = {"base_seconds": 0.2, "max_seconds": 1}
+    return {
+        "shell": {"retries": 5, "steps": [shell("a", f"{mark('a')}; {sleep}"), shell("b", mark("b"))]},
+        "python": {
             "retries": 5,
             "steps": [
                 {"name": "p", "type": "python", "config": {"handler": "automation_executor.examples.handlers:noop"}}
             ],
         },
-        {
-            "name": f"soak-true-{uuid.uuid4().hex[:6]}",
+        "true": {"retries": 5, "steps": [{"name": "t", "type": "shell", "config": {"command": ["true"]}}]},
+        "flaky": {
             "retries": 5,
-            "steps": [{"name": "t", "type": "shell", "config": {"command": ["true"]}}],
+            "retry_backoff": quick,
+            "steps": [shell("f", f'{mark("f")}; [ "$AUTOMATION_ATTEMPT" -ge 3 ]')],
         },
-    ]
+        "capped": {
+            "retries": 5,
+            "retry_backoff": quick,
+            "max_concurrency": CAPPED_CONCURRENCY,
+            "steps": [shell("c", f"{mark('c')}; {span('start')}; sleep 0.2; {span('end')}")],
+        },
+        "timeout": {"timeout_seconds": 1, "steps": [shell("s", f"{mark('s')}; sleep 10")]},
+        "cancel": {"retries": 5, "steps": [shell("w", f"{mark('w')}; sleep 4"), shell("after", mark("after"))]},
+    }
 
 
-async def request_runs(
-    client: httpx.AsyncClient, headers: dict[str, str], jobs: list[str], runs: int, rate: float
-) -> tuple[dict[str, str], int]:
-    """Ask for the runs, each with its own Idempotency-Key and retried until accepted; key → execution id."""
-    executions: dict[str, str] = {}
-    retried = 0
-    for _ in range(runs):
-        key, job = str(uuid.uuid4()), secrets.choice(jobs)
+class Requests:
+    """The runs asked for: each with its own ``Idempotency-Key``, retried until accepted (on a 503 or a
+    broken connection); the cancel kind's runs are cancelled 0-2 s after they are accepted."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], jobs: dict[str, str]) -> None:
+        self.client, self.headers, self.jobs = client, headers, jobs
+        self.kind_of: dict[str, str] = {}  # execution id → kind
+        self.retried = 0
+        self.cancelled: set[str] = set()  # cancellations accepted (202)
+        self.cancel_refused: list[str] = []
+        self._cancels: list[asyncio.Task[None]] = []
+
+    async def _post(self, url: str, key: str, body: dict[str, Any]) -> httpx.Response:
         while True:
             try:
-                resp = await client.post(
-                    f"{API}/jobs/{job}/execute", json={}, headers=headers | {"Idempotency-Key": key}
-                )
+                resp = await self.client.post(url, json=body, headers=self.headers | {"Idempotency-Key": key})
             except httpx.HTTPError:
                 resp = None
-            if resp is not None and resp.status_code == 202:
-                executions[key] = resp.json()["execution_id"]
-                break
             if resp is not None and resp.status_code != 503:
-                raise SystemExit(f"job-api refused a run: {resp.status_code} {resp.text}")
-            retried += 1
+                return resp
+            self.retried += 1
             await asyncio.sleep(1)
-        await asyncio.sleep(1 / rate)
-    return executions, retried
+
+    async def _cancel(self, execution: str) -> None:
+        await asyncio.sleep(secrets.randbelow(21) / 10)
+        resp = await self._post(f"{API}/executions/{execution}/cancel", str(uuid.uuid4()), {"reason": "soak"})
+        if resp.status_code == 202:
+            self.cancelled.add(execution)
+        else:
+            self.cancel_refused.append(f"{execution}: {resp.status_code} {resp.text[:200]}")
+
+    async def run(self, runs: int, rate: float) -> None:
+        for _ in range(runs):
+            kind = secrets.choice(list(self.jobs))
+            resp = await self._post(f"{API}/jobs/{self.jobs[kind]}/execute", str(uuid.uuid4()), {})
+            if resp.status_code != 202:
+                raise SystemExit(f"job-api refused a run: {resp.status_code} {resp.text}")
+            execution = resp.json()["execution_id"]
+            self.kind_of[execution] = kind
+            if kind == "cancel":
+                self._cancels.append(asyncio.create_task(self._cancel(execution)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*self._cancels)
 
 
 async def wait_ended(ids: list[str], timeout: float) -> dict[str, int]:
@@ -207,9 +250,129 @@ async def wait_ended(ids: list[str], timeout: float) -> dict[str, int]:
         await asyncio.sleep(2)
 
 
-async def check(ids: list[str], record: Path, since: float) -> list[str]:
-    """What went wrong, one line each (empty: every check passed); prints the figures."""
-    problems: list[str] = []
+EXPECTED = {"flaky": "succeeded", "timeout": "timed_out", "cancel": "cancelled"}
+"""Each kind's final status (the others: ``succeeded``); a run whose last attempt was lost with no retry
+left ends ``failed`` whatever its kind."""
+
+
+def most_at_once(spans: list[str]) -> tuple[int, int]:
+    """The most capped steps running at one time, and how many started without an end (killed)."""
+    edges: dict[tuple[str, str], dict[str, float]] = collections.defaultdict(dict)
+    for line in spans:
+        execution, attempt, edge, at = line.split()
+        edges[(execution, attempt)][edge] = float(at)
+    points = sorted(
+        (at, +1 if edge == "start" else -1) for span in edges.values() if len(span) == 2 for edge, at in span.items()
+    )
+    most = running = 0
+    for _, step in points:  # an end sorts before a start at the same instant
+        running += step
+        most = max(most, running)
+    return most, sum(len(span) == 1 for span in edges.values())
+
+
+@dataclasses.dataclass
+class Findings:
+    """What the databases and the steps' own files say about the runs asked for."""
+
+    requests: Requests
+    read_model: list[Any]  # job-api: id, status, attempt
+    history: dict[str, tuple[str, ...]]  # the executor's attempts' statuses, in order
+    last_attempt: dict[str, int]
+    marks: collections.Counter[tuple[str, ...]]  # (execution, step, attempt) → times run
+    spans: list[str]
+    reruns: int  # attempts run again after they were handed back (run_count > 1)
+    summaries: int  # logs ending with their attempt's summary line
+    dead: list[Any]  # dead letters received during the soak: queue, type, reason, execution id
+    too_late: set[str]  # runs that ended before any executor learned of their cancellation
+
+    def kind(self, execution: str) -> str:
+        return self.requests.kind_of[execution]
+
+    def failed_for_good(self) -> set[str]:
+        """Runs that end failed or timed out: their last request is dead-lettered, as it should be."""
+        return {r["id"] for r in self.read_model if r["status"] in {"failed", "timed_out"}}
+
+    def report(self) -> None:
+        statuses = collections.Counter((self.kind(r["id"]), r["status"]) for r in self.read_model)
+        print(f"executions: {len(self.read_model)} of {len(self.requests.kind_of)} asked for")
+        for (kind, status), n in sorted(statuses.items()):
+            print(f"  {kind:8} {status:10} {n}")
+        print("attempt histories:")
+        for (kind, h), n in sorted(collections.Counter((self.kind(e), h) for e, h in self.history.items()).items()):
+            print(f"  {kind:8} {' → '.join(h)}: {n}")
+        most, cut = most_at_once(self.spans)
+        print(f"reruns of a handed-back attempt (run_count > 1): {self.reruns}")
+        print(f"shell steps recorded: {len(self.marks)}; run twice within one attempt: {self.doubled()}")
+        print(f"capped job: at most {most} steps at once (limit {CAPPED_CONCURRENCY}); {cut} cut short")
+        r = self.requests
+        print(
+            f"cancellations accepted: {len(r.cancelled)}; refused: {len(r.cancel_refused)};"
+            f" reached the executors after their run had ended: {len(self.too_late)}"
+        )
+        print(f"logs ending with their attempt's summary: {self.summaries} of {len(self.read_model)}")
+        expected = sum(d["execution_id"] in self.failed_for_good() for d in self.dead)
+        print(f"dead letters during the soak: {len(self.dead)} ({expected} the last request of a failed run)")
+
+    def doubled(self) -> int:
+        return sum(n > 1 for n in self.marks.values())
+
+    def problems(self) -> list[str]:
+        """What went wrong, one line each (empty: every check passed)."""
+        r = self.requests
+        unended = [x["id"] for x in self.read_model if x["status"] not in TERMINAL]
+        unexpected = [
+            f"{x['id']} ({self.kind(x['id'])}): {x['status']} after {self.history.get(x['id'])}"
+            for x in self.read_model
+            if x["status"] != EXPECTED.get(self.kind(x["id"]), "succeeded")
+            and not (x["status"] == "failed" and self.history.get(x["id"], ("",))[-1] == "lost")
+            and not (x["status"] == "succeeded" and x["id"] in self.too_late)
+        ]
+        flaky = [e for e, h in self.history.items() if self.kind(e) == "flaky" and h.count("failed") < 2]
+        failed = self.failed_for_good()
+        once = collections.Counter(d["execution_id"] for d in self.dead if d["message_type"] == "run.requested")
+        stray = [
+            (d["original_queue"], d["reason"])
+            for d in self.dead
+            if d["message_type"] != "run.requested" or d["execution_id"] not in failed or once[d["execution_id"]] > 1
+        ]
+        checks = [
+            (len(self.read_model) != len(r.kind_of), f"{len(r.kind_of) - len(self.read_model)} runs have no execution"),
+            (bool(unended), f"{len(unended)} executions did not end: {unended[:5]}"),
+            (bool(unexpected), f"{len(unexpected)} runs ended otherwise than their kind says: {unexpected[:5]}"),
+            (bool(flaky), f"flaky runs that succeeded before their third attempt: {flaky[:5]}"),
+            (
+                self.doubled() > 0,
+                f"steps run twice within one attempt: {[k for k, n in self.marks.items() if n > 1][:5]}",
+            ),
+            (
+                most_at_once(self.spans)[0] > CAPPED_CONCURRENCY,
+                f"the capped job ran over max_concurrency {CAPPED_CONCURRENCY}",
+            ),
+            (bool(r.cancel_refused), f"cancellations refused: {r.cancel_refused[:5]}"),
+            (bool(after := self.ran_after_cancel()), f"a step ran after its run was cancelled: {after[:5]}"),
+            (
+                bool(other := self.other_attempt()),
+                f"job-api shows another attempt than the executor's last: {other[:5]}",
+            ),
+            (
+                self.summaries != len(self.read_model),
+                f"{len(self.read_model) - self.summaries} logs lack their summary",
+            ),
+            (bool(stray), f"dead-lettered besides the failed runs' last requests: {stray[:5]}"),
+        ]
+        return [problem for failed_check, problem in checks if failed_check]
+
+    def ran_after_cancel(self) -> list[str]:
+        cancelled = self.requests.cancelled - self.too_late
+        return sorted({k[0] for k in self.marks if k[1] == "after" and k[0] in cancelled})
+
+    def other_attempt(self) -> list[str]:
+        return [x["id"] for x in self.read_model if x["attempt"] != self.last_attempt.get(x["id"], 0)]
+
+
+async def gather_findings(requests: Requests, record: Path, spans: Path, since: float) -> Findings:
+    ids = list(requests.kind_of)
     conn = await asyncpg.connect(DATABASE_URL)
     try:
         read_model = await conn.fetch(
@@ -217,62 +380,57 @@ async def check(ids: list[str], record: Path, since: float) -> list[str]:
         )
         attempts = await conn.fetch(
             """SELECT execution_id::text, attempt, status, run_count FROM executor.attempts
-               WHERE execution_id = ANY($1::uuid[])""",
+               WHERE execution_id = ANY($1::uuid[]) ORDER BY execution_id, attempt""",
             ids,
         )
-        summaries = await conn.fetch(
-            """SELECT DISTINCT l.execution_id::text
+        summaries = await conn.fetchval(
+            """SELECT count(DISTINCT l.execution_id)
                FROM job_api.execution_logs l
                JOIN job_api.executions x ON x.id = l.execution_id AND x.attempt = l.attempt,
                jsonb_array_elements(l.entries) e
                WHERE l.execution_id = ANY($1::uuid[]) AND e->>'stream' = 'system'
-                 AND e->>'text' ~ '^attempt [0-9]+ (succeeded|failed|timed out|cancelled)'""",
+                 AND e->>'text' ~ '^attempt [0-9]+ (succeeded|failed|timed out|cancelled|lost)'""",
             ids,
         )
         dead = await conn.fetch(
-            """SELECT original_queue, left(reason, 200) AS reason FROM job_api.dead_letters
-               WHERE received_at >= to_timestamp($1)""",
+            """SELECT original_queue, message_type, left(reason, 200) AS reason,
+                      convert_from(body, 'UTF8')::jsonb -> 'data' ->> 'execution_id' AS execution_id
+               FROM job_api.dead_letters WHERE received_at >= to_timestamp($1)""",
             since,
+        )
+        # A cancellation job-api accepted while the broker was down reaches the executors when it is
+        # back; a run that ended before that ran to its end, as one whose cancellation crossed its end.
+        too_late = await conn.fetch(
+            """SELECT a.execution_id::text FROM executor.attempts a
+               LEFT JOIN executor.cancellations c ON c.execution_id = a.execution_id
+               WHERE a.execution_id = ANY($1::uuid[]) AND a.status = 'succeeded'
+                 AND (c.created_at IS NULL OR c.created_at > a.finished_at)""",
+            list(requests.cancelled),
         )
     finally:
         await conn.close()
-    statuses = collections.Counter(r["status"] for r in read_model)
-    by_execution: dict[str, list[Any]] = collections.defaultdict(list)
+    history: dict[str, tuple[str, ...]] = collections.defaultdict(tuple)
     for row in attempts:
-        by_execution[row["execution_id"]].append(row)
-    histories = collections.Counter(
-        tuple(a["status"] for a in sorted(v, key=lambda a: a["attempt"])) for v in by_execution.values()
-    )
+        history[row["execution_id"]] += (row["status"],)
     lines = (await asyncio.to_thread(record.read_text)).splitlines()
-    marks = collections.Counter(tuple(line.split()) for line in lines if line.strip())
-    doubled = {k: n for k, n in marks.items() if n > 1}
-    mismatched = [
-        r["id"] for r in read_model if r["attempt"] != max((a["attempt"] for a in by_execution[r["id"]]), default=0)
-    ]
-    print(f"executions: {len(read_model)} of {len(ids)} asked for; statuses {dict(statuses)}")
-    print(f"attempt histories: {dict(histories)}")
-    print(f"reruns of a handed-back attempt (run_count > 1): {sum(a['run_count'] > 1 for a in attempts)}")
-    print(f"shell steps recorded: {len(marks)}; run twice within one attempt: {len(doubled)}")
-    print(f"logs ending with their attempt's summary: {len(summaries)} of {len(read_model)}")
-    print(f"dead letters during the soak: {len(dead)}")
-    if len(read_model) != len(ids):
-        problems.append(f"{len(ids) - len(read_model)} runs asked for have no execution")
-    if unended := sum(n for s, n in statuses.items() if s not in TERMINAL):
-        problems.append(f"{unended} executions did not end")
-    if doubled:
-        problems.append(f"steps run twice within one attempt: {list(doubled)[:5]}")
-    if mismatched:
-        problems.append(f"job-api shows another attempt than the executor's last for {mismatched[:5]}")
-    if len(summaries) != len(read_model):
-        problems.append(f"{len(read_model) - len(summaries)} logs lack their summary line")
-    if dead:
-        problems.append(f"dead-lettered: {[(d['original_queue'], d['reason']) for d in dead[:5]]}")
-    return problems
+    return Findings(
+        requests=requests,
+        read_model=list(read_model),
+        history=dict(history),
+        last_attempt={row["execution_id"]: row["attempt"] for row in attempts},
+        marks=collections.Counter(tuple(line.split()) for line in lines if line.strip()),
+        spans=(await asyncio.to_thread(spans.read_text)).splitlines(),
+        reruns=sum(row["run_count"] > 1 for row in attempts),
+        summaries=summaries,
+        dead=list(dead),
+        too_late={row["execution_id"] for row in too_late},
+    )
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--outage", choices=["replicas", "broker", "database"], required=True)
+    parser.add_argument("--outage", choices=["replicas", "broker", "database", "none"], required=True)
+    parser.add_argument("--mix", choices=["all", "basic"], default="all", help="the job kinds (see KINDS)")
     parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--rate", type=float, default=20.0, help="runs asked for per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the broker or the database is down")
@@ -280,11 +438,13 @@ async def main() -> int:
     args = parser.parse_args()
     admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    record = work / "steps"
-    record.touch(mode=0o666)
+    record, spans = work / "steps", work / "spans"
+    for path in (record, spans):
+        path.touch(mode=0o666)
     replicas = Replicas(work)
     since = time.time()
-    print(f"soak: outage {args.outage}, {args.runs} runs at {args.rate:g}/s, files in {work}")
+    kinds = KINDS if args.mix == "all" else KINDS[:3]
+    print(f"soak: outage {args.outage}, {args.runs} runs at {args.rate:g}/s of {', '.join(kinds)}; files in {work}")
     async with httpx.AsyncClient(timeout=30) as client:
         made = await client.post(
             f"{API}/accounts",
@@ -293,28 +453,33 @@ async def main() -> int:
         )
         made.raise_for_status()
         headers = {"Authorization": f"Bearer {made.json()['api_key']}"}
-        jobs = []
-        for definition in job_definitions(record):
-            created = await client.post(f"{API}/jobs", json=definition, headers=headers)
-            created.raise_for_status()
-            jobs.append(created.json()["id"])
+        jobs = {}
+        definitions = job_definitions(record, spans)
+        for kind in kinds:
+            body = definitions[kind] | {"name": f"soak-{kind}-{uuid.uuid4().hex[:6]}"}
+            created = await client.post(f"{API}/jobs", json=body, headers=headers)
+            if created.status_code != 201:
+                raise SystemExit(f"job-api refused the {kind} job: {created.status_code} {created.text}")
+            jobs[kind] = created.json()["id"]
+        requests = Requests(client, headers, jobs)
         for port in REPLICA_PORTS:
             await replicas.start(port)
         try:
             started = time.monotonic()
-            (executions, retried), done = await asyncio.gather(
-                request_runs(client, headers, jobs, args.runs, args.rate),
+            _, done = await asyncio.gather(
+                requests.run(args.runs, args.rate),
                 outage(args.outage, replicas, args.seconds, args.kills),
             )
             for line in done:
                 print(line)
-            ids = list(executions.values())
-            counts = await wait_ended(ids, timeout=300)
+            counts = await wait_ended(list(requests.kind_of), timeout=300)
             print(f"all ended after {time.monotonic() - started:.1f}s: {counts}")
-            print(f"requests retried after a 503 or a broken connection: {retried}")
+            print(f"requests retried after a 503 or a broken connection: {requests.retried}")
         finally:
             await replicas.stop_all()
-    problems = await check(ids, record, since)
+    findings = await gather_findings(requests, record, spans, since)
+    findings.report()
+    problems = findings.problems()
     for problem in problems:
         print(f"FAILED: {problem}")
     print("soak passed" if not problems else "soak failed")
