@@ -133,7 +133,7 @@ class Outage:
         self._since: float | None = None
         self._said_at = 0.0
 
-    def pause(self, exc: Exception) -> float:
+    def pause(self, exc: BaseException) -> float:
         """The pause before trying again; raises ``exc`` again unless a dependency could not be reached."""
         unreachable = unreachable_dependency(exc)
         if unreachable is None:

@@ -67,13 +67,19 @@ def compose(
 
     pool = WorkerPool(settings.executor_worker_id or default_worker_id(), settings.executor_concurrency)
     lease, max_lost = settings.executor_lease_seconds, settings.executor_max_lost
-    service = AttemptService(
-        sessions, worker_id=pool.worker_id, retry_routes=routes, lease_seconds=lease, max_lost=max_lost, hot=hot
-    )
     leases = LeaseService(sessions, retry_routes=routes, lease_seconds=lease, max_lost=max_lost)
+    reaper = Reaper(leases, retention=timedelta(seconds=settings.executor_cancellation_retention_seconds))
+    service = AttemptService(
+        sessions,
+        worker_id=pool.worker_id,
+        retry_routes=routes,
+        lease_seconds=lease,
+        max_lost=max_lost,
+        hot=hot,
+        may_reap=reaper.settled,
+    )
     grace = settings.executor_kill_grace_seconds
     keeper = LeaseKeeper(leases, pool, kill_grace=grace)
-    reaper = Reaper(leases, retention=timedelta(seconds=settings.executor_cancellation_retention_seconds))
     runs = RunRequestHandler(
         settings=settings,
         service=service,

@@ -166,7 +166,9 @@ class AttemptService:
 
     With ``hot`` (:class:`~automation_executor.db.hot.HotPath`), the common claim and the record of a
     run's outcome are one statement each on its pool; everything else, and everything without it,
-    goes through ORM sessions.
+    goes through ORM sessions. ``may_reap`` (the replica's reaper's
+    :meth:`~automation_executor.leases.Reaper.settled`) says whether a request that finds its attempt
+    under an expired lease may record it lost on the spot; otherwise it is acked and left to the reaper.
     """
 
     def __init__(
@@ -180,9 +182,11 @@ class AttemptService:
         clock: Callable[[], datetime] = utcnow,
         rand: Rand = random.uniform,
         hot: HotPath | None = None,
+        may_reap: Callable[[], bool] = lambda: True,
     ) -> None:
         self._sessions = sessions
         self._hot = hot
+        self._may_reap = may_reap
         self._worker_id = worker_id
         self._routes = retry_routes
         self.lease_seconds = lease_seconds
@@ -249,7 +253,9 @@ class AttemptService:
         if row.status in TERMINAL_STATUSES:
             return Begin("duplicate", status=row.status, previous_worker=row.worker_id)
         if row.status == "running":
-            if lease_live:
+            if lease_live or not self._may_reap():
+                # Held elsewhere; or its lease ran out while the database may have been away, and the
+                # reaper decides once its holder has had a lease period to renew (or record) it.
                 return Begin("in_progress", status=row.status, previous_worker=row.worker_id)
             stored = RunRequested.model_validate(row.request) if row.request is not None else request
             ending = await reap_row(

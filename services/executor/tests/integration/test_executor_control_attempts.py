@@ -338,3 +338,18 @@ async def test_an_ending_waits_for_the_database_and_is_recorded_when_it_is_back(
     [row] = await _rows(sessions, request.execution_id)
     assert row.status == "succeeded"
     assert [m["type"] for m in await _outbox(sessions, request.execution_id)][-1] == "execution.succeeded"
+
+
+async def test_a_redelivery_leaves_an_expired_lease_to_the_reaper_until_it_may_reap(sessions: Sessions) -> None:
+    """Right after an outage (or a start) the reaper waits a lease period; so does a redelivered request:
+    it is acked as in progress, and the attempt stays with its holder, which may yet renew or record it."""
+    request = _request(retries=3)
+    await AttemptService(sessions, worker_id="w-holder", retry_routes=ROUTES).begin(request)
+    await _expire(sessions, request.execution_id)
+    waiting = AttemptService(sessions, worker_id="w-other", retry_routes=ROUTES, may_reap=lambda: False)
+    seen = await waiting.begin(request)
+    assert (seen.action, seen.previous_worker) == ("in_progress", "w-holder")
+    [row] = await _rows(sessions, request.execution_id)
+    assert (row.status, row.worker_id) == ("running", "w-holder")
+    settled = AttemptService(sessions, worker_id="w-other", retry_routes=ROUTES, may_reap=lambda: True)
+    assert (await settled.begin(request)).action == "reaped"
