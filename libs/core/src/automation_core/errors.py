@@ -97,22 +97,35 @@ def find_in_chain(exc: BaseException, matches: Callable[[BaseException], bool]) 
     return None
 
 
+def _broken_asyncpg_connection(exc: BaseException) -> bool:
+    """asyncpg's own word for a connection that broke under it: ``InternalClientError`` (its protocol
+    left mid-operation, "cannot switch to state 12; another operation (2) is in progress", seen when
+    PostgreSQL shut down during a statement) or ``InterfaceError: connection is closed``."""
+    kind = type(exc)
+    if not kind.__module__.startswith("asyncpg"):
+        return False
+    return kind.__name__ == "InternalClientError" or (
+        kind.__name__ == "InterfaceError" and "connection is closed" in str(exc)
+    )
+
+
 def _unreachable(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None)
     return (
         isinstance(exc, ConnectionError)
         or getattr(exc, "connection_invalidated", False) is True
         or (isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES))
+        or _broken_asyncpg_connection(exc)
     )
 
 
 def unreachable_dependency(exc: BaseException) -> BaseException | None:
     """The error in ``exc``'s chain saying that a service this one depends on could not be reached, if
-    any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, or a
-    connection SQLAlchemy found invalidated.
+    any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, an asyncpg
+    connection whose protocol broke mid-operation, or a connection SQLAlchemy found invalidated.
 
-    Found by duck typing (``sqlstate``, ``connection_invalidated``), so this module needs neither
-    asyncpg nor SQLAlchemy.
+    Found by duck typing (``sqlstate``, ``connection_invalidated``, asyncpg's class names), so this
+    module needs neither asyncpg nor SQLAlchemy.
     """
     return find_in_chain(exc, _unreachable)
 

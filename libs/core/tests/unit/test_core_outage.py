@@ -30,3 +30,22 @@ def test_any_other_error_is_raised_again() -> None:
     bug = ValueError("a bug")
     with pytest.raises(ValueError, match="a bug"):
         _outage().pause(bug)
+
+
+def test_asyncpg_connections_broken_mid_operation_are_an_outage_and_its_other_errors_are_not() -> None:
+    import asyncpg
+
+    from automation_core.errors import unreachable_dependency
+
+    broken = asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    closed = asyncpg.InterfaceError("connection is closed")
+    wrapped = RuntimeError("recording failed")
+    wrapped.__cause__ = broken
+    assert unreachable_dependency(wrapped) is broken, "found down the chain"
+    assert unreachable_dependency(closed) is closed
+    assert (
+        unreachable_dependency(asyncpg.InterfaceError("cannot perform operation: another operation is in progress"))
+        is None
+    )
+    assert unreachable_dependency(asyncpg.UniqueViolationError("duplicate key")) is None
+    assert unreachable_dependency(asyncpg.AdminShutdownError("terminating connection")) is not None, "57P01"

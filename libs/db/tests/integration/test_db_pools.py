@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import text
 
 from automation_db import create_engine
 from automation_db.pools import watch_pool
-from automation_db.statements import open_statement_pool
+from automation_db.statements import checkout, open_statement_pool
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +56,31 @@ async def test_the_engines_pool_reports_checkouts_and_its_size_with_overflow(dat
         assert f'automation_db_pool_connections{{pool="main",service="{service}",state="idle"}} 1.0' in exposition
     finally:
         await engine.dispose()
+
+
+async def test_a_statement_pool_connection_that_broke_is_terminated_not_put_back(database_url: str) -> None:
+    """The statement pools skip asyncpg's reset, which would have found a broken connection: checkout()
+    terminates one that raised a connection error, and the next checkout gets a working one."""
+    pool = await open_statement_pool(database_url, size=1, service=f"svc-{uuid.uuid4().hex[:8]}", name="hot")
+    pids: list[int] = []
+
+    async def fail(sql: str | None) -> None:
+        async with checkout(pool) as conn:
+            pids.append(conn.get_server_pid())
+            if sql is None:
+                raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+            await conn.execute(sql)
+
+    try:
+        with pytest.raises(asyncpg.InternalClientError):
+            await fail(None)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await fail("CREATE TEMP TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1), (1)")
+        async with checkout(pool) as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            pids.append(conn.get_server_pid())
+        broken, kept, again = pids
+        assert kept != broken, "a new connection (the pool holds one) after the broken one"
+        assert again == kept, "a server error leaves the connection usable: it went back to the pool"
+    finally:
+        await pool.close()

@@ -39,7 +39,7 @@ from typing import Any
 
 import asyncpg
 
-from automation_db.statements import open_statement_pool
+from automation_db.statements import checkout, open_statement_pool
 
 SCHEMA = "executor"
 
@@ -157,7 +157,7 @@ class HotPath:
             float(lease_seconds),
             row["request"],
         ]
-        async with self._pool.acquire() as conn:
+        async with checkout(self._pool) as conn:
             result = await conn.fetchrow(CLAIM_SQL, *args)
         return bool(self._written(result)["claimed"])
 
@@ -183,7 +183,7 @@ class HotPath:
             values["will_retry"],
             values["next_attempt_at"],
         ]
-        async with self._pool.acquire() as conn:
+        async with checkout(self._pool) as conn:
             result = await conn.fetchrow(RECORD_SQL, *args)
         return bool(self._written(result)["recorded"])
 

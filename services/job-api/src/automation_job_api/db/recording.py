@@ -23,7 +23,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from automation_contracts.storable import storable_text, storable_value
-from automation_db.statements import open_statement_pool
+from automation_db.statements import checkout, open_statement_pool
 from automation_job_api.domain.notifications import NOTIFY_CHANNEL, notify_payloads
 
 STATE_COLUMNS = ("status", "attempt", "phase", "started_at", "finished_at", "exit_code", "error", "result")
@@ -167,7 +167,7 @@ class Recording:
     async def transaction(self) -> AsyncIterator[RecordingTransaction]:
         """``async with recording.transaction() as batch``: one batch's transaction (rolled back on an error)."""
         pool = self._pool or await self._open()
-        async with pool.acquire() as connection, connection.transaction():
+        async with checkout(pool) as connection, connection.transaction():
             yield RecordingTransaction(connection)
 
     async def _open(self) -> asyncpg.Pool:
