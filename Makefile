@@ -70,6 +70,10 @@ test-e2e: install ## Start the five services as processes and drive them through
 soak: install ## With `make dev` running: runs while replicas die, RabbitMQ or PostgreSQL stops; nothing lost or doubled (SOAK_ARGS="--outage replicas|broker|database")
 	$(UV) run --frozen python tests-soak/soak.py $(or $(SOAK_ARGS),--outage replicas)
 
+.PHONY: soak-schedules
+soak-schedules: install ## With `make dev` running: jobs firing every second while something breaks; every slot fired once, each run once (SOAK_ARGS="--outage broker|database|replicas")
+	$(UV) run --frozen python tests-soak/schedules.py $(or $(SOAK_ARGS),--outage database)
+
 .PHONY: bench bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands
 bench: bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands ## All benchmarks (figures printed side by side with peers, nothing asserted)
 
