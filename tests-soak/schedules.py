@@ -35,9 +35,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from soak import API, DATABASE_URL, REPLICA_PORTS, ROOT, TERMINAL, Replicas, outage
-
-from automation_suite.supervisor import dev_environment
+from soak import API, DATABASE_URL, REPLICA_PORTS, TERMINAL, Replicas, create_job, new_account, outage, outage_arguments
 
 SLOT = timedelta(seconds=1)
 
@@ -151,33 +149,20 @@ async def disable(client: httpx.AsyncClient, headers: dict[str, str], definition
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--outage", choices=["replicas", "broker", "database", "none"], required=True)
     parser.add_argument("--jobs", type=int, default=20, help="jobs on @every 1s")
     parser.add_argument("--minutes", type=float, default=1.5, help="how long they fire")
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the broker or the database is down")
-    parser.add_argument("--kills", type=int, default=6, help="replica stops (two SIGKILL, then one SIGTERM, ...)")
-    args = parser.parse_args()
-    admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
+    args = outage_arguments(parser, kills=6, outage="database")
     work = Path(tempfile.mkdtemp(prefix="soak-schedules-"))
     record = work / "steps"
     record.touch(mode=0o666)
     replicas = Replicas(work)
     print(f"soak: outage {args.outage}, {args.jobs} jobs @every 1s for {args.minutes:g} min; files in {work}")
     async with httpx.AsyncClient(timeout=30) as client:
-        made = await client.post(
-            f"{API}/accounts",
-            json={"name": f"soak-{uuid.uuid4().hex[:8]}"},
-            headers={"Authorization": f"Bearer {admin}"},
-        )
-        made.raise_for_status()
-        headers = {"Authorization": f"Bearer {made.json()['api_key']}"}
+        headers = await new_account(client)
         definitions: dict[str, dict[str, Any]] = {}
         for _ in range(args.jobs):
             definition = job_definition(record)
-            created = await client.post(f"{API}/jobs", json=definition, headers=headers)
-            if created.status_code != 201:
-                raise SystemExit(f"job-api refused the job: {created.status_code} {created.text}")
-            definitions[created.json()["id"]] = definition
+            definitions[await create_job(client, headers, definition)] = definition
         jobs = list(definitions)
         if args.outage == "replicas":
             for port in REPLICA_PORTS:

@@ -139,6 +139,34 @@ KINDS = ("shell", "python", "true", "flaky", "capped", "timeout", "cancel")
 CAPPED_CONCURRENCY = 2
 
 
+def outage_arguments(parser: argparse.ArgumentParser, *, kills: int, outage: str | None = None) -> argparse.Namespace:
+    """Add the outage options (``--outage``, ``--seconds``, ``--kills``) and parse the command line."""
+    parser.add_argument(
+        "--outage", choices=["replicas", "broker", "database", "none"], required=outage is None, default=outage
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long the broker or the database is down")
+    parser.add_argument("--kills", type=int, default=kills, help="replica stops (two SIGKILL, then one SIGTERM, ...)")
+    return parser.parse_args()
+
+
+async def new_account(client: httpx.AsyncClient) -> dict[str, str]:
+    """A new account (made with the suite's admin token); the headers of its API key."""
+    admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
+    made = await client.post(
+        f"{API}/accounts", json={"name": f"soak-{uuid.uuid4().hex[:8]}"}, headers={"Authorization": f"Bearer {admin}"}
+    )
+    made.raise_for_status()
+    return {"Authorization": f"Bearer {made.json()['api_key']}"}
+
+
+async def create_job(client: httpx.AsyncClient, headers: dict[str, str], definition: dict[str, Any]) -> str:
+    """Create a job; its id (exits with job-api's answer when it is refused)."""
+    created = await client.post(f"{API}/jobs", json=definition, headers=headers)
+    if created.status_code != 201:
+        raise SystemExit(f"job-api refused the job {definition['name']}: {created.status_code} {created.text}")
+    return str(created.json()["id"])
+
+
 def job_definitions(record: Path, spans: Path) -> dict[str, dict[str, Any]]:
     """Each kind's job, as sent to job-api. Every shell step appends ``<execution> <step> <attempt>`` to
     ``record``; the capped job's step also writes when it starts and ends to ``spans``.
@@ -429,14 +457,10 @@ async def gather_findings(requests: Requests, record: Path, spans: Path, since: 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--outage", choices=["replicas", "broker", "database", "none"], required=True)
     parser.add_argument("--mix", choices=["all", "basic"], default="all", help="the job kinds (see KINDS)")
     parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--rate", type=float, default=20.0, help="runs asked for per second")
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the broker or the database is down")
-    parser.add_argument("--kills", type=int, default=8, help="replica stops (two SIGKILL, then one SIGTERM, ...)")
-    args = parser.parse_args()
-    admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
+    args = outage_arguments(parser, kills=8)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     record, spans = work / "steps", work / "spans"
     for path in (record, spans):
@@ -446,21 +470,12 @@ async def main() -> int:
     kinds = KINDS if args.mix == "all" else KINDS[:3]
     print(f"soak: outage {args.outage}, {args.runs} runs at {args.rate:g}/s of {', '.join(kinds)}; files in {work}")
     async with httpx.AsyncClient(timeout=30) as client:
-        made = await client.post(
-            f"{API}/accounts",
-            json={"name": f"soak-{uuid.uuid4().hex[:8]}"},
-            headers={"Authorization": f"Bearer {admin}"},
-        )
-        made.raise_for_status()
-        headers = {"Authorization": f"Bearer {made.json()['api_key']}"}
-        jobs = {}
+        headers = await new_account(client)
         definitions = job_definitions(record, spans)
-        for kind in kinds:
-            body = definitions[kind] | {"name": f"soak-{kind}-{uuid.uuid4().hex[:6]}"}
-            created = await client.post(f"{API}/jobs", json=body, headers=headers)
-            if created.status_code != 201:
-                raise SystemExit(f"job-api refused the {kind} job: {created.status_code} {created.text}")
-            jobs[kind] = created.json()["id"]
+        jobs = {
+            kind: await create_job(client, headers, definitions[kind] | {"name": f"soak-{kind}-{uuid.uuid4().hex[:6]}"})
+            for kind in kinds
+        }
         requests = Requests(client, headers, jobs)
         for port in REPLICA_PORTS:
             await replicas.start(port)

@@ -62,6 +62,21 @@ TEST_ADMIN_TOKEN = "t" * 32
 """The admin token of :func:`harness_settings`."""
 
 
+async def broadcast_cancel(channel: AbstractChannel, execution_id: str | uuid.UUID, reason: str) -> CloudEvent:
+    """Broadcast ``execution.cancel`` on ``automation.control`` through ``channel``, as job-api does."""
+    data = {"execution_id": str(execution_id), "reason": reason, "requested_at": datetime.now(UTC).isoformat()}
+    event = build_event("execution.cancel", source="/tests/executor", data=data, subject=str(execution_id))
+    exchange = await channel.get_exchange(CONTROL)
+    message = aio_pika.Message(
+        event.to_json_bytes(),
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.id,
+    )
+    await exchange.publish(message, routing_key="execution.cancel")
+    return event
+
+
 def harness_settings(database_url: str, amqp_url: str, **overrides: Any) -> ExecutorSettings:
     """Settings of a replica under test: development mode and test credentials, then ``overrides``."""
     return ExecutorSettings(
@@ -268,17 +283,7 @@ class ExecutorHarness:
 
     async def cancel(self, execution_id: str | uuid.UUID, reason: str = "cancelled by a test") -> CloudEvent:
         """Broadcast ``execution.cancel`` on ``automation.control`` (as job-api does)."""
-        data = {"execution_id": str(execution_id), "reason": reason, "requested_at": datetime.now(UTC).isoformat()}
-        event = build_event("execution.cancel", source="/tests/executor", data=data, subject=str(execution_id))
-        exchange = await self.channel.get_exchange(CONTROL)
-        message = aio_pika.Message(
-            event.to_json_bytes(),
-            content_type="application/cloudevents+json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=event.id,
-        )
-        await exchange.publish(message, routing_key="execution.cancel")
-        return event
+        return await broadcast_cancel(self.channel, execution_id, reason)
 
     async def attempts(self, execution_id: str | uuid.UUID) -> list[dict[str, Any]]:
         """The execution's attempts as ``GET /api/v1/attempts`` returns them (admin)."""

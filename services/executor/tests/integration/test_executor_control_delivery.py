@@ -11,12 +11,10 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel
 
-from automation_contracts import build_event
 from automation_executor.settings import ExecutorSettings
-from automation_executor.testing import ExecutorHarness, harness_settings, run_request_data
-from automation_messaging.topology import CONTROL, EXECUTOR_CANCELLATIONS, REPLICA_CONTROL_PREFIX, declare_topology
+from automation_executor.testing import ExecutorHarness, broadcast_cancel, harness_settings, run_request_data
+from automation_messaging.topology import EXECUTOR_CANCELLATIONS, REPLICA_CONTROL_PREFIX, declare_topology
 from automation_testing import drop_broker_connections, wait_until
 
 pytestmark = pytest.mark.integration
@@ -34,20 +32,6 @@ def _settings(database_url: str, amqp_url: str) -> ExecutorSettings:
 def _sleeper(marker: Path) -> dict[str, Any]:
     script = f"touch {marker}; sleep 60"
     return {"name": "wait", "type": "shell", "config": {"command": ["sh", "-c", script]}}
-
-
-async def _broadcast_cancel(channel: AbstractChannel, execution_id: str, reason: str) -> None:
-    """``execution.cancel`` on ``automation.control``, as job-api sends it."""
-    data = {"execution_id": execution_id, "reason": reason, "requested_at": "2026-12-07T00:00:00Z"}
-    event = build_event("execution.cancel", source="/tests/executor", data=data, subject=execution_id)
-    exchange = await channel.get_exchange(CONTROL)
-    message = aio_pika.Message(
-        event.to_json_bytes(),
-        content_type="application/cloudevents+json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=event.id,
-    )
-    await exchange.publish(message, routing_key="execution.cancel")
 
 
 async def test_a_cancellation_sent_while_the_executor_reconnects_stops_its_run(
@@ -68,7 +52,7 @@ async def test_a_cancellation_sent_while_the_executor_reconnects_stops_its_run(
         await drop_broker_connections(amqp_url)
         connection = await aio_pika.connect(amqp_url)  # a client of its own, as job-api's relay
         try:
-            await _broadcast_cancel(await connection.channel(), execution_id, "stop it")
+            await broadcast_cancel(await connection.channel(), execution_id, "stop it")
         finally:
             await connection.close()
         sent = time.monotonic()
@@ -90,7 +74,7 @@ async def test_a_cancellation_sent_while_no_executor_runs_drops_the_run_later(
     try:
         channel = await connection.channel()
         await declare_topology(channel)  # as job-api declares it at its start
-        await _broadcast_cancel(channel, execution_id, "not any more")
+        await broadcast_cancel(channel, execution_id, "not any more")
         queue = await channel.declare_queue(EXECUTOR_CANCELLATIONS, passive=True)
         assert queue.declaration_result.message_count == 1, "kept for the executors"
     finally:
