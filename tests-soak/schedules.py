@@ -35,7 +35,18 @@ from typing import Any
 
 import asyncpg
 import httpx
-from soak import API, DATABASE_URL, REPLICA_PORTS, TERMINAL, Replicas, create_job, new_account, outage, outage_arguments
+from soak import (
+    API,
+    DATABASE_URL,
+    REPLICA_PORTS,
+    TERMINAL,
+    Replicas,
+    create_job,
+    new_account,
+    outage,
+    outage_arguments,
+    verdict,
+)
 
 SLOT = timedelta(seconds=1)
 
@@ -185,10 +196,7 @@ async def main() -> int:
                 await conn.close()
         finally:
             await replicas.stop_all()
-    for problem in problems:
-        print(f"FAILED: {problem}")
-    print("soak passed" if not problems else "soak failed")
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

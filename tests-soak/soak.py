@@ -149,6 +149,14 @@ def outage_arguments(parser: argparse.ArgumentParser, *, kills: int, outage: str
     return parser.parse_args()
 
 
+def verdict(problems: list[str]) -> int:
+    """Print each problem and the verdict; the exit status (1 when a check failed)."""
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    print("soak passed" if not problems else "soak failed")
+    return 1 if problems else 0
+
+
 async def new_account(client: httpx.AsyncClient) -> dict[str, str]:
     """A new account (made with the suite's admin token); the headers of its API key."""
     admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
@@ -495,10 +503,7 @@ async def main() -> int:
     findings = await gather_findings(requests, record, spans, since)
     findings.report()
     problems = findings.problems()
-    for problem in problems:
-        print(f"FAILED: {problem}")
-    print("soak passed" if not problems else "soak failed")
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":
