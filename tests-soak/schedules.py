@@ -4,6 +4,7 @@ every slot of every schedule was fired once, and each fire ran once.
     uv run --frozen python tests-soak/schedules.py --outage broker     # stop RabbitMQ's app for a while
     uv run --frozen python tests-soak/schedules.py --outage database   # stop PostgreSQL for a while
     uv run --frozen python tests-soak/schedules.py --outage replicas   # SIGKILL / SIGTERM extra executor replicas
+    uv run --frozen python tests-soak/schedules.py --outage replicas --replicas scheduler   # ... extra schedulers
 
 It creates an account and ``--jobs`` jobs on ``@every 1s`` with ``misfire_policy: run_all`` (each a
 ``true`` step), lets them fire for ``--minutes``, breaks something meanwhile, disables them, waits for
@@ -49,6 +50,8 @@ from soak import (
 )
 
 SLOT = timedelta(seconds=1)
+SCHEDULER_PORTS = (8022, 8023)
+"""Two more scheduler replicas, beside the suite's, for ``--outage replicas --replicas scheduler``."""
 
 
 def job_definition(record: Path) -> dict[str, Any]:
@@ -162,11 +165,15 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="jobs on @every 1s")
     parser.add_argument("--minutes", type=float, default=1.5, help="how long they fire")
+    parser.add_argument(
+        "--replicas", choices=["executor", "scheduler"], default="executor", help="what --outage replicas stops"
+    )
     args = outage_arguments(parser, kills=6, outage="database")
     work = Path(tempfile.mkdtemp(prefix="soak-schedules-"))
     record = work / "steps"
     record.touch(mode=0o666)
-    replicas = Replicas(work)
+    ports = SCHEDULER_PORTS if args.replicas == "scheduler" else REPLICA_PORTS
+    replicas = Replicas(work, service=args.replicas, ports=ports)
     print(f"soak: outage {args.outage}, {args.jobs} jobs @every 1s for {args.minutes:g} min; files in {work}")
     async with httpx.AsyncClient(timeout=30) as client:
         headers = await new_account(client)
@@ -176,7 +183,7 @@ async def main() -> int:
             definitions[await create_job(client, headers, definition)] = definition
         jobs = list(definitions)
         if args.outage == "replicas":
-            for port in REPLICA_PORTS:
+            for port in replicas.ports:
                 await replicas.start(port)
         try:
             started = time.monotonic()

@@ -65,17 +65,18 @@ def postgres_cluster(action: str) -> list[str]:
 
 
 class Replicas:
-    """Executor replicas beside the suite's, with the suite's environment."""
+    """Replicas of a service (the executor, or the scheduler) beside the suite's, with the suite's
+    environment, on ``ports``."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, service: str = "executor", ports: tuple[int, ...] = REPLICA_PORTS) -> None:
         self.env = dev_environment(ROOT / ".dev") | {"AUTOMATION_LOG_FORMAT": "json"}
-        self.log_dir = log_dir
+        self.log_dir, self.service, self.ports = log_dir, service, ports
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def _spawn(self, port: int) -> subprocess.Popen[bytes]:
-        with (self.log_dir / f"executor-{port}.log").open("ab") as log:
+        with (self.log_dir / f"{self.service}-{port}.log").open("ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "automation_executor", "serve"],
+                [sys.executable, "-m", f"automation_{self.service}", "serve"],
                 env=os.environ | self.env | {"AUTOMATION_HTTP_PORT": str(port), "AUTOMATION_HTTP_HOST": "127.0.0.1"},
                 stdout=log,
                 stderr=log,
@@ -93,12 +94,12 @@ class Replicas:
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.2)
-        raise SystemExit(f"executor replica on port {port} did not get ready; see {self.log_dir}")
+        raise SystemExit(f"{self.service} replica on port {port} did not get ready; see {self.log_dir}")
 
     async def stop(self, port: int, sig: signal.Signals) -> None:
         process = self.processes.pop(port)
         if sig == signal.SIGKILL:
-            os.killpg(process.pid, sig)  # the replica and its fork servers, as a node failure would
+            os.killpg(process.pid, sig)  # the replica and its children, as a node failure would
         else:
             process.send_signal(sig)
         await asyncio.to_thread(process.wait, 60)
@@ -114,9 +115,9 @@ async def outage(kind: str, replicas: Replicas, seconds: float, kills: int) -> l
     await asyncio.sleep(2)
     if kind == "replicas":
         for k in range(kills):
-            port = secrets.choice(REPLICA_PORTS)
+            port = secrets.choice(replicas.ports)
             sig = signal.SIGTERM if k % 3 == 2 else signal.SIGKILL
-            done.append(f"{time.strftime('%X')} {sig.name} replica :{port}")
+            done.append(f"{time.strftime('%X')} {sig.name} {replicas.service} replica :{port}")
             await replicas.stop(port, sig)
             await asyncio.sleep(0.5 + secrets.randbelow(16) / 10)
             await replicas.start(port)
@@ -485,7 +486,7 @@ async def main() -> int:
             for kind in kinds
         }
         requests = Requests(client, headers, jobs)
-        for port in REPLICA_PORTS:
+        for port in replicas.ports:
             await replicas.start(port)
         try:
             started = time.monotonic()
