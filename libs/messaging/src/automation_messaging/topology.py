@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue, ExchangeType
 
 from automation_core.logging import get_logger
 
@@ -102,6 +102,10 @@ async def declare_work_queue(
     return queue
 
 
+QUORUM_DELAY_ARGUMENTS = ("x-queue-type", "x-dead-letter-strategy", "x-overflow")
+"""What a quorum delay queue's arguments add to a classic one's (those of versions before 2026-12)."""
+
+
 def delay_queue_arguments(delay_ms: int, target_exchange: str, target_key: str, queue_type: str) -> dict[str, Any]:
     """Arguments of a delay queue. A quorum one dead-letters **at least once**: an expired message
     stays in it until the target queue has confirmed its copy, so a broker restart cannot lose it
@@ -118,7 +122,12 @@ def delay_queue_arguments(delay_ms: int, target_exchange: str, target_key: str, 
 
 
 async def declare_delay_queue(
-    channel: AbstractChannel, *, delay_ms: int, target_exchange: str, target_key: str, queue_type: str = "quorum"
+    connection: AbstractConnection,
+    *,
+    delay_ms: int,
+    target_exchange: str,
+    target_key: str,
+    queue_type: str = "quorum",
 ) -> str:
     """A TTL queue on ``automation.retry`` that dead-letters back to ``target_exchange``/``target_key``.
 
@@ -130,40 +139,44 @@ async def declare_delay_queue(
     When it is empty it is deleted (only if still empty) and declared again as a quorum queue; a
     message published to it meanwhile is returned (``automation.retry`` is published mandatory) and
     tried again by its outbox. When it still holds messages it is kept as it is, with a warning, and
-    the next start tries again.
+    the next start tries again. Each step runs on a channel of its own, since a refused declaration
+    closes its channel.
     """
     name = f"{RETRY}.{target_key}.{delay_ms}ms"
     args = delay_queue_arguments(delay_ms, target_exchange, target_key, queue_type)
-    try:
-        queue = await channel.declare_queue(name, durable=True, arguments=args)
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        if queue_type != "quorum":
-            raise
-        queue = await _replace_classic_delay_queue(channel, name, args)
-    await queue.bind(RETRY, routing_key=name)
+    if await _declare_bound(connection, name, args, refusal_raises=queue_type != "quorum"):
+        return name
+    classic = {k: v for k, v in args.items() if k not in QUORUM_DELAY_ARGUMENTS}
+    async with connection.channel() as channel:
+        try:
+            await channel.queue_delete(name, if_empty=True)
+            log.info("delay_queue_made_quorum", queue=name)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            log.warning(
+                "delay_queue_kept_classic",
+                queue=name,
+                problem="a classic delay queue from an earlier version still holds messages; it dead-letters "
+                "at most once until it is empty and the service starts again",
+            )
+            args = classic
+    await _declare_bound(connection, name, args, refusal_raises=True)
     return name
 
 
-async def _replace_classic_delay_queue(channel: AbstractChannel, name: str, args: dict[str, Any]) -> AbstractQueue:
-    """``name`` exists as a classic queue: declare it quorum when it is empty, else keep it."""
-    classic = {k: v for k, v in args.items() if k not in QUORUM_DELAY_ARGUMENTS}
-    await channel.reopen()  # the broker closed the channel for the inequivalent declaration
-    try:
-        await channel.queue_delete(name, if_empty=True)
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        await channel.reopen()
-        log.warning(
-            "delay_queue_kept_classic",
-            queue=name,
-            problem="a classic delay queue from an earlier version still holds messages; it dead-letters "
-            "at most once until it is empty and the service starts again",
-        )
-        return await channel.declare_queue(name, durable=True, arguments=classic)
-    log.info("delay_queue_made_quorum", queue=name)
-    return await channel.declare_queue(name, durable=True, arguments=args)
-
-
-QUORUM_DELAY_ARGUMENTS = ("x-queue-type", "x-dead-letter-strategy", "x-overflow")
+async def _declare_bound(
+    connection: AbstractConnection, name: str, args: dict[str, Any], *, refusal_raises: bool
+) -> bool:
+    """Declare ``name`` with ``args`` and bind it to ``automation.retry``, on a channel of its own; False
+    when the broker refused the arguments (the queue exists with others) and ``refusal_raises`` is off."""
+    async with connection.channel() as channel:
+        try:
+            queue = await channel.declare_queue(name, durable=True, arguments=args)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            if refusal_raises:
+                raise
+            return False
+        await queue.bind(RETRY, routing_key=name)
+    return True
 
 
 async def declare_service_queue(

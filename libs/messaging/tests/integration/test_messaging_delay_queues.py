@@ -78,29 +78,30 @@ async def received(queue: AbstractQueue, want: int, timeout: float = 10.0) -> se
     return got
 
 
-async def queue_arguments(channel: AbstractChannel, name: str, arguments: dict[str, object]) -> bool:
-    """Whether ``name`` exists with exactly these arguments (a declaration with others is refused)."""
-    try:
-        await channel.declare_queue(name, durable=True, arguments=arguments)
-    except aio_pika.exceptions.ChannelPreconditionFailed:
-        await channel.reopen()
-        return False
+async def queue_arguments(broker: Broker, name: str, arguments: dict[str, object]) -> bool:
+    """Whether ``name`` exists with exactly these arguments (a declaration with others is refused, and
+    closes its channel: a channel of its own)."""
+    async with broker.connection.channel() as channel:
+        try:
+            await channel.declare_queue(name, durable=True, arguments=arguments)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            return False
     return True
 
 
 async def test_a_delay_queue_is_quorum_and_hands_its_messages_on_after_the_delay(
     broker: Broker, channel: AbstractChannel, target: AbstractQueue, key: str
 ) -> None:
-    route = await declare_delay_queue(channel, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
+    route = await declare_delay_queue(broker.connection, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
     assert route == f"{RETRY}.{key}.{DELAY_MS}ms"
     args = delay_queue_arguments(DELAY_MS, COMMANDS, key, "quorum")
     assert args["x-dead-letter-strategy"] == "at-least-once"
-    assert await queue_arguments(channel, route, args), "declared quorum, dead-lettering at least once"
+    assert await queue_arguments(broker, route, args), "declared quorum, dead-lettering at least once"
     messages = [delayed(n, route) for n in range(20)]
     assert await broker.publisher.publish_many(messages) == [None] * 20
     assert await target.get(no_ack=True, fail=False) is None, "not before the delay"
     assert await received(target, 20) == {m.message_id for m in messages}
-    again = await declare_delay_queue(channel, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
+    again = await declare_delay_queue(broker.connection, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
     assert again == route, "declaring it again is a no-op"
 
 
@@ -114,8 +115,8 @@ async def test_an_empty_classic_delay_queue_of_an_earlier_version_becomes_quorum
         if k not in QUORUM_DELAY_ARGUMENTS
     }
     await channel.declare_queue(name, durable=True, arguments=classic)
-    route = await declare_delay_queue(channel, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
-    assert await queue_arguments(channel, route, delay_queue_arguments(DELAY_MS, COMMANDS, key, "quorum"))
+    route = await declare_delay_queue(broker.connection, delay_ms=DELAY_MS, target_exchange=COMMANDS, target_key=key)
+    assert await queue_arguments(broker, route, delay_queue_arguments(DELAY_MS, COMMANDS, key, "quorum"))
     message = delayed(1, route)
     assert await broker.publisher.publish_many([message]) == [None]
     assert await received(target, 1) == {message.message_id}
@@ -132,12 +133,12 @@ async def test_a_classic_delay_queue_holding_messages_is_kept_until_it_is_empty(
     await queue.bind(RETRY, routing_key=name)
     waiting = delayed(1, name)
     assert await broker.publisher.publish_many([waiting]) == [None]
-    route = await declare_delay_queue(channel, delay_ms=5000, target_exchange=COMMANDS, target_key=key)
+    route = await declare_delay_queue(broker.connection, delay_ms=5000, target_exchange=COMMANDS, target_key=key)
     assert route == name
-    assert await queue_arguments(channel, name, classic), "kept classic: deleting it would lose its message"
+    assert await queue_arguments(broker, name, classic), "kept classic: deleting it would lose its message"
     assert await received(target, 1, timeout=15) == {waiting.message_id}, "its message still goes on"
-    await declare_delay_queue(channel, delay_ms=5000, target_exchange=COMMANDS, target_key=key)
-    assert await queue_arguments(channel, name, delay_queue_arguments(5000, COMMANDS, key, "quorum")), (
+    await declare_delay_queue(broker.connection, delay_ms=5000, target_exchange=COMMANDS, target_key=key)
+    assert await queue_arguments(broker, name, delay_queue_arguments(5000, COMMANDS, key, "quorum")), (
         "replaced once empty"
     )
 

@@ -105,11 +105,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             open_runtime(settings, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=outbox) as runtime,
             AsyncExitStack() as stack,
         ):
-            channel = await runtime.broker.channel()
-            try:
-                routes = await declare_retry_ladder(channel, queue_type=settings.amqp_queue_type)
-            finally:
-                await channel.close()
+            routes = await declare_retry_ladder(runtime.broker.connection, queue_type=settings.amqp_queue_type)
             rpc = RpcClient(runtime.broker)
             await rpc.start()
             stack.push_async_callback(rpc.stop)
