@@ -376,27 +376,29 @@ class AttemptService:
         the attempt (which waits a lease period after an outage, see :class:`~automation_executor.leases.Reaper`)
         the record still lands when the database is back."""
         assert begun.run_id is not None
-        outage = Outage(
-            started="finish_waits_for_database",
-            ended="finish_database_back",
-            first=FINISH_BACKOFF_SECONDS,
-            cap=FINISH_OUTAGE_PAUSE_CAP_SECONDS,
-        )
-        try_number = 0
+        outage: Outage | None = None  # made at the first outage: nothing added to a run recorded at once
+        failures = 0  # other database errors
         while True:
-            try_number += 1
             try:
                 recorded = await self._record_once(request, begun.run_id, ending)
             except RETRYABLE as exc:
                 if unreachable_dependency(exc) is not None:
+                    outage = outage or Outage(
+                        started="finish_waits_for_database",
+                        ended="finish_database_back",
+                        first=FINISH_BACKOFF_SECONDS,
+                        cap=FINISH_OUTAGE_PAUSE_CAP_SECONDS,
+                    )
                     await asyncio.sleep(outage.pause(exc))
                     continue
-                if try_number >= FINISH_TRIES:
+                failures += 1
+                if failures >= FINISH_TRIES:
                     raise
-                log.warning("finish_attempt_failed", try_number=try_number, error=repr(exc))
-                await asyncio.sleep(FINISH_BACKOFF_SECONDS * 2 ** (try_number - 1))
+                log.warning("finish_attempt_failed", try_number=failures, error=repr(exc))
+                await asyncio.sleep(FINISH_BACKOFF_SECONDS * 2 ** (failures - 1))
                 continue
-            outage.over()
+            if outage is not None:
+                outage.over()
             return Finished(
                 recorded=recorded,
                 will_retry=ending.will_retry,
