@@ -333,6 +333,88 @@ async def test_a_call_whose_connection_drops_fails_at_once_not_at_its_deadline(b
         await consumer.stop()
 
 
+def durable_server_queue(key: str) -> tuple[str, object]:
+    """A server's work queue that outlives a dropped connection (as browser-pool's quorum queue does)."""
+    name = f"msgtest.rpc-server.{uuid.uuid4().hex[:6]}"
+
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        queue = await channel.declare_queue(name, durable=True)
+        await queue.bind(COMMANDS, routing_key=key)
+        return queue
+
+    return name, declare
+
+
+async def test_a_call_with_a_reply_queue_of_its_own_outlives_a_dropped_connection(
+    broker: Broker, amqp_url: str
+) -> None:
+    """The reply of a request handled while the connection dropped reaches the call: it waits in the
+    caller's durable queue until the call's channel is back. The server gets the request twice (its
+    first delivery was never acked) and answers both; the call takes one, the other is dropped."""
+    key = f"msgtest.survive.{uuid.uuid4().hex[:6]}"
+    release = asyncio.Event()
+    received: list[str] = []
+    name, declare = durable_server_queue(key)
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        received.append(event.id)
+        await release.wait()
+        return build_event("msgtest.done", source="/tests/rpc", data={"n": event.data})
+
+    consumer = Consumer(broker, queue=declare, handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    reply_queue = f"msgtest.replies.{uuid.uuid4().hex[:6]}"
+    client = RpcClient(broker, reply_queue=reply_queue)
+    await client.start()
+    try:
+        request = build_event("msgtest.slow", source="/tests/rpc", data={"n": 7})
+        call = asyncio.create_task(client.call(request, routing_key=key, timeout=60))
+        await wait_until(lambda: asyncio.sleep(0, bool(received)), what="the request handled")
+        await drop_broker_connections(amqp_url)
+        await wait_until(
+            lambda: asyncio.sleep(0, len(received) == 2), timeout=30, what="the request delivered again after the drop"
+        )
+        assert not call.done(), "the call failed with its connection"
+        release.set()
+        reply = await asyncio.wait_for(call, 20)
+        assert reply.type == "msgtest.done"
+        assert reply.data == {"n": {"n": 7}}
+        await asyncio.sleep(0.5)
+    finally:
+        release.set()
+        await client.stop()
+        await consumer.stop()
+    assert await _left_in(broker, reply_queue) == 0, "the second reply was taken and dropped"
+    assert await _left_in(broker, name) == 0, "both deliveries of the request were acked"
+
+
+async def test_a_call_made_while_the_connection_is_down_is_published_when_it_is_back(
+    broker: Broker, amqp_url: str
+) -> None:
+    key = f"msgtest.later.{uuid.uuid4().hex[:6]}"
+    received: list[str] = []
+    name, declare = durable_server_queue(key)
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        received.append(event.id)
+        return build_event("msgtest.done", source="/tests/rpc", data={})
+
+    consumer = Consumer(broker, queue=declare, handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    client = RpcClient(broker, reply_queue=f"msgtest.replies.{uuid.uuid4().hex[:6]}")
+    await client.start()
+    try:
+        await drop_broker_connections(amqp_url)
+        calls = [client.call(build_event("msgtest.later", source="/tests/rpc", data={}), routing_key=key, timeout=30)]
+        replies = await asyncio.wait_for(asyncio.gather(*calls), 40)
+        assert [r.type for r in replies] == ["msgtest.done"]
+        assert len(received) == 1
+    finally:
+        await client.stop()
+        await consumer.stop()
+    assert await _left_in(broker, name) == 0
+
+
 async def test_a_transient_refusal_at_start_is_retried_on_a_fresh_channel(broker: Broker) -> None:
     """The first attempt's channel is closed under it (as when RabbitMQ answers ``basic.consume`` on a
     quorum queue still starting with ``INTERNAL_ERROR``); the consumer starts on the second and consumes."""

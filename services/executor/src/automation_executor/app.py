@@ -35,7 +35,7 @@ from automation_executor.db import MIGRATIONS_DIR
 from automation_executor.db.hot import HotPath
 from automation_executor.db.tables import outbox
 from automation_executor.launch import Launcher, command_server, fork_server
-from automation_executor.pool import WorkerPool
+from automation_executor.pool import WorkerPool, default_worker_id
 from automation_executor.retry import declare_retry_ladder
 from automation_executor.runner import DEFAULT_PATH, default_limits
 from automation_executor.sandbox import probe_sandbox
@@ -48,6 +48,7 @@ from automation_messaging.topology import (
     EXECUTOR_CANCELLATIONS,
     EXECUTOR_RUNS,
     REPLICA_CONTROL_PREFIX,
+    REPLICA_REPLIES_PREFIX,
     WORK_QUEUES,
     declare_replica_queue,
     declare_work_queue,
@@ -106,7 +107,8 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
             AsyncExitStack() as stack,
         ):
             routes = await declare_retry_ladder(runtime.broker.connection, queue_type=settings.amqp_queue_type)
-            rpc = RpcClient(runtime.broker)
+            worker_id = settings.executor_worker_id or default_worker_id()
+            rpc = RpcClient(runtime.broker, reply_queue=f"{REPLICA_REPLIES_PREFIX}{worker_id}")
             await rpc.start()
             stack.push_async_callback(rpc.stop)
             sandbox = await probe_sandbox()
@@ -143,6 +145,7 @@ def create_app(settings: ExecutorSettings) -> FastAPI:
                 routes=routes,
                 sandbox=sandbox,
                 services=BrokerServices(runtime.publisher, rpc),
+                worker_id=worker_id,
             )
             replica.start_loops()
             stack.push_async_callback(replica.stop_loops)

@@ -54,18 +54,20 @@ def compose(
     services: PlatformServices | None = None,
     runner: Runner | None = None,
     hot: HotPath | None = None,
+    worker_id: str | None = None,
 ) -> Executor:
     """Build a replica (``runner`` defaults to child processes with each job's resource limits).
 
     ``services`` answer the children's event and browser requests (see :mod:`automation_executor.bridge`);
     ``hot`` runs the common claim and outcome statements in one round trip each (see
-    :mod:`automation_executor.db.hot`).
+    :mod:`automation_executor.db.hot`); ``worker_id`` defaults to ``AUTOMATION_EXECUTOR_WORKER_ID`` or
+    one made up for this process.
     """
 
     def child_runner(effective: ExecutorSettings) -> Runner:
         return ChildRunner(effective, services=services)
 
-    pool = WorkerPool(settings.executor_worker_id or default_worker_id(), settings.executor_concurrency)
+    pool = WorkerPool(worker_id or settings.executor_worker_id or default_worker_id(), settings.executor_concurrency)
     lease, max_lost = settings.executor_lease_seconds, settings.executor_max_lost
     leases = LeaseService(sessions, retry_routes=routes, lease_seconds=lease, max_lost=max_lost)
     reaper = Reaper(leases, retention=timedelta(seconds=settings.executor_cancellation_retention_seconds))
