@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser
 
 from automation_browser_pool.api import router
+from automation_browser_pool.claims import DatabaseClaims
 from automation_browser_pool.consumers import BrowserTaskHandler, tasks_queue
 from automation_browser_pool.db import MIGRATIONS_DIR
 from automation_browser_pool.db.repository import TaskRepository
@@ -62,6 +63,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
+            contextlib.aclosing(DatabaseClaims(config.database_url.get_secret_value())) as claims,
             open_pool(config) as pool,
             open_runtime(config, readiness=readiness, migrations_dir=MIGRATIONS_DIR, outbox=None) as runtime,
         ):
@@ -73,7 +75,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                     max_artifact_bytes=config.browser_max_artifact_bytes,
                 )
             )
-            service = BrowserTaskService(pool, runner, repository)
+            service = BrowserTaskService(pool, runner, repository, claims)
             janitor = ArtifactJanitor(
                 repository,
                 retention=timedelta(hours=config.artifact_retention_hours),

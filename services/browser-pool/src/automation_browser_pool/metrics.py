@@ -9,6 +9,11 @@
   ``recycled``: served ``AUTOMATION_BROWSER_RECYCLE_AFTER`` tasks; ``launch_failed``: a launch
   that failed and is retried).
 - ``automation_browser_tasks_total{outcome}``: tasks answered (``ok`` or ``error``).
+- ``automation_browser_tasks_received_again_total{found}``: tasks received again (a request
+  delivered again, or sent again by its caller) and answered without running them twice:
+  ``answered`` (its result was stored), ``running_here`` (it was running in this replica, which
+  answered both with one run), ``running_elsewhere`` (another replica had claimed it: its result
+  was waited for).
 - ``automation_browser_task_duration_seconds``: time from receiving a task to its result.
 - ``automation_browser_artifacts_deleted_total``: artifacts removed by the retention cleanup.
 """
@@ -30,6 +35,11 @@ POOL_WAIT = Histogram(
 )
 RESTARTS = Counter("automation_browser_restarts", "Browsers replaced, by reason.", ["reason"])
 TASKS = Counter("automation_browser_tasks", "Browser tasks answered, by outcome.", ["outcome"])
+RECEIVED_AGAIN = Counter(
+    "automation_browser_tasks_received_again",
+    "Browser tasks received again and answered without a second run, by what was found.",
+    ["found"],
+)
 TASK_DURATION = Histogram(
     "automation_browser_task_duration_seconds",
     "Time from receiving a browser task to its result.",

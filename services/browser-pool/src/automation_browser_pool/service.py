@@ -1,7 +1,8 @@
 """Use cases of browser-pool: answer a browser task, and prune old artifacts.
 
 :class:`BrowserTaskService` is the one code path of a task, whether it came over RabbitMQ or HTTP:
-a task answered before (a redelivery) gets the stored reply; a task naming a refused URL is answered
+a task answered before (a redelivery) gets the stored reply, and one received again while it runs gets
+that run's reply (:mod:`automation_browser_pool.claims`); a task naming a refused URL is answered
 ``ok=false`` without a browser; otherwise it waits for a pool slot (within its timeout), runs in a
 fresh context, and its record and artifacts are stored in one transaction before the reply.
 """
@@ -10,20 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from automation_browser_pool import metrics
+from automation_browser_pool.claims import LocalClaims, TaskClaims
 from automation_browser_pool.db.repository import Pruned, TaskRepository
 from automation_browser_pool.domain import RunOutcome, check_task_urls
 from automation_browser_pool.pool import BrowserPool, PoolBrowser, PoolClosed, SlotTimeout
 from automation_contracts import BrowserResult, BrowserTask
+from automation_core.errors import Conflict
 from automation_core.logging import bind_context, get_logger
 from automation_db import utcnow
 
 log = get_logger(__name__)
 B = TypeVar("B", bound=PoolBrowser)
 B_contra = TypeVar("B_contra", bound=PoolBrowser, contravariant=True)
+
+
+CLAIM_POLL_SECONDS = 0.5
+"""How often a task claimed by another replica looks for its result (and for the claim let go)."""
+ELSEWHERE_SLACK_SECONDS = 10.0
+"""How much longer than the task's timeout it waits for another replica's result before giving up."""
+
+
+class TaskRunningElsewhere(Conflict):
+    """The task is claimed by another replica, which has not recorded its result in time (HTTP 409; a
+    message is requeued with backoff, as for any failure)."""
+
+
+def _retrieve(future: asyncio.Future[BrowserResult]) -> None:
+    """Mark a run's failure seen: joining it is optional."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Runner(Protocol[B_contra]):
@@ -35,19 +56,77 @@ class Runner(Protocol[B_contra]):
 class BrowserTaskService(Generic[B]):
     """Answers browser tasks with the pool, the runner and the repository."""
 
-    def __init__(self, pool: BrowserPool[B], runner: Runner[B], repository: TaskRepository) -> None:
+    def __init__(
+        self, pool: BrowserPool[B], runner: Runner[B], repository: TaskRepository, claims: TaskClaims | None = None
+    ) -> None:
         self._pool = pool
         self._runner = runner
         self._repository = repository
+        self._claims: TaskClaims = claims or LocalClaims()
+        self._running: dict[uuid.UUID, asyncio.Future[BrowserResult]] = {}
 
     async def answer(self, task: BrowserTask) -> BrowserResult:
-        """The ``browser.result`` for ``task`` (stored before it is returned)."""
+        """The ``browser.result`` for ``task`` (stored before it is returned).
+
+        A task received again while it still runs gets that run's result: one running in this process
+        is joined, one claimed by another replica is waited for (see :mod:`automation_browser_pool.claims`).
+        """
         started = time.monotonic()
         bind_context(task_id=task.task_id, execution_id=task.execution_id)
-        previous = await self._repository.find_result(task.task_id)
-        if previous is not None:
-            log.info("browser_task_already_answered", ok=previous.ok)
-            return previous
+        running = self._running.get(task.task_id)
+        if running is not None:
+            log.info("browser_task_joins_its_run_in_progress")
+            metrics.RECEIVED_AGAIN.labels("running_here").inc()
+            return await asyncio.shield(running)
+        future: asyncio.Future[BrowserResult] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._running[task.task_id] = future
+        try:
+            result = await self._claimed(task, started)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            self._running.pop(task.task_id, None)
+        future.set_result(result)
+        return result
+
+    async def _claimed(self, task: BrowserTask, started: float) -> BrowserResult:
+        """Claim the task (waiting while another replica runs it), then answer it once."""
+        give_up = started + task.timeout_seconds + ELSEWHERE_SLACK_SECONDS
+        waited = False
+        while not await self._claims.try_claim(task.task_id):
+            if not waited:
+                waited = True
+                log.info("browser_task_runs_on_another_replica")
+                metrics.RECEIVED_AGAIN.labels("running_elsewhere").inc()
+            previous = await self._repository.find_result(task.task_id)
+            if previous is not None:
+                return previous
+            if time.monotonic() >= give_up:
+                raise TaskRunningElsewhere(
+                    f"task {task.task_id} is claimed by another browser-pool replica, which has not recorded "
+                    f"its result within the task's {task.timeout_seconds:g}s timeout (+{ELSEWHERE_SLACK_SECONDS:g}s)"
+                )
+            await asyncio.sleep(CLAIM_POLL_SECONDS)
+        try:
+            previous = await self._repository.find_result(task.task_id)
+            if previous is not None:
+                log.info("browser_task_already_answered", ok=previous.ok)
+                if not waited:
+                    metrics.RECEIVED_AGAIN.labels("answered").inc()
+                return previous
+            return await self._run_and_record(task, started)
+        finally:
+            try:
+                await self._claims.release(task.task_id)
+            except Exception as exc:  # noqa: BLE001 - the result is recorded; the claim went with its connection
+                log.warning("browser_task_claim_not_released", error=repr(exc))
+
+    async def _run_and_record(self, task: BrowserTask, started: float) -> BrowserResult:
         outcome = await self._run(task, started)
         duration = time.monotonic() - started
         result = await self._repository.record(task, outcome, duration)

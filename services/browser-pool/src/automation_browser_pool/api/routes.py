@@ -20,6 +20,10 @@ UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 PROBLEM: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid credential", "content": {PROBLEM_JSON: {}}},
     404: {"description": "no such resource", "content": {PROBLEM_JSON: {}}},
+    409: {
+        "description": "the task id is running on another replica, which has not recorded its result in time",
+        "content": {PROBLEM_JSON: {}},
+    },
 }
 
 
@@ -30,9 +34,10 @@ PROBLEM: dict[int | str, dict[str, Any]] = {
     description=(
         "Runs the task through the same code path as a `browser.task` message: a fresh context of a pooled "
         "browser, the task's timeout for waiting and running. A failure in the page is a 200 with `ok: false`. "
-        "A task id answered before gets the stored result again."
+        "A task id answered before gets the stored result again; one still running (a request sent twice) "
+        "gets the result of that run."
     ),
-    responses={401: PROBLEM[401]},
+    responses={401: PROBLEM[401], 409: PROBLEM[409]},
 )
 async def run_task(task: BrowserTask, state: State) -> BrowserResult:
     return await state.service.answer(task)
