@@ -8,7 +8,9 @@ stdin/stdout bridge; the executor publishes ``browser.task`` to ``automation.com
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import uuid
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 import pytest_asyncio
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -28,8 +31,8 @@ from automation_contracts import CloudEvent
 from automation_executor.bridge import BrokerServices
 from automation_executor.settings import ExecutorSettings
 from automation_messaging import Broker, RpcClient
-from automation_messaging.topology import EVENTS
-from automation_testing import wait_until
+from automation_messaging.topology import EVENTS, REPLICA_REPLIES_PREFIX
+from automation_testing import drop_broker_connections, wait_until
 
 sys.path.insert(0, str(Path(__file__).parent / "steps-support"))
 
@@ -50,8 +53,13 @@ PAGE = (
 )
 
 
+SEEN: list[str] = []
+"""The paths the site served, in order."""
+
+
 class PageHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        SEEN.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(PAGE)))
@@ -96,15 +104,17 @@ async def platform(database_url: str, amqp_url: str) -> AsyncIterator[Platform]:
     broker = Broker(ExecutorSettings(database_url=database_url, amqp_url=amqp_url, env="development"))
     async with app.router.lifespan_context(app):
         await broker.connect()
-        rpc = RpcClient(broker)
+        rpc = RpcClient(broker, reply_queue=f"{REPLICA_REPLIES_PREFIX}test-{uuid.uuid4().hex[:8]}")  # as the app's
         await rpc.start()
-        connection = await aio_pika.connect(amqp_url)
+        connection = await aio_pika.connect_robust(amqp_url)  # one test drops every connection
         channel = await connection.channel()
-        events = await channel.declare_queue(exclusive=True, auto_delete=True)
+        # Durable, so that what is published while the connections are down waits in it.
+        events = await channel.declare_queue(f"test.executor-events.{uuid.uuid4().hex[:8]}", durable=True)
         await events.bind(EVENTS, routing_key="inventory.#")
         try:
             yield Platform(BrokerServices(broker.publisher, rpc), events)
         finally:
+            await events.delete(if_unused=False, if_empty=False)
             await connection.close()
             await rpc.stop()
             await broker.close()
@@ -114,8 +124,11 @@ async def _next_events(queue: AbstractQueue, count: int) -> list[CloudEvent]:
     found: list[AbstractIncomingMessage] = []
 
     async def probe() -> bool:
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            found.append(message)
+        try:
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                found.append(message)
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return False  # still reconnecting after the test that dropped the connections
         return len(found) >= count
 
     await wait_until(probe, timeout=10, what=f"{count} events")
@@ -167,6 +180,33 @@ async def test_browser_step_and_handler_through_browser_pool(platform: Platform,
     assert artifact["kind"] == "screenshot"
     assert outcome.outputs["title"] == {"title": "Sign in", "ok": True}
     assert "hunter2-web" not in sink.text()
+
+
+async def test_a_browser_step_outlives_a_dropped_broker_connection(
+    platform: Platform, site: str, tmp_path: Path, amqp_url: str
+) -> None:
+    """RabbitMQ drops every connection while browser-pool runs the task: the step still gets its result
+    (it waits in the replica's own reply queue, or comes with the task's next delivery), and the page
+    was opened once."""
+    path = f"/slow-{uuid.uuid4().hex[:8]}"
+    step = {
+        "name": "slow",
+        "type": "browser",
+        "config": {
+            "actions": [
+                {"type": "goto", "url": f"{site}{path}"},
+                {"type": "evaluate", "name": "n", "expression": "() => new Promise(r => setTimeout(() => r(7), 2500))"},
+            ],
+            "timeout_seconds": 30,
+        },
+    }
+    run = asyncio.create_task(run_job(tmp_path, [step], services=platform.services, timeout_seconds=60))
+    await wait_until(lambda: asyncio.sleep(0, path in SEEN), timeout=30, what="the page opened by browser-pool")
+    await drop_broker_connections(amqp_url)
+    outcome, _ = await asyncio.wait_for(run, 60)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["slow"]["outputs"] == {"n": 7}
+    assert SEEN.count(path) == 1, "the task ran once"
 
 
 async def test_event_emit_publishes_to_automation_events(platform: Platform, tmp_path: Path) -> None:
