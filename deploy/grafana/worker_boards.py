@@ -205,6 +205,13 @@ def browser_pool() -> dict[str, Any]:
             *quantiles("automation_browser_task_duration_seconds"),
             unit="s",
         ),
+        timeseries(
+            "Tasks received again per hour",
+            "Tasks that arrived again and were answered without a second run: answered (its result was "
+            "stored), running_here (joined its run in this replica), running_elsewhere (another replica's "
+            "claim). Bursts follow broker restarts and dropped connections.",
+            Query(f"sum by (found) (rate(automation_browser_tasks_received_again_total{RATE})) * 3600", "{{found}}"),
+        ),
         queue_flow(svc, "browser-pool.tasks", published_key="browser.task", width=8),
         row("Plumbing"),
         health(svc),
