@@ -4,9 +4,10 @@ lost or doubled.
     uv run --frozen python tests-soak/soak.py --outage replicas   # SIGKILL / SIGTERM extra executor replicas
     uv run --frozen python tests-soak/soak.py --outage broker     # stop RabbitMQ's app for a while
     uv run --frozen python tests-soak/soak.py --outage database   # stop PostgreSQL for a while
+    uv run --frozen python tests-soak/soak.py --outage replicas --replicas browser_pool   # ... browser-pools
 
-It creates an account and three jobs (two shell steps with a random sleep, a python no-op, ``true``),
-starts two more executor replicas beside the suite's own, asks for ``--runs`` manual runs over job-api
+It creates an account and a job of each kind (:func:`job_definitions`), starts two more executor
+replicas (or browser-pool replicas) beside the suite's own, asks for ``--runs`` manual runs over job-api
 (``Idempotency-Key`` on each, retried on 503 and connection errors) while the outage happens, waits
 for every run to end, and checks, from the databases and the steps' own record:
 
@@ -49,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 API = "http://127.0.0.1:8000/api/v1"
 DATABASE_URL = os.environ.get("AUTOMATION_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPLICA_PORTS = (8012, 8013)
+POOL_PORTS = (8023, 8024)
+"""Two more browser-pool replicas, beside the suite's, for ``--outage replicas --replicas browser_pool``."""
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
@@ -135,7 +138,7 @@ async def outage(kind: str, replicas: Replicas, seconds: float, kills: int) -> l
     return done
 
 
-KINDS = ("shell", "python", "true", "flaky", "capped", "timeout", "cancel")
+KINDS = ("shell", "python", "true", "flaky", "capped", "timeout", "cancel", "browser")
 """The jobs of the soak; ``--mix basic`` runs the first three only (each ends ``succeeded``)."""
 CAPPED_CONCURRENCY = 2
 
@@ -184,7 +187,10 @@ def job_definitions(record: Path, spans: Path) -> dict[str, dict[str, Any]]:
     - flaky: fails its first two attempts, succeeds on the third (``retries: 5``, a short backoff);
     - capped: ``max_concurrency: 2``; no more than two of its steps run at any time, across replicas;
     - timeout: a step that sleeps past the job's 1-s timeout: ``timed_out``, no retry;
-    - cancel: a 4-s step, then one that must never run; the soak cancels each run 0-2 s after asking.
+    - cancel: a 4-s step, then one that must never run; the soak cancels each run 0-2 s after asking;
+    - browser: a browser task (job-api's ``/healthz``, then 0.2-1.5 s in the page) sent to browser-pool;
+      ``succeeded`` at its first attempt, as it has no retries: neither a broker restart nor a browser-pool
+      replica stopped under it may fail it.
     """
 
     def mark(step: str) -> str:
@@ -220,6 +226,25 @@ def job_definitions(record: Path, spans: Path) -> dict[str, dict[str, Any]]:
         },
         "timeout": {"timeout_seconds": 1, "steps": [shell("s", f"{mark('s')}; sleep 10")]},
         "cancel": {"retries": 5, "steps": [shell("w", f"{mark('w')}; sleep 4"), shell("after", mark("after"))]},
+        "browser": {
+            "steps": [
+                {
+                    "name": "page",
+                    "type": "browser",
+                    "config": {
+                        "actions": [
+                            {"type": "goto", "url": f"{API.removesuffix('/api/v1')}/healthz"},
+                            {
+                                "type": "evaluate",
+                                "name": "waited",
+                                "expression": "() => new Promise(r => setTimeout(() => r(1), 200 + Math.random() * 1300))",  # noqa: E501
+                            },
+                        ],
+                        "timeout_seconds": 30,
+                    },
+                }
+            ]
+        },
     }
 
 
@@ -233,6 +258,7 @@ class Requests:
         self.retried = 0
         self.cancelled: set[str] = set()  # cancellations accepted (202)
         self.cancel_refused: list[str] = []
+        self.ended_first: set[str] = set()  # cancellations held back by the outage until their run had ended
         self._cancels: list[asyncio.Task[None]] = []
 
     async def _post(self, url: str, key: str, body: dict[str, Any]) -> httpx.Response:
@@ -251,6 +277,8 @@ class Requests:
         resp = await self._post(f"{API}/executions/{execution}/cancel", str(uuid.uuid4()), {"reason": "soak"})
         if resp.status_code == 202:
             self.cancelled.add(execution)
+        elif resp.status_code == 409 and "execution is already" in resp.text:
+            self.ended_first.add(execution)  # its POST was retried (503) until after the run's end
         else:
             self.cancel_refused.append(f"{execution}: {resp.status_code} {resp.text[:200]}")
 
@@ -345,7 +373,8 @@ class Findings:
         r = self.requests
         print(
             f"cancellations accepted: {len(r.cancelled)}; refused: {len(r.cancel_refused)};"
-            f" reached the executors after their run had ended: {len(self.too_late)}"
+            f" reached the executors after their run had ended: {len(self.too_late)};"
+            f" reached job-api after their run had ended (409): {len(r.ended_first)}"
         )
         print(f"logs ending with their attempt's summary: {self.summaries} of {len(self.read_model)}")
         expected = sum(d["execution_id"] in self.failed_for_good() for d in self.dead)
@@ -363,7 +392,7 @@ class Findings:
             for x in self.read_model
             if x["status"] != EXPECTED.get(self.kind(x["id"]), "succeeded")
             and not (x["status"] == "failed" and self.history.get(x["id"], ("",))[-1] == "lost")
-            and not (x["status"] == "succeeded" and x["id"] in self.too_late)
+            and not (x["status"] == "succeeded" and x["id"] in self.too_late | self.requests.ended_first)
         ]
         flaky = [e for e, h in self.history.items() if self.kind(e) == "flaky" and h.count("failed") < 2]
         failed = self.failed_for_good()
@@ -469,12 +498,15 @@ async def main() -> int:
     parser.add_argument("--mix", choices=["all", "basic"], default="all", help="the job kinds (see KINDS)")
     parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--rate", type=float, default=20.0, help="runs asked for per second")
+    parser.add_argument(
+        "--replicas", choices=["executor", "browser_pool"], default="executor", help="what --outage replicas stops"
+    )
     args = outage_arguments(parser, kills=8)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     record, spans = work / "steps", work / "spans"
     for path in (record, spans):
         path.touch(mode=0o666)
-    replicas = Replicas(work)
+    replicas = Replicas(work, service=args.replicas, ports=REPLICA_PORTS if args.replicas == "executor" else POOL_PORTS)
     since = time.time()
     kinds = KINDS if args.mix == "all" else KINDS[:3]
     print(f"soak: outage {args.outage}, {args.runs} runs at {args.rate:g}/s of {', '.join(kinds)}; files in {work}")
