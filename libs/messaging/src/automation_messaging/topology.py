@@ -27,9 +27,10 @@ EXECUTOR_CANCELLATIONS = "executor.cancellations"
 """A durable copy of every ``automation.control`` broadcast, taken by one executor replica each: a
 cancellation is remembered even when no replica was connected when it was sent."""
 REPLICA_CONTROL_PREFIX = "executor.control."
-REPLICA_REPLIES_PREFIX = "executor.replies."
-"""An executor replica's own queue of replies (``browser.result``) to its requests."""
 """Each executor replica's own queue on ``automation.control``: ``executor.control.<worker id>``."""
+REPLICA_REPLIES_PREFIX = "executor.replies."
+"""Each executor replica's own queue of the replies (``browser.result``) to its requests:
+``executor.replies.<worker id>``."""
 REPLICA_QUEUE_EXPIRES_MS = 15 * 60 * 1000
 """How long a replica's own queue outlives the replica (RabbitMQ's ``x-expires``)."""
 BROWSER_TASKS = "browser-pool.tasks"

@@ -5,7 +5,7 @@ dropped (the handling in flight goes on to its end), and a caller whose own conn
 it again (:class:`~automation_messaging.RpcClient` with a reply queue of its own). The stored result
 answers a task that has ended; these claims cover the time before:
 
-- :class:`LocalClaims`: this process only (a service of one replica, and the unit tests).
+- :class:`LocalClaims`: this process only (the default of :class:`~automation_browser_pool.service.BrowserTaskService`).
 - :class:`DatabaseClaims`: a PostgreSQL session-level advisory lock per running task (key
   ``hashtextextended('browser-pool.task:<task id>', 0)``), all held on one connection of the replica's
   own. A replica that dies lets go of its claims with its connection, so the task's next delivery

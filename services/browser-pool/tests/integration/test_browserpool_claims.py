@@ -45,11 +45,9 @@ class CountingRunner:
     def __init__(self, seconds: float = 0.8) -> None:
         self.seconds = seconds
         self.runs: dict[uuid.UUID, int] = {}
-        self.started = asyncio.Event()
 
     async def run(self, browser: Browser, task: BrowserTask, deadline: float) -> RunOutcome:
         self.runs[task.task_id] = self.runs.get(task.task_id, 0) + 1
-        self.started.set()
         await asyncio.sleep(self.seconds)
         return RunOutcome(title="counted", url="http://127.0.0.1/", outputs={"runs": self.runs[task.task_id]})
 
@@ -77,7 +75,11 @@ def replica(repository: TaskRepository, claims: DatabaseClaims, runner: Counting
 
 def a_task(timeout: float = 10) -> BrowserTask:
     return BrowserTask.model_validate(
-        {"task_id": str(uuid.uuid4()), "timeout_seconds": timeout, "actions": [{"type": "goto", "url": "http://x.test/"}]}
+        {
+            "task_id": str(uuid.uuid4()),
+            "timeout_seconds": timeout,
+            "actions": [{"type": "goto", "url": "http://x.test/"}],
+        }
     )
 
 

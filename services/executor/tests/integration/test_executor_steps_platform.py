@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
