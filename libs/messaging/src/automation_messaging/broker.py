@@ -35,6 +35,8 @@ CLOUDEVENTS_JSON = "application/cloudevents+json"
 PUBLISHED_AT_HEADER = "x-published-at"
 """Header :meth:`Publisher.send_many` adds: when the batch was written, in Unix milliseconds."""
 PUBLISH_BATCH_TIMEOUT_SECONDS = 30.0
+CONNECTION_ERRORS = (aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPConnectionError, ConnectionError)
+"""What a publish raises while this process's broker connection is down or its channel is being restored."""
 """Longest a :meth:`Publisher.publish_many` batch waits for its write and confirms."""
 log = get_logger(__name__)
 tracer = get_tracer("automation.messaging")

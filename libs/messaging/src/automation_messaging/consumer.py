@@ -11,7 +11,8 @@
   unread (no decoding, no validation, no handler), so a queue bound broadly can drop most of its
   traffic cheaply.
 - A handler returns normally → ack (and, for a request with ``reply_to``, the returned event is sent
-  as the reply first).
+  as the reply first; while this process's connection is down the request is held until the reply
+  is sent, or, if the request's channel closed meanwhile, left to its next delivery).
 - A handler raises :class:`DeadLetter` → dead-lettered with its reason.
 - A handler raises :class:`RetryLater` or anything unexpected → requeued after a short backoff, until
   the message has failed ``AUTOMATION_AMQP_DELIVERY_LIMIT`` times; then it is dead-lettered with the
@@ -65,7 +66,7 @@ from automation_core.errors import Outage, find_in_chain
 from automation_core.logging import get_logger
 from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
 from automation_core.tracing import extract_context, get_tracer, start_span
-from automation_messaging.broker import Broker
+from automation_messaging.broker import CONNECTION_ERRORS, Broker
 from automation_messaging.topology import DLX, REPLICA_CONTROL_PREFIX
 
 log = get_logger(__name__)
@@ -364,12 +365,7 @@ class Consumer:
                 log.exception("handler_failed", error=repr(exc))
                 return await self._failed(message, delivery, exc)
             if reply is not None and message.reply_to:
-                try:
-                    await self._broker.publisher.publish(
-                        reply, exchange="", routing_key=message.reply_to, correlation_id=message.correlation_id
-                    )
-                except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
-                    log.warning("reply_not_delivered", error=repr(exc))
+                await self._reply(message, reply)
             return await self._ack(message, "acked")
 
     async def _handle(self, event: CloudEvent, delivery: Delivery) -> CloudEvent | None:
@@ -407,6 +403,33 @@ class Consumer:
                 message, f"the database refused its data: {type(refused).__name__}: {first_line}"
             )
         return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
+
+    async def _reply(self, message: AbstractIncomingMessage, reply: CloudEvent) -> None:
+        """Send ``reply`` to the request's ``reply_to`` before the request is acked.
+
+        While this process's connection is down (or its publishing channel is being restored), the
+        request is held and the reply sent again after a pause, as long as the request's own channel
+        lives: acking a request whose reply was never sent would lose the answer. Once that channel
+        has closed, the broker has requeued the request, and its next delivery answers instead.
+        """
+        pause = HOLD_FIRST_PAUSE_SECONDS / 2
+        while True:
+            try:
+                await self._broker.publisher.publish(
+                    reply, exchange="", routing_key=message.reply_to or "", correlation_id=message.correlation_id
+                )
+            except CONNECTION_ERRORS as exc:
+                if message.channel.is_closed:
+                    log.warning("reply_not_delivered", error=repr(exc), detail="the request goes back to its queue")
+                    return
+                log.info("reply_waits_for_broker", error=repr(exc))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, HOLD_MAX_PAUSE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
+                log.warning("reply_not_delivered", error=repr(exc))
+                return
+            else:
+                return
 
     async def _ack(self, message: AbstractIncomingMessage, outcome: str) -> str:
         """Ack and count ``outcome``; ``requeued`` when the channel closed first (the broker requeued it)."""

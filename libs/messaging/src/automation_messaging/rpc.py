@@ -22,20 +22,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from automation_contracts import CloudEvent, ContractError
 from automation_core.logging import get_logger
-from automation_messaging.broker import Broker, Publisher
+from automation_messaging.broker import CONNECTION_ERRORS, Broker, Publisher
 from automation_messaging.topology import COMMANDS, declare_replica_queue
 
 log = get_logger(__name__)
 REPLY_TO = "amq.rabbitmq.reply-to"
 REPUBLISH_FIRST_PAUSE_SECONDS = 0.2
 REPUBLISH_MAX_PAUSE_SECONDS = 2.0
-CONNECTION_ERRORS = (aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPConnectionError, ConnectionError)
-"""What publishing raises while the broker connection is down or being restored."""
 
 
 class RpcTimeout(TimeoutError):

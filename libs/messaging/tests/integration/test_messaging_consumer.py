@@ -8,8 +8,10 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
+import aiormq
 import asyncpg
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -386,6 +388,44 @@ async def test_a_call_with_a_reply_queue_of_its_own_outlives_a_dropped_connectio
         await consumer.stop()
     assert await _left_in(broker, reply_queue) == 0, "the second reply was taken and dropped"
     assert await _left_in(broker, name) == 0, "both deliveries of the request were acked"
+
+
+async def test_a_reply_that_cannot_be_sent_yet_holds_its_request_until_it_is(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's channel is back but the channel the replies are published on is not yet (seen in
+    CI after a dropped connection): the reply is sent again until it goes, and only then is the request
+    acked, instead of an ack with no reply sent."""
+    key = f"msgtest.held-reply.{uuid.uuid4().hex[:6]}"
+    name, declare = durable_server_queue(key)
+
+    async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        return build_event("msgtest.done", source="/tests/rpc", data={})
+
+    publish = broker.publisher.publish
+    refused: list[str] = []
+
+    async def publish_when_restored(event: CloudEvent, **kwargs: Any) -> None:
+        if kwargs.get("exchange") == "" and len(refused) < 2:
+            refused.append(event.id)
+            raise aiormq.exceptions.ChannelInvalidStateError("the publishing channel is being restored")
+        await publish(event, **kwargs)
+
+    monkeypatch.setattr(broker.publisher, "publish", publish_when_restored)
+    consumer = Consumer(broker, queue=declare, handler=handler)  # type: ignore[arg-type]
+    await consumer.start()
+    client = RpcClient(broker, reply_queue=f"msgtest.replies.{uuid.uuid4().hex[:6]}")
+    await client.start()
+    try:
+        reply = await client.call(
+            build_event("msgtest.held", source="/tests/rpc", data={}), routing_key=key, timeout=15
+        )
+        assert reply.type == "msgtest.done"
+        assert len(refused) == 2
+    finally:
+        await client.stop()
+        await consumer.stop()
+    assert await _left_in(broker, name) == 0
 
 
 async def test_a_call_made_while_the_connection_is_down_is_published_when_it_is_back(
