@@ -74,6 +74,10 @@ soak: install ## With `make dev` running: runs while replicas die, RabbitMQ or P
 soak-schedules: install ## With `make dev` running: jobs firing every second while something breaks; every slot fired once, each run once (SOAK_ARGS="--outage broker|database|replicas")
 	$(UV) run --frozen python tests-soak/schedules.py $(or $(SOAK_ARGS),--outage database)
 
+.PHONY: soak-events
+soak-events: install ## With `make dev` running: events triggering jobs while something breaks; each matching job fired once per event, each run once (SOAK_ARGS="--outage broker|database|replicas")
+	$(UV) run --frozen python tests-soak/events.py $(or $(SOAK_ARGS),--outage database)
+
 .PHONY: bench bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands
 bench: bench-schedule bench-scheduler bench-executor bench-executor-children bench-executor-commands ## All benchmarks (figures printed side by side with peers, nothing asserted)
 
