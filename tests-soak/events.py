@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import secrets
 import sys
 import tempfile
@@ -190,7 +191,7 @@ async def check(conn: asyncpg.Connection, poster: Poster, every: list[str], only
     wrong_n = [
         x
         for (job, event), x in fired.items()
-        if x in by_id and (by_id[x]["parameters"] or {}).get("n") != poster.sent.get(event, {}).get("n")
+        if x in by_id and json.loads(by_id[x]["parameters"] or "{}").get("n") != poster.sent.get(event, {}).get("n")
     ]
     statuses = collections.Counter(r["status"] for r in executions)
     marks = collections.Counter(
