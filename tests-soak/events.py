@@ -32,7 +32,6 @@ import collections
 import json
 import secrets
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -41,17 +40,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-from schedules import SCHEDULER_PORTS, percentile
+from schedules import percentile, setup, wait_ended
 from soak import (
     DATABASE_URL,
-    REPLICA_PORTS,
     ROOT,
-    TERMINAL,
-    Replicas,
     create_job,
     new_account,
     outage,
-    outage_arguments,
     verdict,
 )
 
@@ -133,19 +128,6 @@ async def wait_bound(conn: asyncpg.Connection, pattern: str, timeout: float = 60
         if time.monotonic() > deadline:
             raise SystemExit(f"the scheduler did not bind {pattern} within {timeout:g}s")
         await asyncio.sleep(0.5)
-
-
-async def wait_ended(conn: asyncpg.Connection, jobs: list[str], expected: int, timeout: float) -> dict[str, int]:
-    """Until every fire's execution has ended (and as many as expected exist), or the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = await conn.fetch(
-            "SELECT status, count(*) FROM job_api.executions WHERE job_id = ANY($1::uuid[]) GROUP BY 1", jobs
-        )
-        counts = {r["status"]: r["count"] for r in rows}
-        if (sum(counts.values()) >= expected and all(s in TERMINAL for s in counts)) or time.monotonic() > deadline:
-            return counts
-        await asyncio.sleep(2)
 
 
 async def check(conn: asyncpg.Connection, poster: Poster, every: list[str], only_b: str, record: Path) -> list[str]:
@@ -238,15 +220,7 @@ async def main() -> int:
     parser.add_argument("--jobs", type=int, default=3, help="jobs triggered by every event (plus one by kind b)")
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--rate", type=float, default=10.0, help="events posted per second")
-    parser.add_argument(
-        "--replicas", choices=["executor", "scheduler"], default="executor", help="what --outage replicas stops"
-    )
-    args = outage_arguments(parser, kills=6, outage="database")
-    work = Path(tempfile.mkdtemp(prefix="soak-events-"))
-    record = work / "steps"
-    record.touch(mode=0o666)
-    ports = SCHEDULER_PORTS if args.replicas == "scheduler" else REPLICA_PORTS
-    replicas = Replicas(work, service=args.replicas, ports=ports)
+    args, work, record, replicas = setup(parser, "soak-events-")
     event_type = f"soak.e{uuid.uuid4().hex[:8]}.ping"
     print(
         f"soak: outage {args.outage}, {args.events} events of {event_type} at {args.rate:g}/s"
@@ -277,7 +251,7 @@ async def main() -> int:
     conn = await asyncpg.connect(DATABASE_URL)  # a new one: the database may have restarted under the first
     try:
         wanted = len(poster.sent) * len(every) + sum(d["kind"] == "b" for d in poster.sent.values())
-        counts = await wait_ended(conn, [*every, only_b], wanted, timeout=300)
+        counts = await wait_ended(conn, [*every, only_b], timeout=300, expected=wanted)
         print(f"all ended after {time.monotonic() - started:.1f}s: {counts}")
         problems = await check(conn, poster, every, only_b, record)
     finally:

@@ -66,16 +66,32 @@ def job_definition(record: Path) -> dict[str, Any]:
     }
 
 
-async def wait_ended(conn: asyncpg.Connection, jobs: list[str], timeout: float) -> dict[str, int]:
+async def wait_ended(conn: asyncpg.Connection, jobs: list[str], timeout: float, *, expected: int = 0) -> dict[str, int]:
+    """Until the jobs' executions (at least ``expected`` of them) have all ended, or the timeout."""
     deadline = time.monotonic() + timeout
     while True:
         rows = await conn.fetch(
             "SELECT status, count(*) FROM job_api.executions WHERE job_id = ANY($1::uuid[]) GROUP BY 1", jobs
         )
         counts = {r["status"]: r["count"] for r in rows}
-        if all(s in TERMINAL for s in counts) or time.monotonic() > deadline:
+        ended = sum(counts.values()) >= expected and all(s in TERMINAL for s in counts)
+        if ended or time.monotonic() > deadline:
             return counts
         await asyncio.sleep(2)
+
+
+def setup(parser: argparse.ArgumentParser, prefix: str) -> tuple[argparse.Namespace, Path, Path, Replicas]:
+    """What the soaks of scheduled and event-triggered runs share: ``--replicas executor|scheduler`` and
+    the outage options, parsed; a working directory, the steps' record in it, and the replicas."""
+    parser.add_argument(
+        "--replicas", choices=["executor", "scheduler"], default="executor", help="what --outage replicas stops"
+    )
+    args = outage_arguments(parser, kills=6, outage="database")
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    record = work / "steps"
+    record.touch(mode=0o666)
+    ports = SCHEDULER_PORTS if args.replicas == "scheduler" else REPLICA_PORTS
+    return args, work, record, Replicas(work, service=args.replicas, ports=ports)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -165,15 +181,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20, help="jobs on @every 1s")
     parser.add_argument("--minutes", type=float, default=1.5, help="how long they fire")
-    parser.add_argument(
-        "--replicas", choices=["executor", "scheduler"], default="executor", help="what --outage replicas stops"
-    )
-    args = outage_arguments(parser, kills=6, outage="database")
-    work = Path(tempfile.mkdtemp(prefix="soak-schedules-"))
-    record = work / "steps"
-    record.touch(mode=0o666)
-    ports = SCHEDULER_PORTS if args.replicas == "scheduler" else REPLICA_PORTS
-    replicas = Replicas(work, service=args.replicas, ports=ports)
+    args, work, record, replicas = setup(parser, "soak-schedules-")
     print(f"soak: outage {args.outage}, {args.jobs} jobs @every 1s for {args.minutes:g} min; files in {work}")
     async with httpx.AsyncClient(timeout=30) as client:
         headers = await new_account(client)
