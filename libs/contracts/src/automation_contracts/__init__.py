@@ -7,6 +7,7 @@ consumers call :func:`validate_event`, then :func:`parse_data` with the model fr
 """
 
 from automation_contracts.browser import (
+    BROWSER_REPLY_SLACK_SECONDS,
     Artifact,
     BrowserAction,
     BrowserResult,
@@ -61,6 +62,7 @@ from automation_contracts.schemas import (
 )
 
 __all__ = [
+    "BROWSER_REPLY_SLACK_SECONDS",
     "CONTENT_TYPE",
     "CORE_ATTRIBUTES",
     "EVENT_MODELS",

@@ -132,6 +132,12 @@ BrowserAction = Annotated[
 """One browser action, told apart by its ``type``."""
 
 
+BROWSER_REPLY_SLACK_SECONDS = 15.0
+"""How much longer than a task's ``timeout_seconds`` its caller (the executor) waits for the reply,
+counted from the request's ``time``. browser-pool does not start a task sent longer ago than that: no
+one waits for its result any more."""
+
+
 class BrowserTask(Contract):
     """``browser.task``: actions to run in a fresh browser context; the reply goes to ``reply_to``."""
 

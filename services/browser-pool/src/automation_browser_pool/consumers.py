@@ -45,5 +45,5 @@ class BrowserTaskHandler:
             task = delivery.parse(event, BrowserTask)
         except ContractError as exc:
             raise DeadLetter(f"invalid browser.task: {exc}") from exc
-        result = await self._service.answer(task)
+        result = await self._service.answer(task, sent_at=event.time)
         return build_event(RESULT_TYPE, source=SOURCE, data=result, subject=str(task.task_id))

@@ -14,6 +14,8 @@
   ``answered`` (its result was stored), ``running_here`` (it was running in this replica, which
   answered both with one run), ``running_elsewhere`` (another replica had claimed it: its result
   was waited for).
+- ``automation_browser_tasks_expired_total``: tasks answered ``ok: false`` without being run,
+  because their caller had stopped waiting before they could start.
 - ``automation_browser_task_duration_seconds``: time from receiving a task to its result.
 - ``automation_browser_artifacts_deleted_total``: artifacts removed by the retention cleanup.
 """
@@ -40,6 +42,7 @@ RECEIVED_AGAIN = Counter(
     "Browser tasks received again and answered without a second run, by what was found.",
     ["found"],
 )
+EXPIRED = Counter("automation_browser_tasks_expired", "Browser tasks not run because their caller had stopped waiting.")
 TASK_DURATION = Histogram(
     "automation_browser_task_duration_seconds",
     "Time from receiving a browser task to its result.",

@@ -20,7 +20,7 @@ from automation_browser_pool.claims import LocalClaims, TaskClaims
 from automation_browser_pool.db.repository import Pruned, TaskRepository
 from automation_browser_pool.domain import RunOutcome, check_task_urls
 from automation_browser_pool.pool import BrowserPool, PoolBrowser, PoolClosed, SlotTimeout
-from automation_contracts import BrowserResult, BrowserTask
+from automation_contracts import BROWSER_REPLY_SLACK_SECONDS, BrowserResult, BrowserTask
 from automation_core.errors import Conflict
 from automation_core.logging import bind_context, get_logger
 from automation_db import utcnow
@@ -65,11 +65,14 @@ class BrowserTaskService(Generic[B]):
         self._claims: TaskClaims = claims or LocalClaims()
         self._running: dict[uuid.UUID, asyncio.Future[BrowserResult]] = {}
 
-    async def answer(self, task: BrowserTask) -> BrowserResult:
+    async def answer(self, task: BrowserTask, *, sent_at: datetime | None = None) -> BrowserResult:
         """The ``browser.result`` for ``task`` (stored before it is returned).
 
         A task received again while it still runs gets that run's result: one running in this process
         is joined, one claimed by another replica is waited for (see :mod:`automation_browser_pool.claims`).
+        A request sent at ``sent_at`` (its CloudEvent ``time``) whose caller has stopped waiting (the
+        task's timeout and :data:`~automation_contracts.BROWSER_REPLY_SLACK_SECONDS` have passed) is
+        answered ``ok: false`` without being run.
         """
         started = time.monotonic()
         bind_context(task_id=task.task_id, execution_id=task.execution_id)
@@ -82,7 +85,7 @@ class BrowserTaskService(Generic[B]):
         future.add_done_callback(_retrieve)
         self._running[task.task_id] = future
         try:
-            result = await self._claimed(task, started)
+            result = await self._claimed(task, started, sent_at)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -94,7 +97,7 @@ class BrowserTaskService(Generic[B]):
         future.set_result(result)
         return result
 
-    async def _claimed(self, task: BrowserTask, started: float) -> BrowserResult:
+    async def _claimed(self, task: BrowserTask, started: float, sent_at: datetime | None) -> BrowserResult:
         """Claim the task (waiting while another replica runs it), then answer it once."""
         give_up = started + task.timeout_seconds + ELSEWHERE_SLACK_SECONDS
         waited = False
@@ -119,15 +122,15 @@ class BrowserTaskService(Generic[B]):
                 if not waited:
                     metrics.RECEIVED_AGAIN.labels("answered").inc()
                 return previous
-            return await self._run_and_record(task, started)
+            return await self._run_and_record(task, started, sent_at)
         finally:
             try:
                 await self._claims.release(task.task_id)
             except Exception as exc:  # noqa: BLE001 - the result is recorded; the claim went with its connection
                 log.warning("browser_task_claim_not_released", error=repr(exc))
 
-    async def _run_and_record(self, task: BrowserTask, started: float) -> BrowserResult:
-        outcome = await self._run(task, started)
+    async def _run_and_record(self, task: BrowserTask, started: float, sent_at: datetime | None) -> BrowserResult:
+        outcome = self._expired(task, sent_at) or await self._run(task, started)
         duration = time.monotonic() - started
         result = await self._repository.record(task, outcome, duration)
         outcome_label = "ok" if result.ok else "error"
@@ -141,6 +144,22 @@ class BrowserTaskService(Generic[B]):
             duration_ms=round(duration * 1000, 1),
         )
         return result
+
+    @staticmethod
+    def _expired(task: BrowserTask, sent_at: datetime | None) -> RunOutcome | None:
+        """A refusal when no one waits for the task's result any more (it waited in the queue while
+        browser-pool was down or busy); None when it may run."""
+        if sent_at is None:
+            return None
+        waited = (utcnow() - sent_at).total_seconds()
+        if waited <= task.timeout_seconds + BROWSER_REPLY_SLACK_SECONDS:
+            return None
+        log.warning("browser_task_expired", waited_seconds=round(waited, 1))
+        metrics.EXPIRED.inc()
+        return RunOutcome.refused(
+            f"not run: the task was sent {waited:.0f}s ago, and its caller stops waiting after the task's "
+            f"{task.timeout_seconds:g}s timeout and {BROWSER_REPLY_SLACK_SECONDS:g}s more"
+        )
 
     async def _run(self, task: BrowserTask, started: float) -> RunOutcome:
         refusal = check_task_urls(task)

@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,7 +20,14 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from automation_browser_pool.app import create_app
 from automation_browser_pool.settings import BrowserPoolSettings
-from automation_contracts import BrowserResult, CloudEvent, build_event, parse_data, validate_event
+from automation_contracts import (
+    BROWSER_REPLY_SLACK_SECONDS,
+    BrowserResult,
+    CloudEvent,
+    build_event,
+    parse_data,
+    validate_event,
+)
 from automation_core.settings import ServiceSettings
 from automation_messaging import REASON_HEADER, Broker, RpcClient
 from automation_messaging.topology import BROWSER_TASK, BROWSER_TASKS, COMMANDS, DEAD_QUEUE
@@ -63,8 +71,8 @@ class Harness:
     broker: Broker
     rpc: RpcClient
 
-    async def call(self, data: dict[str, Any], timeout: float = 15) -> BrowserResult:
-        request = build_event(BROWSER_TASK, source="/tests/browser-pool", data=data)
+    async def call(self, data: dict[str, Any], timeout: float = 15, sent_at: datetime | None = None) -> BrowserResult:
+        request = build_event(BROWSER_TASK, source="/tests/browser-pool", data=data, time=sent_at)
         reply = await self.rpc.call(request, routing_key=BROWSER_TASK, timeout=timeout)
         assert reply.type == "browser.result"
         assert reply.source == "/automation/browser-pool"
@@ -216,3 +224,21 @@ async def test_a_task_without_reply_to_is_still_run_and_recorded(harness: Harnes
     stored = await wait_until(recorded, timeout=10, what="the task record")
     assert stored["ok"] is True
     assert stored["title"] == "Over RabbitMQ"
+
+
+async def test_a_task_its_caller_stopped_waiting_for_is_not_run(harness: Harness, site: str) -> None:
+    """A request that waited in the queue past its timeout and the caller's slack (browser-pool was down):
+    answered ``ok: false`` without opening the page, and the same again when delivered again."""
+    data = task({"type": "goto", "url": f"{site}/stale"}, timeout_seconds=5)
+    sent = datetime.now(UTC) - timedelta(seconds=5 + BROWSER_REPLY_SLACK_SECONDS + 1)
+    result = await harness.call(data, sent_at=sent)
+    assert result.ok is False
+    assert result.error is not None
+    assert result.error.startswith("not run: the task was sent 2")
+    assert result.url is None
+    again = await harness.call(data)
+    assert again == result, "a task answered before gets its stored result"
+    fresh = await harness.call(
+        task({"type": "goto", "url": f"{site}/fresh"}, timeout_seconds=5), sent_at=datetime.now(UTC)
+    )
+    assert fresh.ok is True

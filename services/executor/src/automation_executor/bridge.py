@@ -30,7 +30,15 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from automation_contracts import BrowserResult, BrowserTask, CloudEvent, ContractError, build_event, parse_data
+from automation_contracts import (
+    BROWSER_REPLY_SLACK_SECONDS,
+    BrowserResult,
+    BrowserTask,
+    CloudEvent,
+    ContractError,
+    build_event,
+    parse_data,
+)
 from automation_contracts.steps import check_event_type
 from automation_core.logging import get_logger
 from automation_executor.domain.protocol import BrowserArgs, EmitArgs, ReplyMessage, RequestMessage, SecretArgs
@@ -41,8 +49,6 @@ from automation_messaging.topology import BROWSER_TASK, EVENTS
 log = get_logger(__name__)
 SOURCE = "/automation/executor"
 EMIT_ID_NAMESPACE = uuid.UUID("8d0c8a4e-2f57-4b0e-9a3c-5e6b7f1d2c90")
-BROWSER_REPLY_SLACK_SECONDS = 15.0
-"""How much longer than the task's own timeout the executor waits for browser-pool's reply."""
 PLATFORM_SOURCE_PREFIX = "/automation/"
 
 
