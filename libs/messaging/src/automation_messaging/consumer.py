@@ -75,6 +75,8 @@ REASON_HEADER = "x-dead-letter-reason"
 SERVER_NAMED_PREFIX = "amq.gen-"
 HOLD_FIRST_PAUSE_SECONDS = 0.5
 HOLD_MAX_PAUSE_SECONDS = 5.0
+REPLY_HOLD_MAX_SECONDS = 60.0
+"""How long a request is held while its reply cannot be sent before it goes back to its queue."""
 """A message whose handler cannot reach a service it needs is tried again after 0.5 s, 1 s, … 5 s."""
 CANCEL_WAIT_SECONDS = 10.0
 """How long :meth:`Consumer.stop` waits for handlers it cancelled to clean up (an executor hands its runs back)."""
@@ -364,9 +366,7 @@ class Consumer:
             except Exception as exc:
                 log.exception("handler_failed", error=repr(exc))
                 return await self._failed(message, delivery, exc)
-            if reply is not None and message.reply_to:
-                await self._reply(message, reply)
-            return await self._ack(message, "acked")
+            return await self._answered(message, reply)
 
     async def _handle(self, event: CloudEvent, delivery: Delivery) -> CloudEvent | None:
         """The handler's answer. While it fails because a service it needs cannot be reached (the
@@ -404,32 +404,44 @@ class Consumer:
             )
         return await self._requeue(message, delivery, f"{type(exc).__name__}: {exc}", None)
 
-    async def _reply(self, message: AbstractIncomingMessage, reply: CloudEvent) -> None:
-        """Send ``reply`` to the request's ``reply_to`` before the request is acked.
+    async def _answered(self, message: AbstractIncomingMessage, reply: CloudEvent | None) -> str:
+        """Ack a handled message, its reply (if any) sent first; requeue it when the reply could not be
+        sent, for its next delivery to answer."""
+        if reply is not None and message.reply_to and not await self._reply(message, reply):
+            await self._settle(message, ack=False)
+            self._consumed["requeued"].inc()
+            return "requeued"
+        return await self._ack(message, "acked")
 
-        While this process's connection is down (or its publishing channel is being restored), the
-        request is held and the reply sent again after a pause, as long as the request's own channel
-        lives: acking a request whose reply was never sent would lose the answer. Once that channel
-        has closed, the broker has requeued the request, and its next delivery answers instead.
+    async def _reply(self, message: AbstractIncomingMessage, reply: CloudEvent) -> bool:
+        """Send ``reply`` to the request's ``reply_to``; False when the request must go back to its
+        queue unacked, for its next delivery to answer.
+
+        Acking a request whose reply was never sent would lose the answer. So while this process's
+        connection is down (or its publishing channel is being restored), the request is held and the
+        reply sent again after a pause, as long as the request's own channel lives (once it has closed,
+        the broker has requeued the request) and for at most :data:`REPLY_HOLD_MAX_SECONDS`. A reply
+        refused for another reason (its caller is gone) is dropped, and the request acked.
         """
         pause = HOLD_FIRST_PAUSE_SECONDS / 2
+        give_up = time.monotonic() + REPLY_HOLD_MAX_SECONDS
         while True:
             try:
                 await self._broker.publisher.publish(
                     reply, exchange="", routing_key=message.reply_to or "", correlation_id=message.correlation_id
                 )
             except CONNECTION_ERRORS as exc:
-                if message.channel.is_closed:
+                if message.channel.is_closed or time.monotonic() >= give_up:
                     log.warning("reply_not_delivered", error=repr(exc), detail="the request goes back to its queue")
-                    return
+                    return False
                 log.info("reply_waits_for_broker", error=repr(exc))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, HOLD_MAX_PAUSE_SECONDS)
             except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
                 log.warning("reply_not_delivered", error=repr(exc))
-                return
+                return True
             else:
-                return
+                return True
 
     async def _ack(self, message: AbstractIncomingMessage, outcome: str) -> str:
         """Ack and count ``outcome``; ``requeued`` when the channel closed first (the broker requeued it)."""

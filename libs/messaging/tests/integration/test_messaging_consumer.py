@@ -390,23 +390,32 @@ async def test_a_call_with_a_reply_queue_of_its_own_outlives_a_dropped_connectio
     assert await _left_in(broker, name) == 0, "both deliveries of the request were acked"
 
 
-async def test_a_reply_that_cannot_be_sent_yet_holds_its_request_until_it_is(
-    broker: Broker, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("refusals", "hold", "handlings"),
+    [(2, 60.0, 1), (4, 0.3, 2)],
+    ids=["held-until-sent", "handed-back-after-the-hold"],
+)
+async def test_a_reply_that_cannot_be_sent_yet_is_never_acked_away(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, refusals: int, hold: float, handlings: int
 ) -> None:
     """The request's channel is back but the channel the replies are published on is not yet (seen in
-    CI after a dropped connection): the reply is sent again until it goes, and only then is the request
-    acked, instead of an ack with no reply sent."""
+    CI after a dropped connection): the request is held and the reply sent again until it goes, and
+    only then is the request acked. Held past ``REPLY_HOLD_MAX_SECONDS``, the request goes back to its
+    queue, and its next delivery answers. Never an ack with no reply sent."""
+    monkeypatch.setattr(consumer_module, "REPLY_HOLD_MAX_SECONDS", hold)
     key = f"msgtest.held-reply.{uuid.uuid4().hex[:6]}"
     name, declare = durable_server_queue(key)
+    handled: list[str] = []
 
     async def handler(event: CloudEvent, delivery: Delivery) -> CloudEvent:
+        handled.append(event.id)
         return build_event("msgtest.done", source="/tests/rpc", data={})
 
     publish = broker.publisher.publish
     refused: list[str] = []
 
     async def publish_when_restored(event: CloudEvent, **kwargs: Any) -> None:
-        if kwargs.get("exchange") == "" and len(refused) < 2:
+        if kwargs.get("exchange") == "" and len(refused) < refusals:
             refused.append(event.id)
             raise aiormq.exceptions.ChannelInvalidStateError("the publishing channel is being restored")
         await publish(event, **kwargs)
@@ -421,7 +430,10 @@ async def test_a_reply_that_cannot_be_sent_yet_holds_its_request_until_it_is(
             build_event("msgtest.held", source="/tests/rpc", data={}), routing_key=key, timeout=15
         )
         assert reply.type == "msgtest.done"
-        assert len(refused) == 2
+        assert len(refused) == refusals
+        assert len(handled) >= handlings
+        if hold > 10:
+            assert len(handled) == 1, "held, not handed back"
     finally:
         await client.stop()
         await consumer.stop()
