@@ -212,6 +212,12 @@ def browser_pool() -> dict[str, Any]:
             "claim). Bursts follow broker restarts and dropped connections.",
             Query(f"sum by (found) (rate(automation_browser_tasks_received_again_total{RATE})) * 3600", "{{found}}"),
         ),
+        timeseries(
+            "Tasks not run, their caller gone, per hour",
+            "Tasks answered 'not run' because they waited in browser-pool.tasks longer than their caller "
+            "(their timeout + 15 s): browser-pool was down or saturated. Alert: BrowserTasksExpiring.",
+            Query(f"sum(rate(automation_browser_tasks_expired_total{RATE})) * 3600", "expired"),
+        ),
         queue_flow(svc, "browser-pool.tasks", published_key="browser.task", width=8),
         row("Plumbing"),
         health(svc),

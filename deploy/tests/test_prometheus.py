@@ -20,6 +20,7 @@ ALERTS = {
     "FireLatenessHigh",
     "FiresLeftToRelays",
     "ExecutionsFailing",
+    "BrowserTasksExpiring",
     "DeadLettersGrowing",
     "OutboxStuck",
     "QueueBackingUp",
