@@ -70,11 +70,15 @@ class DatabaseClaims:
         self._lock = asyncio.Lock()
         self._held: set[uuid.UUID] = set()
 
+    def _forget_claims(self) -> None:
+        """The connection the claims were held on is gone, and they with it."""
+        if self._held:
+            log.warning("task_claims_lost_with_their_connection", claims=len(self._held))
+            self._held.clear()
+
     async def _open(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
-            if self._held:
-                log.warning("task_claims_lost_with_their_connection", claims=len(self._held))
-                self._held.clear()
+            self._forget_claims()
             self._connection = await asyncpg.connect(
                 self._dsn, server_settings={"application_name": self._application_name}
             )
@@ -85,9 +89,7 @@ class DatabaseClaims:
         if self._connection is not None:
             self._connection.terminate()
             self._connection = None
-        if self._held:
-            log.warning("task_claims_lost_with_their_connection", claims=len(self._held))
-            self._held.clear()
+        self._forget_claims()
 
     async def try_claim(self, task_id: uuid.UUID) -> bool:
         async with self._lock:
