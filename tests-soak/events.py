@@ -5,6 +5,7 @@ check that every event fired each job it matches once, and each fire ran once.
     uv run --frozen python tests-soak/events.py --outage broker     # stop RabbitMQ's app for a while
     uv run --frozen python tests-soak/events.py --outage replicas   # SIGKILL / SIGTERM extra executor replicas
     uv run --frozen python tests-soak/events.py --outage replicas --replicas scheduler   # ... extra schedulers
+    uv run --frozen python tests-soak/events.py --outage replicas --replicas event_gateway   # ... gateways
 
 It creates an account and jobs triggered by this soak's own event type ``soak.<tag>.ping``: ``--jobs``
 jobs on every such event, and one more only on those whose ``data.kind`` is ``"b"`` (a ``where``
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import itertools
 import json
 import secrets
 import sys
@@ -52,7 +54,9 @@ from soak import (
 
 from automation_suite.supervisor import dev_environment
 
-EVENTS_URL = "http://127.0.0.1:8004/api/v1/events"
+GATEWAY_PORTS = (8034, 8035)
+"""Two more event-gateway replicas, beside the suite's, for ``--outage replicas --replicas event_gateway``;
+the events are then posted to the three in turn."""
 SOURCE = "/soak/events"
 
 
@@ -80,8 +84,8 @@ def job_definition(record: Path, event_type: str, *, only_kind: str | None = Non
 class Poster:
     """Posts the events, each until event-gateway has taken it (202 new, 200 duplicate)."""
 
-    def __init__(self, client: httpx.AsyncClient, event_type: str) -> None:
-        self.client, self.event_type = client, event_type
+    def __init__(self, client: httpx.AsyncClient, event_type: str, ports: tuple[int, ...] = (8004,)) -> None:
+        self.client, self.event_type, self.ports = client, event_type, ports
         self.admin = dev_environment(ROOT / ".dev")["AUTOMATION_ADMIN_TOKEN"]
         self.sent: dict[str, dict[str, Any]] = {}  # event id → data
         self.retried = 0
@@ -99,9 +103,10 @@ class Poster:
             "data": data,
         }
         headers = {"Authorization": f"Bearer {self.admin}", "Content-Type": "application/cloudevents+json"}
-        while True:
+        for attempt in itertools.count():
+            url = f"http://127.0.0.1:{self.ports[(n + attempt) % len(self.ports)]}/api/v1/events"
             try:
-                resp = await self.client.post(EVENTS_URL, json=body, headers=headers)
+                resp = await self.client.post(url, json=body, headers=headers)
             except httpx.HTTPError:
                 resp = None
             if resp is not None and resp.status_code in (200, 202):
@@ -220,7 +225,7 @@ async def main() -> int:
     parser.add_argument("--jobs", type=int, default=3, help="jobs triggered by every event (plus one by kind b)")
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--rate", type=float, default=10.0, help="events posted per second")
-    args, work, record, replicas = setup(parser, "soak-events-")
+    args, work, record, replicas = setup(parser, "soak-events-", more={"event_gateway": GATEWAY_PORTS})
     event_type = f"soak.e{uuid.uuid4().hex[:8]}.ping"
     print(
         f"soak: outage {args.outage}, {args.events} events of {event_type} at {args.rate:g}/s"
@@ -236,7 +241,8 @@ async def main() -> int:
             if args.outage == "replicas":
                 for port in replicas.ports:
                     await replicas.start(port)
-            poster = Poster(client, event_type)
+            gateways = (8004, *GATEWAY_PORTS) if args.replicas == "event_gateway" else (8004,)
+            poster = Poster(client, event_type, gateways)
             try:
                 started = time.monotonic()
                 _, done = await asyncio.gather(

@@ -80,18 +80,19 @@ async def wait_ended(conn: asyncpg.Connection, jobs: list[str], timeout: float, 
         await asyncio.sleep(2)
 
 
-def setup(parser: argparse.ArgumentParser, prefix: str) -> tuple[argparse.Namespace, Path, Path, Replicas]:
-    """What the soaks of scheduled and event-triggered runs share: ``--replicas executor|scheduler`` and
-    the outage options, parsed; a working directory, the steps' record in it, and the replicas."""
-    parser.add_argument(
-        "--replicas", choices=["executor", "scheduler"], default="executor", help="what --outage replicas stops"
-    )
+def setup(
+    parser: argparse.ArgumentParser, prefix: str, *, more: dict[str, tuple[int, ...]] | None = None
+) -> tuple[argparse.Namespace, Path, Path, Replicas]:
+    """What the soaks of scheduled and event-triggered runs share: ``--replicas executor|scheduler`` (and
+    the services of ``more``, with their ports) and the outage options, parsed; a working directory, the
+    steps' record in it, and the replicas."""
+    ports_of = {"executor": REPLICA_PORTS, "scheduler": SCHEDULER_PORTS} | (more or {})
+    parser.add_argument("--replicas", choices=list(ports_of), default="executor", help="what --outage replicas stops")
     args = outage_arguments(parser, kills=6, outage="database")
     work = Path(tempfile.mkdtemp(prefix=prefix))
     record = work / "steps"
     record.touch(mode=0o666)
-    ports = SCHEDULER_PORTS if args.replicas == "scheduler" else REPLICA_PORTS
-    return args, work, record, Replicas(work, service=args.replicas, ports=ports)
+    return args, work, record, Replicas(work, service=args.replicas, ports=ports_of[args.replicas])
 
 
 def percentile(values: list[float], q: float) -> float:
