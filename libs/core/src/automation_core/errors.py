@@ -109,10 +109,18 @@ def _broken_asyncpg_connection(exc: BaseException) -> bool:
     )
 
 
+def _channel_being_restored(exc: BaseException) -> bool:
+    """aiormq's ``ChannelInvalidStateError``: the broker connection under the channel is gone (or is
+    being restored), so nothing can be published or acked on it until it is back."""
+    kind = type(exc)
+    return kind.__module__.startswith("aiormq") and kind.__name__ == "ChannelInvalidStateError"
+
+
 def _unreachable(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None)
     return (
         isinstance(exc, ConnectionError)
+        or _channel_being_restored(exc)
         or getattr(exc, "connection_invalidated", False) is True
         or (isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES))
         or _broken_asyncpg_connection(exc)
@@ -122,10 +130,11 @@ def _unreachable(exc: BaseException) -> bool:
 def unreachable_dependency(exc: BaseException) -> BaseException | None:
     """The error in ``exc``'s chain saying that a service this one depends on could not be reached, if
     any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, an asyncpg
-    connection whose protocol broke mid-operation, or a connection SQLAlchemy found invalidated.
+    connection whose protocol broke mid-operation, a connection SQLAlchemy found invalidated, or an AMQP
+    channel whose connection is gone.
 
-    Found by duck typing (``sqlstate``, ``connection_invalidated``, asyncpg's class names), so this
-    module needs neither asyncpg nor SQLAlchemy.
+    Found by duck typing (``sqlstate``, ``connection_invalidated``, asyncpg's and aiormq's class names),
+    so this module needs neither asyncpg, SQLAlchemy nor aiormq.
     """
     return find_in_chain(exc, _unreachable)
 

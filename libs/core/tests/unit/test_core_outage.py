@@ -49,3 +49,13 @@ def test_asyncpg_connections_broken_mid_operation_are_an_outage_and_its_other_er
     )
     assert unreachable_dependency(asyncpg.UniqueViolationError("duplicate key")) is None
     assert unreachable_dependency(asyncpg.AdminShutdownError("terminating connection")) is not None, "57P01"
+
+
+def test_an_amqp_channel_whose_connection_is_gone_is_an_outage() -> None:
+    import aiormq.exceptions
+
+    from automation_core.errors import unreachable_dependency
+
+    gone = aiormq.exceptions.ChannelInvalidStateError("No active transport in channel")
+    assert unreachable_dependency(gone) is gone
+    assert unreachable_dependency(aiormq.exceptions.ChannelNotFoundEntity("NOT_FOUND - no exchange")) is None

@@ -423,7 +423,7 @@ class Consumer:
         the broker has requeued the request) and for at most :data:`REPLY_HOLD_MAX_SECONDS`. A reply
         refused for another reason (its caller is gone) is dropped, and the request acked.
         """
-        pause = HOLD_FIRST_PAUSE_SECONDS / 2
+        outage: Outage | None = None  # made at the first failure
         give_up = time.monotonic() + REPLY_HOLD_MAX_SECONDS
         while True:
             try:
@@ -434,13 +434,19 @@ class Consumer:
                 if message.channel.is_closed or time.monotonic() >= give_up:
                     log.warning("reply_not_delivered", error=repr(exc), detail="the request goes back to its queue")
                     return False
-                log.info("reply_waits_for_broker", error=repr(exc))
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, HOLD_MAX_PAUSE_SECONDS)
+                outage = outage or Outage(
+                    started="reply_waits_for_broker",
+                    ended="reply_sent_broker_back",
+                    first=HOLD_FIRST_PAUSE_SECONDS / 2,
+                    cap=HOLD_MAX_PAUSE_SECONDS,
+                )
+                await asyncio.sleep(outage.pause(exc))
             except Exception as exc:  # noqa: BLE001 - the caller is gone; its reply has no one to go to
                 log.warning("reply_not_delivered", error=repr(exc))
                 return True
             else:
+                if outage is not None:
+                    outage.over()
                 return True
 
     async def _ack(self, message: AbstractIncomingMessage, outcome: str) -> str:

@@ -25,6 +25,7 @@ import uuid
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from automation_contracts import CloudEvent, ContractError
+from automation_core.errors import Outage
 from automation_core.logging import get_logger
 from automation_messaging.broker import CONNECTION_ERRORS, Broker, Publisher
 from automation_messaging.topology import COMMANDS, declare_replica_queue
@@ -131,7 +132,7 @@ class RpcClient:
         """Publish the request; with a reply queue of its own, again after a pause while the connection
         is down (the caller's deadline bounds it)."""
         assert self._publisher is not None
-        pause = REPUBLISH_FIRST_PAUSE_SECONDS
+        outage: Outage | None = None  # made at the first failure
         while True:
             try:
                 await self._publisher.publish(
@@ -144,8 +145,14 @@ class RpcClient:
             except CONNECTION_ERRORS as exc:
                 if self._reply_queue is None:
                     raise
-                log.warning("rpc_request_publish_waits_for_broker", type=event.type, id=event.id, error=repr(exc))
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, REPUBLISH_MAX_PAUSE_SECONDS)
+                outage = outage or Outage(
+                    started="rpc_request_publish_waits_for_broker",
+                    ended="rpc_request_published_broker_back",
+                    first=REPUBLISH_FIRST_PAUSE_SECONDS,
+                    cap=REPUBLISH_MAX_PAUSE_SECONDS,
+                )
+                await asyncio.sleep(outage.pause(exc))
             else:
+                if outage is not None:
+                    outage.over()
                 return
