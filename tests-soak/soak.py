@@ -5,11 +5,12 @@ lost or doubled.
     uv run --frozen python tests-soak/soak.py --outage broker     # stop RabbitMQ's app for a while
     uv run --frozen python tests-soak/soak.py --outage database   # stop PostgreSQL for a while
     uv run --frozen python tests-soak/soak.py --outage replicas --replicas browser_pool   # ... browser-pools
+    uv run --frozen python tests-soak/soak.py --outage replicas --replicas job_api        # ... job-apis
 
 It creates an account and a job of each kind (:func:`job_definitions`), starts two more executor
-replicas (or browser-pool replicas) beside the suite's own, asks for ``--runs`` manual runs over job-api
-(``Idempotency-Key`` on each, retried on 503 and connection errors) while the outage happens, waits
-for every run to end, and checks, from the databases and the steps' own record:
+replicas (or browser-pool or job-api replicas) beside the suite's own, asks for ``--runs`` manual runs
+over job-api (``Idempotency-Key`` on each, retried on 503 and connection errors) while the outage
+happens, waits for every run to end, and checks, from the databases and the steps' own record:
 
 - every run asked for has exactly one execution, and it ended (none left ``queued`` or ``running``);
 - no step ran twice within one attempt (each shell step appends ``<execution> <step> <attempt>`` to a
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import itertools
 import os
 import secrets
 import signal
@@ -52,6 +54,10 @@ DATABASE_URL = os.environ.get("AUTOMATION_DATABASE_URL", "postgresql://postgres@
 REPLICA_PORTS = (8012, 8013)
 POOL_PORTS = (8023, 8024)
 """Two more browser-pool replicas, beside the suite's, for ``--outage replicas --replicas browser_pool``."""
+API_PORTS = (8045, 8046)
+"""Two more job-api replicas, beside the suite's, for ``--outage replicas --replicas job_api``: the runs are
+then asked for, and cancelled, at the three in turn (a request cut off by a stop goes to the next, with
+its ``Idempotency-Key``), and the three share the execution events."""
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
@@ -252,8 +258,11 @@ class Requests:
     """The runs asked for: each with its own ``Idempotency-Key``, retried until accepted (on a 503 or a
     broken connection); the cancel kind's runs are cancelled 0-2 s after they are accepted."""
 
-    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], jobs: dict[str, str]) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, headers: dict[str, str], jobs: dict[str, str], apis: tuple[str, ...] = (API,)
+    ) -> None:
         self.client, self.headers, self.jobs = client, headers, jobs
+        self._apis = itertools.cycle(apis)
         self.kind_of: dict[str, str] = {}  # execution id → kind
         self.retried = 0
         self.cancelled: set[str] = set()  # cancellations accepted (202)
@@ -261,10 +270,12 @@ class Requests:
         self.ended_first: set[str] = set()  # cancellations held back by the outage until their run had ended
         self._cancels: list[asyncio.Task[None]] = []
 
-    async def _post(self, url: str, key: str, body: dict[str, Any]) -> httpx.Response:
+    async def _post(self, path: str, key: str, body: dict[str, Any]) -> httpx.Response:
         while True:
             try:
-                resp = await self.client.post(url, json=body, headers=self.headers | {"Idempotency-Key": key})
+                resp = await self.client.post(
+                    f"{next(self._apis)}{path}", json=body, headers=self.headers | {"Idempotency-Key": key}
+                )
             except httpx.HTTPError:
                 resp = None
             if resp is not None and resp.status_code != 503:
@@ -274,7 +285,7 @@ class Requests:
 
     async def _cancel(self, execution: str) -> None:
         await asyncio.sleep(secrets.randbelow(21) / 10)
-        resp = await self._post(f"{API}/executions/{execution}/cancel", str(uuid.uuid4()), {"reason": "soak"})
+        resp = await self._post(f"/executions/{execution}/cancel", str(uuid.uuid4()), {"reason": "soak"})
         if resp.status_code == 202:
             self.cancelled.add(execution)
         elif resp.status_code == 409 and "execution is already" in resp.text:
@@ -285,7 +296,7 @@ class Requests:
     async def run(self, runs: int, rate: float) -> None:
         for _ in range(runs):
             kind = secrets.choice(list(self.jobs))
-            resp = await self._post(f"{API}/jobs/{self.jobs[kind]}/execute", str(uuid.uuid4()), {})
+            resp = await self._post(f"/jobs/{self.jobs[kind]}/execute", str(uuid.uuid4()), {})
             if resp.status_code != 202:
                 raise SystemExit(f"job-api refused a run: {resp.status_code} {resp.text}")
             execution = resp.json()["execution_id"]
@@ -499,14 +510,18 @@ async def main() -> int:
     parser.add_argument("--runs", type=int, default=600)
     parser.add_argument("--rate", type=float, default=20.0, help="runs asked for per second")
     parser.add_argument(
-        "--replicas", choices=["executor", "browser_pool"], default="executor", help="what --outage replicas stops"
+        "--replicas",
+        choices=["executor", "browser_pool", "job_api"],
+        default="executor",
+        help="what --outage replicas stops",
     )
     args = outage_arguments(parser, kills=8)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     record, spans = work / "steps", work / "spans"
     for path in (record, spans):
         path.touch(mode=0o666)
-    replicas = Replicas(work, service=args.replicas, ports=REPLICA_PORTS if args.replicas == "executor" else POOL_PORTS)
+    ports = {"executor": REPLICA_PORTS, "browser_pool": POOL_PORTS, "job_api": API_PORTS}[args.replicas]
+    replicas = Replicas(work, service=args.replicas, ports=ports)
     since = time.time()
     kinds = KINDS if args.mix == "all" else KINDS[:3]
     print(f"soak: outage {args.outage}, {args.runs} runs at {args.rate:g}/s of {', '.join(kinds)}; files in {work}")
@@ -517,7 +532,8 @@ async def main() -> int:
             kind: await create_job(client, headers, definitions[kind] | {"name": f"soak-{kind}-{uuid.uuid4().hex[:6]}"})
             for kind in kinds
         }
-        requests = Requests(client, headers, jobs)
+        extra = API_PORTS if args.replicas == "job_api" else ()
+        requests = Requests(client, headers, jobs, (API, *(f"http://127.0.0.1:{port}/api/v1" for port in extra)))
         for port in replicas.ports:
             await replicas.start(port)
         try:
