@@ -75,9 +75,11 @@ class Unavailable(AutomationError):
 
 UNAVAILABLE_RETRY_AFTER = "2"
 """``Retry-After`` (seconds) of a 503 for a dependency that could not be reached."""
-# SQLSTATEs of a connection that failed or a server going away: class 08 (connection exception),
-# 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up, shutting down).
-_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# SQLSTATEs of a connection that failed, a server going away, or one that cannot serve for now: class 08
+# (connection exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting
+# up, shutting down), class 53 (insufficient resources: 53300 too many connections, 53100 disk full,
+# 53200 out of memory), which pass when the server's other clients let go or an operator makes room.
+_UNREACHABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
 
 
 def find_in_chain(exc: BaseException, matches: Callable[[BaseException], bool]) -> BaseException | None:
@@ -129,9 +131,10 @@ def _unreachable(exc: BaseException) -> bool:
 
 def unreachable_dependency(exc: BaseException) -> BaseException | None:
     """The error in ``exc``'s chain saying that a service this one depends on could not be reached, if
-    any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, an asyncpg
-    connection whose protocol broke mid-operation, a connection SQLAlchemy found invalidated, or an AMQP
-    channel whose connection is gone.
+    any: a refused, reset or broken connection, a PostgreSQL connection error or shutdown, a PostgreSQL
+    short of resources (too many connections, disk full, out of memory), an asyncpg connection whose
+    protocol broke mid-operation, a connection SQLAlchemy found invalidated, or an AMQP channel whose
+    connection is gone.
 
     Found by duck typing (``sqlstate``, ``connection_invalidated``, asyncpg's and aiormq's class names),
     so this module needs neither asyncpg, SQLAlchemy nor aiormq.

@@ -49,6 +49,9 @@ def test_asyncpg_connections_broken_mid_operation_are_an_outage_and_its_other_er
     )
     assert unreachable_dependency(asyncpg.UniqueViolationError("duplicate key")) is None
     assert unreachable_dependency(asyncpg.AdminShutdownError("terminating connection")) is not None, "57P01"
+    assert unreachable_dependency(asyncpg.DiskFullError("could not extend file")) is not None, "53100"
+    assert unreachable_dependency(asyncpg.OutOfMemoryError("out of memory")) is not None, "53200"
+    assert unreachable_dependency(asyncpg.QueryCanceledError("canceling statement")) is None, "57014 is no outage"
 
 
 def test_an_amqp_channel_whose_connection_is_gone_is_an_outage() -> None:

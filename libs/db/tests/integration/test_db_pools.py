@@ -84,3 +84,39 @@ async def test_a_statement_pool_connection_that_broke_is_terminated_not_put_back
         assert again == kept, "a server error leaves the connection usable: it went back to the pool"
     finally:
         await pool.close()
+
+
+async def test_a_server_with_no_connection_left_is_an_outage_for_both_kinds_of_pool(database_url: str) -> None:
+    """PostgreSQL refusing a connection with 53300 (too many connections: here a role's own limit, as the
+    server's ``max_connections`` would) is an outage to wait through, not an error to dead-letter or 500."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from automation_core.errors import unreachable_dependency
+
+    role = f"limited_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    limited = make_url(database_url).set(username=role, password=None).render_as_string(hide_password=False)
+    pool = await open_statement_pool(limited, size=2, service=f"svc-{uuid.uuid4().hex[:8]}", name="hot")
+    engine = create_engine(limited, pool_size=1)
+    try:
+        async with pool.acquire() as first:
+            await first.fetchval("SELECT 1")
+            with pytest.raises(asyncpg.TooManyConnectionsError) as refused:
+                async with pool.acquire() as second:
+                    await second.fetchval("SELECT 1")
+            assert refused.value.sqlstate == "53300"
+            assert unreachable_dependency(refused.value) is refused.value
+            with pytest.raises(DBAPIError) as wrapped:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            assert unreachable_dependency(wrapped.value) is not None, repr(wrapped.value)
+        await pool.close()
+        async with engine.connect() as conn:  # the limit's one connection is free again
+            assert (await conn.execute(text("SELECT current_user"))).scalar() == role
+    finally:
+        await engine.dispose()
+        pool.terminate()
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()
