@@ -31,17 +31,20 @@ class Executor:
     runs: RunRequestHandler
     cancels: CancelHandler
     heartbeat: Periodic
+    fence: Periodic
     reaper: Periodic
 
     def start_loops(self) -> None:
-        """Start the heartbeat and the reaper."""
+        """Start the heartbeat, its fence and the reaper."""
         self.heartbeat.start()
+        self.fence.start()
         self.reaper.start()
 
     async def stop_loops(self) -> None:
         """Stop the reaper and the heartbeat (after the pool drained: running attempts keep their leases)."""
         await self.reaper.stop()
         await self.heartbeat.stop()
+        await self.fence.stop()
 
 
 def compose(
@@ -98,5 +101,6 @@ def compose(
         runs=runs,
         cancels=CancelHandler(leases=leases, pool=pool, kill_grace=grace),
         heartbeat=Periodic("heartbeat", keeper.renew_once, settings.heartbeat_seconds),
+        fence=Periodic("lease_fence", keeper.fence_overdue, keeper.fence_every),
         reaper=Periodic("reaper", reaper.reap_once, settings.reaper_interval_seconds),
     )

@@ -3,13 +3,15 @@
 - :class:`LeaseKeeper` (one task per replica) renews, every third of the lease, the leases of every
   attempt this replica runs, in one statement that also reports remembered cancellations (so a run
   whose replica missed the ``execution.cancel`` broadcast is still stopped). A run whose lease was
-  taken over is stopped at once; when renewals keep failing (database unreachable) past the lease,
-  this replica fences itself: it stops those runs, since another replica may record them lost.
+  taken over is stopped at once. When renewals fail, or hang (a database that does not answer, a
+  network that drops packets), past the lease, this replica fences itself: it stops those runs by their
+  deadline (:meth:`LeaseKeeper.fence_overdue`, checked often), since another replica may record them
+  lost from then on.
 - :class:`Reaper` (every replica) records attempts whose lease expired as ``lost`` with the retry or
   final failure that follows (``FOR UPDATE SKIP LOCKED``: replicas share the work; compare-and-set: an
   attempt is recorded once), and forgets old cancellations. It reaps only once the database has
-  answered it for a whole lease period (after its start and after an outage), so that holders can
-  renew, or record their outcome, first.
+  answered it for a whole lease period (after its start, after an outage, and after a stall: a
+  statement answered late), so that holders can renew, or record their outcome, first.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ def count_ending(ending: Ending, *, stage: str = "running") -> None:
         metrics.DEAD_LETTERS.labels(ending.dead_letter).inc()
 
 
+class DatabaseStalled(Exception):
+    """The database answered the reaper's look for expired leases too late to trust it: it was not
+    answering for a while (frozen, or its network dropping packets), so it renewed no lease either."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the database took {seconds:.1f}s to answer")
+        self.seconds = seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Reaped:
     """An attempt recorded because its lease expired."""
@@ -88,13 +99,23 @@ class LeaseService:
         async with self._sessions.begin() as session:
             return await AttemptRepository(session).renew(run_ids, self.lease_seconds)
 
-    async def reap_expired(self, limit: int = REAP_BATCH) -> list[Reaped]:
-        """Record up to ``limit`` attempts whose lease expired, with what follows each."""
+    async def reap_expired(self, limit: int = REAP_BATCH, *, stall_seconds: float | None = None) -> list[Reaped]:
+        """Record up to ``limit`` attempts whose lease expired, with what follows each.
+
+        Raises :class:`DatabaseStalled` (recording nothing) when the expired attempts were found more than
+        ``stall_seconds`` after this began: the database was not answering meanwhile, and leases ran out
+        because no holder could renew them, not because their holders went.
+        """
         now = self._clock()
+        began = time.monotonic()
         reaped: list[Reaped] = []
         async with self._sessions.begin() as session:
             repo = AttemptRepository(session)
-            for row in await repo.expired(limit):
+            expired = await repo.expired(limit)
+            took = time.monotonic() - began
+            if expired and stall_seconds is not None and took > stall_seconds:
+                raise DatabaseStalled(took)  # the transaction rolls back: the rows stay as they are
+            for row in expired:
                 if row.request is None:  # cannot happen for rows with a lease; never loop on one
                     await repo.update_row(row.id, {"lease_expires_at": None})
                     continue
@@ -175,20 +196,45 @@ class LeaseKeeper:
         self._kill_grace = kill_grace
         self._monotonic = monotonic
 
+    @property
+    def fence_every(self) -> float:
+        """How often :meth:`fence_overdue` should run: a twentieth of the lease, at most a second."""
+        return min(1.0, self._leases.lease_seconds / 20)
+
+    async def fence_overdue(self) -> int:
+        """Stop (SIGKILL) every run whose lease this replica could not renew in time; how many.
+
+        A run is stopped once its deadline (when its last renewal that succeeded was sent, plus the
+        lease) is less than :attr:`fence_every` away, so, called that often, no later than the deadline.
+        The database's own expiry of the lease, from which another replica may record the attempt lost
+        and run it again, comes later than the deadline (the renewal reached the database after it was
+        sent). Whether the renewals failed or are still waiting for an answer does not matter.
+        """
+        soon = self._monotonic() + self.fence_every
+        stopped = 0
+        for slot in self._pool.leased():
+            overdue = slot.stop_kind is None and soon >= slot.lease_deadline
+            if overdue and slot.request_stop("lease_lost", "the lease could not be renewed in time", 0):
+                stopped += 1
+                log.warning("lease_ran_out_run_stopped", execution_id=str(slot.execution_id))
+        return stopped
+
     async def renew_once(self) -> None:
-        """One heartbeat."""
+        """One heartbeat: a renewal that has no answer within a heartbeat is given up (and tried again at
+        the next), so a connection that stopped answering does not hold the heartbeat."""
         slots = [slot for slot in self._pool.leased() if slot.stop_kind is None]
         if not slots:
             return
         started = self._monotonic()
         try:
-            held = await self._leases.renew([slot.run_id for slot in slots if slot.run_id is not None])
+            held = await asyncio.wait_for(
+                self._leases.renew([slot.run_id for slot in slots if slot.run_id is not None]),
+                timeout=self._leases.lease_seconds / 3,
+            )
         except Exception as exc:  # noqa: BLE001 - the database may be away; fence once the leases run out
             metrics.LEASE_RENEWAL_FAILURES.inc()
             log.warning("lease_renewal_failed", runs=len(slots), error=repr(exc))
-            for slot in slots:
-                if self._monotonic() > slot.lease_deadline:
-                    slot.request_stop("lease_lost", "the lease could not be renewed in time", 0)
+            await self.fence_overdue()
             return
         for slot in slots:
             if slot.run_id not in held:
@@ -233,6 +279,20 @@ class Reaper:
         since = self._answering_since
         return since is not None and self._monotonic() - since >= self._leases.lease_seconds
 
+    @property
+    def stall_seconds(self) -> float:
+        """An answer later than this (a sixth of the lease) means the database was not answering: a live
+        holder's lease runs out only when no renewal got through for two thirds of the lease."""
+        return self._leases.lease_seconds / 6
+
+    def _answering_from_now(self, why: str, *, stalled: float | None = None) -> None:
+        """Count the database as answering from now on: reap a lease period later."""
+        self._answering_since = self._monotonic()
+        if stalled is None:
+            log.info(why, waits_seconds=self._leases.lease_seconds)
+        else:
+            log.warning(why, took_seconds=round(stalled, 1), waits_seconds=self._leases.lease_seconds)
+
     async def reap_once(self) -> int:
         """One pass; how many attempts were recorded."""
         try:
@@ -243,10 +303,13 @@ class Reaper:
 
     async def _pass(self) -> int:
         if not self.settled():
+            asked = self._monotonic()
             await self._leases.answers()
+            took = self._monotonic() - asked
             if self._answering_since is None:
-                self._answering_since = self._monotonic()
-                log.info("reaper_waits_a_lease_period", seconds=self._leases.lease_seconds)
+                self._answering_from_now("reaper_waits_a_lease_period")
+            elif took > self.stall_seconds:
+                self._answering_from_now("reaper_database_stalled", stalled=took)
             if not self.settled():
                 return 0
         self._ticks += 1
@@ -256,7 +319,11 @@ class Reaper:
                 log.info("cancellations_forgotten", count=forgotten)
         total = 0
         while True:
-            reaped = await self._leases.reap_expired()
+            try:
+                reaped = await self._leases.reap_expired(stall_seconds=self.stall_seconds)
+            except DatabaseStalled as exc:
+                self._answering_from_now("reaper_database_stalled", stalled=exc.seconds)
+                return total
             for item in reaped:
                 count_ending(item.ending)
                 log.warning(

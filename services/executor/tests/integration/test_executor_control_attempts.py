@@ -353,3 +353,73 @@ async def test_a_redelivery_leaves_an_expired_lease_to_the_reaper_until_it_may_r
     assert (row.status, row.worker_id) == ("running", "w-holder")
     settled = AttemptService(sessions, worker_id="w-other", retry_routes=ROUTES, may_reap=lambda: True)
     assert (await settled.begin(request)).action == "reaped"
+
+
+async def test_a_renewal_the_database_does_not_answer_is_given_up_and_its_run_fenced_by_the_deadline(
+    sessions: Sessions,
+) -> None:
+    """The attempt's row is locked by another transaction, so the renewal waits without an error, as it
+    would on a frozen database or a network that drops packets: the heartbeat gives it up after a third
+    of the lease, and the fence stops the run before its lease runs out in the database."""
+    import time
+
+    from automation_executor.leases import LeaseKeeper, Periodic
+    from automation_executor.pool import WorkerPool
+
+    request = _request()
+    begun = await AttemptService(sessions, worker_id="w-cut-off", retry_routes=ROUTES, lease_seconds=1.5).begin(request)
+    assert begun.run_id is not None
+    leases = LeaseService(sessions, retry_routes=ROUTES, lease_seconds=1.5)
+    pool = WorkerPool("w-cut-off", 2)
+    keeper = LeaseKeeper(leases, pool, kill_grace=0.0)
+    with pool.slot(request.execution_id, request.attempt, request.job_id) as slot:
+        slot.run_id = begun.run_id
+        slot.run_task = asyncio.create_task(asyncio.Event().wait())
+        slot.lease_deadline = time.monotonic() + 1.5
+        async with sessions.begin() as blocker:
+            await blocker.execute(
+                text("SELECT 1 FROM executor.attempts WHERE run_id = :id FOR UPDATE"), {"id": begun.run_id}
+            )
+            asked = time.monotonic()
+            await keeper.renew_once()
+            assert 0.45 < time.monotonic() - asked < 1.0, "given up after a third of the lease"
+            assert slot.stop_kind is None
+            fence = Periodic("lease_fence", keeper.fence_overdue, keeper.fence_every)  # as the app runs it
+            fence.start()
+            try:
+                await asyncio.wait({slot.run_task}, timeout=5)
+            finally:
+                await fence.stop()
+            fenced = time.monotonic()
+            assert slot.run_task.cancelled(), "the run was stopped"
+            assert fenced <= slot.lease_deadline + 0.05, "stopped by the deadline"
+            assert fenced >= slot.lease_deadline - 3 * keeper.fence_every
+        assert slot.stop_kind == "lease_lost"
+    assert await leases.renew([begun.run_id]) == {begun.run_id: None}, "the sessions work again once it answers"
+
+
+async def test_expired_leases_found_late_are_left_to_their_holders(sessions: Sessions) -> None:
+    """The reaper's look waits behind a lock for longer than a sixth of the lease, as it would through a
+    frozen database: what it finds then ran out because nobody could renew, so it records nothing."""
+    from automation_executor.leases import DatabaseStalled
+
+    request = _request(retries=2)
+    await AttemptService(sessions, worker_id="w-holder", retry_routes=ROUTES).begin(request)
+    await _expire(sessions, request.execution_id)
+    leases = LeaseService(sessions, retry_routes=ROUTES, lease_seconds=3.0)
+
+    async def frozen_for(seconds: float) -> None:
+        async with sessions.begin() as blocker:
+            await blocker.execute(text("LOCK TABLE executor.attempts IN ACCESS EXCLUSIVE MODE"))
+            await asyncio.sleep(seconds)
+
+    freeze = asyncio.create_task(frozen_for(1.0))
+    await asyncio.sleep(0.1)
+    with pytest.raises(DatabaseStalled) as stalled:
+        await leases.reap_expired(stall_seconds=0.5)
+    await freeze
+    assert 0.8 < stalled.value.seconds < 3
+    [row] = await _rows(sessions, request.execution_id)
+    assert (row.status, row.worker_id) == ("running", "w-holder"), "left as it was"
+    reaped = await leases.reap_expired(stall_seconds=0.5)
+    assert request.execution_id in {r.execution_id for r in reaped}, "found at once: recorded"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from automation_executor.followups import Ending
-from automation_executor.leases import LeaseKeeper, Periodic, Reaped, Reaper
+from automation_executor.leases import DatabaseStalled, LeaseKeeper, Periodic, Reaped, Reaper
 from automation_executor.pool import Slot, WorkerPool
 
 
@@ -23,11 +23,14 @@ class Leases:
 
     held: dict[uuid.UUID, str | None] = field(default_factory=dict)
     failing: bool = False
+    hanging: bool = False
     lease_seconds: float = 30.0
     renewed: list[list[uuid.UUID]] = field(default_factory=list)
 
     async def renew(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         self.renewed.append(list(run_ids))
+        if self.hanging:
+            await asyncio.Event().wait()  # no answer, no error: a database that stopped answering
         if self.failing:
             raise OSError("database unreachable")
         return {run_id: self.held[run_id] for run_id in run_ids if run_id in self.held}
@@ -108,6 +111,43 @@ async def test_failing_renewals_fence_the_runs_only_once_the_lease_ran_out() -> 
     assert slot.stop_kind == "lease_lost"
 
 
+async def test_a_renewal_without_an_answer_is_given_up_and_the_runs_fenced_by_their_deadline() -> None:
+    """A database that stops answering (frozen, or a network dropping packets) raises nothing: the
+    renewal is given up after a heartbeat, and the fence stops each run before its lease can expire in
+    the database, from when another replica may record it lost and run it again."""
+    pool, clock = WorkerPool("w", 2), Clock()
+    slot, task, _ = await _running_slot(pool)
+    leases = Leases(hanging=True, lease_seconds=0.3)
+    keeper = _keeper(leases, pool, clock)
+    slot.lease_deadline = clock.now + 0.3
+    await asyncio.wait_for(keeper.renew_once(), timeout=5)  # given up after 0.1 s (a third of the lease)
+    assert len(leases.renewed) == 1
+    assert slot.stop_kind is None, "still within the lease: keep running"
+    assert keeper.fence_every == pytest.approx(0.015)
+    clock.now += 0.3 - 0.02
+    assert await keeper.fence_overdue() == 0, "more than a fence interval before the deadline"
+    clock.now += 0.01
+    assert await keeper.fence_overdue() == 1, "the last fence interval before the deadline"
+    await task
+    assert (slot.stop_kind, slot.stop_reason) == ("lease_lost", "the lease could not be renewed in time")
+    assert await keeper.fence_overdue() == 0, "stopped once"
+
+
+async def test_the_fence_leaves_runs_whose_leases_were_renewed_alone() -> None:
+    pool, clock = WorkerPool("w", 2), Clock()
+    slot, task, _ = await _running_slot(pool)
+    assert slot.run_id is not None
+    keeper = _keeper(Leases(held={slot.run_id: None}), pool, clock)
+    assert keeper.fence_every == 1.0, "at most a second"
+    clock.now = 1028.5
+    await keeper.renew_once()
+    clock.now = 1031.0
+    assert await keeper.fence_overdue() == 0, "renewed at 1028.5: its deadline is 1058.5"
+    clock.now = 1057.6
+    assert await keeper.fence_overdue() == 1
+    await task
+
+
 async def test_nothing_to_renew_costs_nothing() -> None:
     leases = Leases()
     await _keeper(leases, WorkerPool("w", 2), Clock()).renew_once()
@@ -121,15 +161,23 @@ class ReapingLeases:
     lease_seconds: float = 30.0
     down: bool = False
     asked: int = 0
+    clock: Clock | None = None
+    answer_takes: float = 0.0
+    stalled: float | None = None
 
     async def answers(self) -> None:
         self.asked += 1
         if self.down:
             raise ConnectionRefusedError(111, "Connection refused")
+        if self.clock is not None:
+            self.clock.now += self.answer_takes
 
-    async def reap_expired(self, limit: int = 100) -> list[Reaped]:
+    async def reap_expired(self, limit: int = 100, *, stall_seconds: float | None = None) -> list[Reaped]:
         if self.down:
             raise ConnectionRefusedError(111, "Connection refused")
+        if self.stalled is not None:
+            assert stall_seconds == self.lease_seconds / 6
+            raise DatabaseStalled(self.stalled)
         size = self.batches.pop(0) if self.batches else 0
         ending = Ending("lost", {}, will_retry=True)
         return [Reaped(uuid.uuid4(), 1, "gone", ending) for _ in range(size)]
@@ -192,3 +240,28 @@ async def test_a_periodic_loop_survives_a_failing_tick() -> None:
     await asyncio.wait_for(third.wait(), 5)
     await loop.stop()
     assert len(calls) >= 3
+
+
+async def test_the_reaper_waits_a_lease_period_after_the_database_answered_it_late() -> None:
+    """A frozen database (or a network dropping packets) raises nothing: the reaper's look for expired
+    leases waits through it, and finds the leases no holder could renew meanwhile. Found late (over a
+    sixth of the lease), they are left as they are, and the holders get a lease period to renew."""
+    clock = Clock()
+    leases = ReapingLeases(batches=[2, 4], clock=clock)
+    reaper = _settled_reaper(leases, clock)
+    await reaper.reap_once()
+    clock.now += leases.lease_seconds
+    leases.stalled = 21.0
+    assert await reaper.reap_once() == 0
+    assert leases.batches == [2, 4], "nothing recorded"
+    leases.stalled = None
+    clock.now += leases.lease_seconds - 1
+    assert await reaper.reap_once() == 0, "a lease period from the late answer"
+    leases.answer_takes = 5.1
+    assert await reaper.reap_once() == 0, "a late answer while waiting starts the wait again"
+    leases.answer_takes = 0.0
+    clock.now += leases.lease_seconds - 1
+    assert await reaper.reap_once() == 0
+    assert leases.batches == [2, 4]
+    clock.now += 1
+    assert await reaper.reap_once() == 2
