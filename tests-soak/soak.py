@@ -4,6 +4,8 @@ lost or doubled.
     uv run --frozen python tests-soak/soak.py --outage replicas   # SIGKILL / SIGTERM extra executor replicas
     uv run --frozen python tests-soak/soak.py --outage broker     # stop RabbitMQ's app for a while
     uv run --frozen python tests-soak/soak.py --outage database   # stop PostgreSQL for a while
+    uv run --frozen python tests-soak/soak.py --outage database-frozen   # freeze it (SIGSTOP) for a while
+    uv run --frozen python tests-soak/soak.py --outage broker-frozen     # freeze RabbitMQ for a while
     uv run --frozen python tests-soak/soak.py --outage replicas --replicas browser_pool   # ... browser-pools
     uv run --frozen python tests-soak/soak.py --outage replicas --replicas job_api        # ... job-apis
 
@@ -19,10 +21,11 @@ happens, waits for every run to end, and checks, from the databases and the step
   attempt's summary line;
 - nothing was dead-lettered during the soak.
 
-The outages act on this machine's services: ``rabbitmqctl stop_app`` / ``start_app`` and
-``pg_ctlcluster <version> main stop`` / ``start`` (Debian's PostgreSQL), so it needs the rights to run
-them. It prints its figures and exits 1 when a check fails. Bounded: ``--runs`` requests at
-``--rate`` per second, to the suite on 127.0.0.1.
+The outages act on this machine's services: ``rabbitmqctl stop_app`` / ``start_app``,
+``pg_ctlcluster <version> main stop`` / ``start`` (Debian's PostgreSQL), and SIGSTOP / SIGCONT to every
+``postgres`` or ``beam.smp`` process, so it needs the rights to do that. It prints its figures and
+exits 1 when a check fails. Bounded: ``--runs`` requests at ``--rate`` per second, to the suite on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -141,7 +145,30 @@ async def outage(kind: str, replicas: Replicas, seconds: float, kills: int) -> l
         await asyncio.to_thread(subprocess.run, postgres_cluster("stop"), capture_output=True, check=True)
         await asyncio.sleep(seconds)
         await asyncio.to_thread(subprocess.run, postgres_cluster("start"), capture_output=True, check=True)
+    elif kind in FROZEN:
+        name = FROZEN[kind]
+        found = await asyncio.to_thread(
+            subprocess.run, ["pgrep", "-x", name], capture_output=True, text=True, check=False
+        )
+        pids = [int(pid) for pid in found.stdout.split()]
+        if not pids:
+            raise SystemExit(f"no {name} process to freeze")
+        done.append(f"{time.strftime('%X')} {len(pids)} {name} processes frozen (SIGSTOP) for {seconds:g}s")
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(seconds)
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
     return done
+
+
+FROZEN = {"database-frozen": "postgres", "broker-frozen": "beam.smp"}
+"""The outages that freeze a server's processes (SIGSTOP, then SIGCONT) rather than stop it: nothing
+refuses or breaks a connection, statements and publishes wait without an answer, as through a stalled
+disk, a paused virtual machine or a network that drops packets."""
 
 
 KINDS = ("shell", "python", "true", "flaky", "capped", "timeout", "cancel", "browser")
@@ -152,9 +179,14 @@ CAPPED_CONCURRENCY = 2
 def outage_arguments(parser: argparse.ArgumentParser, *, kills: int, outage: str | None = None) -> argparse.Namespace:
     """Add the outage options (``--outage``, ``--seconds``, ``--kills``) and parse the command line."""
     parser.add_argument(
-        "--outage", choices=["replicas", "broker", "database", "none"], required=outage is None, default=outage
+        "--outage",
+        choices=["replicas", "broker", "database", *FROZEN, "none"],
+        required=outage is None,
+        default=outage,
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the broker or the database is down")
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="how long the broker or the database is down or frozen"
+    )
     parser.add_argument("--kills", type=int, default=kills, help="replica stops (two SIGKILL, then one SIGTERM, ...)")
     return parser.parse_args()
 
