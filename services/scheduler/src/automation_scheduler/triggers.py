@@ -19,7 +19,11 @@ schema's defaults, validated: :func:`~automation_scheduler.domain.firing.event_p
 execution id ``uuid5(NAMESPACE, "<job>:event:<event id>")`` (plus ``execution.cancel`` of running
 ones under ``replace``). An event whose parameters do not validate is recorded ``skipped`` with the
 reason ``invalid parameters: parameters.<name>: ...`` and sends nothing (counted as
-``automation_scheduler_event_triggers_total{outcome="invalid_parameters"}``). The outcome row in
+``automation_scheduler_event_triggers_total{outcome="invalid_parameters"}``). A job the event cannot
+be decided for at all (its stored definition, trigger or parameters schema fails to evaluate: a defect
+of that one job, never of the event) is recorded ``skipped`` with the reason ``job could not be
+evaluated: ...`` (``{outcome="error"}``, log ``event_trigger_job_failed``), so it holds up neither the
+event nor the other jobs it fires, whichever account they belong to. The outcome row in
 ``event_fires`` (primary key job and event id) is the deduplication:
 a redelivered or republished event fires nothing twice.
 """
@@ -54,6 +58,8 @@ log = get_logger(__name__)
 TRIGGER_EVENTS_QUEUE = "scheduler.trigger-events"
 INVALID_PARAMETERS = "invalid parameters"
 """How the reason of an event recorded ``skipped`` because its parameters do not validate begins."""
+JOB_FAILED = "job could not be evaluated"
+"""How the reason of an event recorded ``skipped`` because the job itself failed to evaluate begins."""
 MAX_REASON = 500
 """Longest reason recorded (a refused value is quoted in it, and event data can be large)."""
 BINDINGS_LOCK = "automation-scheduler:trigger-bindings"
@@ -123,6 +129,15 @@ class TriggerBindings:
 class _Match:
     job_id: uuid.UUID
     trigger: Trigger
+    failed: str | None = None
+    """Why the job's triggers could not be evaluated against the event (then ``trigger`` is its first)."""
+
+
+def _job_failed(job_id: uuid.UUID, event: str, exc: Exception) -> str:
+    """The reason recorded when a job could not be evaluated for an event (and its warning)."""
+    reason = f"{JOB_FAILED}: {type(exc).__name__}: {exc}"[:MAX_REASON]
+    log.warning("event_trigger_job_failed", job_id=str(job_id), event_id=event, reason=reason)
+    return reason
 
 
 class TriggerEventsHandler:
@@ -151,6 +166,7 @@ class TriggerEventsHandler:
 
     @staticmethod
     async def _matches(conn: AsyncConnection, event_type: str, envelope: dict[str, Any]) -> list[_Match]:
+        """The jobs the event fires (one trigger each), and those whose triggers failed to evaluate."""
         head = event_type.split(".", 1)[0]
         t = triggers
         rows = (
@@ -163,11 +179,21 @@ class TriggerEventsHandler:
         by_job: dict[uuid.UUID, list[Trigger]] = defaultdict(list)
         for r in rows:
             by_job[r.job_id].append(Trigger.from_row(r.position, r.pattern, r.conditions, r.max_per_minute))
-        found = [
-            _Match(job_id, trigger)
-            for job_id, job_triggers in by_job.items()
-            if (trigger := first_match(job_triggers, event_type, envelope)) is not None
-        ]
+        found: list[_Match] = []
+        for job_id, job_triggers in by_job.items():
+            try:
+                trigger = first_match(job_triggers, event_type, envelope)
+            except Exception as exc:  # noqa: BLE001 - one job's defect: recorded for it, the others go on
+                found.append(
+                    _Match(
+                        job_id,
+                        min(job_triggers, key=lambda t: t.position),
+                        _job_failed(job_id, str(envelope.get("id")), exc),
+                    )
+                )
+                continue
+            if trigger is not None:
+                found.append(_Match(job_id, trigger))
         return sorted(found, key=lambda m: m.job_id)
 
     async def _fire(self, conn: AsyncConnection, event: CloudEvent, matches: list[_Match]) -> Counter[str]:
@@ -191,15 +217,8 @@ class TriggerEventsHandler:
             row = rows.get(match.job_id)
             if row is None or row.spec is None or row.state in ("deleted", "paused"):
                 continue
-            spec = JobSpec.model_validate(row.spec)
-            outcome, reason = await self._decide(conn, match, spec, row, running.get(match.job_id, []))
-            parameters: dict[str, Any] = {}
-            invalid = False
-            if outcome == "fired":
-                try:
-                    parameters = event_parameters(spec.parameters, event.data)
-                except ContractError as exc:
-                    outcome, reason, invalid = "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], True
+            decided = await self._decide_for(conn, event, match, row, running.get(match.job_id, []))
+            spec, outcome, reason, parameters, label = decided
             execution_id = event_execution_id(match.job_id, event.id) if outcome == "fired" else None
             inserted = await conn.execute(
                 pg_insert(event_fires)
@@ -219,10 +238,10 @@ class TriggerEventsHandler:
             if inserted.first() is None:
                 outcomes["duplicate"] += 1
                 continue
-            outcomes["invalid_parameters" if invalid else outcome] += 1
-            if invalid:
+            outcomes[label] += 1
+            if label == "invalid_parameters":
                 log.warning("event_parameters_invalid", job_id=str(match.job_id), event_id=event.id, reason=reason)
-            if execution_id is None:
+            if execution_id is None or spec is None:
                 continue
             if spec.overlap_policy == "replace":
                 reason = f"replaced by the run of event {event.id} (overlap_policy replace)"
@@ -233,6 +252,27 @@ class TriggerEventsHandler:
             await self._count_run(conn, row, spec)
         await enqueue(conn, outbox, events)
         return outcomes
+
+    async def _decide_for(
+        self, conn: AsyncConnection, event: CloudEvent, match: _Match, row: Any, running: list[uuid.UUID]
+    ) -> tuple[JobSpec | None, str, str | None, dict[str, Any], str]:
+        """The job's definition (None when it cannot be read), the outcome and reason to record, the run's
+        parameters, and the outcome's metric label (``invalid_parameters`` and ``error`` apart)."""
+        if match.failed is not None:
+            return None, "skipped", match.failed, {}, "error"
+        try:
+            spec = JobSpec.model_validate(row.spec)
+        except Exception as exc:  # noqa: BLE001 - a definition this release cannot read: that job's defect
+            return None, "skipped", _job_failed(match.job_id, event.id, exc), {}, "error"
+        outcome, reason = await self._decide(conn, match, spec, row, running)
+        if outcome != "fired":
+            return spec, outcome, reason, {}, outcome
+        try:
+            return spec, outcome, reason, event_parameters(spec.parameters, event.data), outcome
+        except ContractError as exc:  # the event's data does not make valid parameters
+            return spec, "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], {}, "invalid_parameters"
+        except Exception as exc:  # noqa: BLE001 - the job's parameters schema itself failed to evaluate
+            return spec, "skipped", _job_failed(match.job_id, event.id, exc), {}, "error"
 
     @staticmethod
     async def _decide(

@@ -381,3 +381,34 @@ async def test_bad_messages_on_the_new_queues_are_dead_lettered_and_consumption_
     assert all(reason.startswith("invalid message") for _, reason in by_queue)
     assert any(reason.startswith("invalid message: data.") for queue, reason in by_queue[:2])
     await wait_until(execution_events_acked, what="a valid execution event handled after the bad ones")
+
+
+async def test_a_job_that_cannot_be_evaluated_is_recorded_for_itself_and_holds_up_no_other_job(
+    bus: Bus, jobs: Jobs, tables: Tables
+) -> None:
+    """One account's broken job (a parameters schema that fails to evaluate, a definition this release
+    cannot read: stored by an earlier release, say) must not stop an event from firing other jobs."""
+    victim, broken_schema, unreadable = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for job_id in (victim, broken_schema, unreadable):
+        await bus.publish(jobs.changed(job_id, schedule=None, triggers=[{"type": "isolate.*"}]))
+        await wait_until(lambda job_id=job_id: tables.schedule(job_id), what="the schedule row")
+
+    async def bound() -> bool:
+        return "isolate.*" in await tables.bound_patterns()
+
+    await wait_until(bound, what="the trigger pattern bound")
+    spec = dict((await tables.schedule(broken_schema)).spec)
+    await tables.travel(broken_schema, spec=spec | {"parameters": {"$ref": "#/nowhere"}})
+    await tables.travel(unreadable, spec={"steps": "not a list"})
+    errors = sample("automation_scheduler_event_triggers_total", outcome="error")
+    await bus.publish(external("isolate.synced", "iso-1", site="fra1"))
+    await wait_until(runs(bus, victim, 1), what="the other job's run")
+
+    for job_id in (broken_schema, unreadable):
+        [row] = await wait_until(lambda job_id=job_id: tables.event_fires(job_id), what="the broken job's record")
+        assert (row.outcome, row.execution_id) == ("skipped", None)
+        assert row.reason.startswith("job could not be evaluated: "), row.reason
+    [fired] = await tables.event_fires(victim)
+    assert (fired.outcome, fired.execution_id) == ("fired", event_execution_id(victim, "iso-1"))
+    assert bus.runs_of(broken_schema) == [] and bus.runs_of(unreadable) == []
+    assert sample("automation_scheduler_event_triggers_total", outcome="error") == errors + 2
