@@ -1,4 +1,5 @@
-"""Refuse, with a 422 naming the field, request input that PostgreSQL cannot keep.
+"""Refuse, with a 422 naming the field, request input that PostgreSQL cannot keep, or that the
+platform's messages could not carry (JSON nested deeper than :data:`MAX_JSON_DEPTH` levels).
 
 PostgreSQL text and JSONB refuse the NUL character (U+0000), and JSONB has no NaN or Infinity. Python's
 JSON parser accepts ``NaN``, ``Infinity`` and ``-Infinity`` (they are not JSON), and a string may hold
@@ -31,6 +32,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # A body without these holds neither a NUL nor a non-finite number, so most bodies skip the parse: the
 # escape of NUL, the constants, and a number too large for a float (1e999, or 309 digits before a point).
 _SUSPECT = re.compile(rb"\\u0000|NaN|Infinity|[0-9][eE]\+?[0-9]{3}|[0-9]{309}")
+MAX_JSON_DEPTH = 100
+"""The deepest nesting of objects and arrays a JSON body may have (the body itself is level 1). The
+platform's messages carry such values a few levels down (a step's ``config`` inside ``run.requested``),
+and its consumers parse at most ~200 levels: a value accepted here must stay readable everywhere."""
 
 
 class _NonFinite:
@@ -62,19 +67,22 @@ async def storable_input(request: Request) -> None:
     if getattr(getattr(route, "endpoint", None), _OWN_BODY, False):
         return
     body = await request.body()
-    if _SUSPECT.search(body):
+    if _SUSPECT.search(body) or body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH:
         try:
             value = json.loads(body, parse_constant=_NonFinite)
-        except ValueError:
-            return  # not JSON: FastAPI's own validation says so
+        except (ValueError, RecursionError):
+            return  # not JSON (or too deep to parse): FastAPI's own validation says so
         check_value(value)
 
 
-def check_value(value: Any, root: str = "") -> None:
-    """Raise :class:`InvalidInput` at the first NUL (in a string or a key) or non-finite number of ``value``."""
-    stack: list[tuple[Any, str]] = [(value, root)]
+def check_value(value: Any, root: str = "", *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise :class:`InvalidInput` at the first NUL (in a string or a key) or non-finite number of
+    ``value``, or at the first object or array nested deeper than ``max_depth`` levels."""
+    stack: list[tuple[Any, str, int]] = [(value, root, 1)]
     while stack:
-        current, path = stack.pop()
+        current, path, depth = stack.pop()
+        if depth > max_depth and isinstance(current, Mapping | list):
+            raise InvalidInput(f"{path or 'body'}: nested deeper than {max_depth} levels", field=path or None)
         if isinstance(current, str):
             if NUL in current:
                 raise InvalidInput(f"{path or 'body'}: {NUL_MESSAGE}", field=path or None)
@@ -90,10 +98,15 @@ def check_value(value: Any, root: str = "") -> None:
             if any(NUL in str(key) for key in current):
                 raise InvalidInput(f"{path or 'body'}: keys {NUL_MESSAGE}", field=path or None)
             # pushed last to first, so that the first fault in the document is the one named
-            stack.extend((item, f"{path}.{key}" if path else str(key)) for key, item in reversed(list(current.items())))
+            stack.extend(
+                (item, f"{path}.{key}" if path else str(key), depth + 1)
+                for key, item in reversed(list(current.items()))
+            )
         elif isinstance(current, list):
             items = list(enumerate(current))
-            stack.extend((item, f"{path}.{index}" if path else str(index)) for index, item in reversed(items))
+            stack.extend(
+                (item, f"{path}.{index}" if path else str(index), depth + 1) for index, item in reversed(items)
+            )
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -87,6 +87,30 @@ async def test_a_body_without_a_content_type_is_checked_as_fastapi_reads_it(clie
     assert (resp.status_code, resp.json()["field"]) == (422, "v")
 
 
+async def test_a_body_nested_deeper_than_the_messages_can_carry_is_refused_at_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    """The platform's consumers parse at most ~200 levels, and a step's config travels a few levels down
+    in ``run.requested``: accepted deeper, a job would be stored and its runs dead-lettered."""
+    from automation_core.storable import MAX_JSON_DEPTH
+
+    def nested(levels: int) -> str:  # the body is level 1; "json" holds the rest
+        inner = "[" * (levels - 1) + "]" * (levels - 1)
+        return f'{{"json": {inner}}}'
+
+    fits = await client.post("/things/x", **_json(nested(MAX_JSON_DEPTH)))
+    assert fits.status_code == 200, fits.text
+    deep = await client.post("/things/x", **_json(nested(MAX_JSON_DEPTH + 1)))
+    assert deep.status_code == 422, deep.text
+    assert deep.headers["content-type"] == "application/problem+json"
+    field = "json" + ".0" * (MAX_JSON_DEPTH - 1)
+    assert deep.json()["field"] == field
+    assert deep.json()["detail"] == f"{field}: nested deeper than {MAX_JSON_DEPTH} levels"
+    wide = '{"items": [' + ", ".join(["[{}]"] * 300) + "]}"  # many brackets, shallow: passes
+    assert (await client.post("/things/x", **_json(wide))).status_code == 200
+    assert len(SEEN) == 2
+
+
 async def test_path_and_query_parameters_with_nul_are_refused(client: httpx.AsyncClient) -> None:
     in_path = await client.post("/things/a%00b", **_json("{}"))
     assert (in_path.status_code, in_path.json()["field"]) == (422, "name")

@@ -43,7 +43,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_contracts import CloudEvent, ContractError, JobSpec
+from automation_core.errors import InvalidInput
 from automation_core.logging import get_logger
+from automation_core.storable import check_value
 from automation_messaging import Broker, Delivery, enqueue
 from automation_messaging.topology import EVENTS, declare_service_queue
 from automation_scheduler import metrics
@@ -268,8 +270,9 @@ class TriggerEventsHandler:
         if outcome != "fired":
             return spec, outcome, reason, {}, outcome
         try:
+            check_value(event.data, "data")  # the run carries the event: too deep, the executor could not read it
             return spec, outcome, reason, event_parameters(spec.parameters, event.data), outcome
-        except ContractError as exc:  # the event's data does not make valid parameters
+        except (ContractError, InvalidInput) as exc:  # the event's data does not make valid parameters
             return spec, "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], {}, "invalid_parameters"
         except Exception as exc:  # noqa: BLE001 - the job's parameters schema itself failed to evaluate
             return spec, "skipped", _job_failed(match.job_id, event.id, exc), {}, "error"

@@ -412,3 +412,16 @@ async def test_a_job_that_cannot_be_evaluated_is_recorded_for_itself_and_holds_u
     assert (fired.outcome, fired.execution_id) == ("fired", event_execution_id(victim, "iso-1"))
     assert bus.runs_of(broken_schema) == [] and bus.runs_of(unreadable) == []
     assert sample("automation_scheduler_event_triggers_total", outcome="error") == errors + 2
+
+    deep: Any = []
+    for _ in range(100):  # "data" is level 1 and "tree" level 2: the innermost list is level 102
+        deep = [deep]
+    await bus.publish(external("isolate.synced", "iso-deep", tree=deep))  # published straight to the exchange
+
+    async def decided() -> Any:
+        return next((r for r in await tables.event_fires(victim) if r.event_id == "iso-deep"), None)
+
+    row = await wait_until(decided, what="the deep event decided")
+    assert (row.outcome, row.execution_id) == ("skipped", None)
+    assert row.reason == "invalid parameters: data.tree" + ".0" * 99 + ": nested deeper than 100 levels"
+    assert len(bus.runs_of(victim)) == 1, "no run the executor could not read"
