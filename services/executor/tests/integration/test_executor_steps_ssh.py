@@ -85,7 +85,7 @@ async def test_exec_with_password_and_with_key(sshd: Sshd, tmp_path: Path) -> No
     assert outcome.exit_code == 3
     assert ("stdout", "hello", "hello world") in sink.lines
     assert ("stderr", "hello", "oops") in sink.lines
-    assert "echo hello world; echo oops >&2" in sshd.commands
+    assert 'automation_value_0=world; echo hello "${automation_value_0}"; echo oops >&2' in sshd.commands
     assert PASSWORD not in sink.text()
 
 
@@ -273,6 +273,7 @@ async def test_injection_reaches_the_remote_shell_as_one_literal_word(sshd: Sshd
     assert outcome.status == "succeeded", outcome
     for name, value in values.items():
         assert outcome.outputs[f"echo_{name}"]["stdout_tail"] == f"{value}\n"
-        assert f"printf '%s\\n' {shlex.quote(value)}" in sshd.commands
+        sent = f"automation_value_0={shlex.quote(value)}; printf '%s\\n' \"${{automation_value_0}}\""
+        assert sent in sshd.commands, "the value goes as a variable's quoted content, referenced as one word"
         assert (sshd.home / f"literal-{name}.txt").read_text() == value
     assert not marker.exists()

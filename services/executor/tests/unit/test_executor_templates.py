@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,12 +81,50 @@ def test_argv_elements_and_text_stay_literal(value: str) -> None:
     assert render_text("--name=${{ parameters.x }}", ctx) == f"--name={value}"
 
 
-@pytest.mark.parametrize("value", INJECTIONS)
-def test_shell_strings_get_one_quoted_word(value: str) -> None:
+SHELLS = [shell for shell in ("/bin/sh", "/bin/dash", "/bin/bash") if os.path.exists(shell)]
+
+
+def _run_shell(shell: str, script: str, cwd: Path) -> str:
+    done = subprocess.run([shell, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    return done.stdout
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("value", [*INJECTIONS, "$(touch marker)", "`touch marker`", "; touch marker #"])
+def test_shell_strings_give_the_value_as_one_word_and_run_nothing_of_it(value: str, shell: str, tmp_path: Path) -> None:
     ctx = _ctx(x=value, other="SHOULD-NOT-APPEAR")
-    script = render_shell("echo ${{ parameters.x }} | cat", ctx)
-    assert shlex.split(script) == ["echo", value, "|", "cat"]
+    script = render_shell("printf '<%s>\\n' ${{ parameters.x }} | cat", ctx)
+    assert script.startswith("automation_value_0=")
+    assert _run_shell(shell, script, tmp_path) == f"<{value}>\n"
+    assert list(tmp_path.iterdir()) == [], "nothing the value said was run"
     assert "SHOULD-NOT-APPEAR" not in script
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "script",
+    [
+        # the checker takes the inner "…" for the end of the outer quotes: the template looks like a word
+        'echo "$(echo "${{ parameters.x }}")"',
+        # bash's $'…' quoting, which dash does not have: in dash the quote state is the other way round
+        "echo $'\\'' ${{ parameters.x }}",
+    ],
+)
+def test_a_template_the_checker_misplaces_still_runs_nothing(script: str, shell: str, tmp_path: Path) -> None:
+    """Found by hand: both passed the checker, and with values pasted in as quoted words, each value ran.
+    As variables, a value is never read as code, wherever the script's quoting puts it."""
+    check_shell_script(script)
+    for value in ("$(touch marker-a)", ";touch marker-b #", "`touch marker-c`"):
+        _run_shell(shell, render_shell(script, _ctx(x=value)), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shell_values_keep_the_scripts_line_numbers() -> None:
+    rendered = render_shell("true\nfalse ${{ parameters.x }} ${{ parameters.x }}", _ctx(x="v"))
+    first, second = rendered.split("\n")
+    assert first == "automation_value_0=v; automation_value_1=v; true"
+    assert second == 'false "${automation_value_0}" "${automation_value_1}"'
+    assert render_shell("echo plain", _ctx(x="v")) == "echo plain"
 
 
 @pytest.mark.parametrize(
@@ -120,7 +160,8 @@ def test_shell_templates_in_unsafe_places_are_refused(script: str, where: str) -
 def test_shell_templates_as_words_are_accepted(script: str) -> None:
     check_shell_script(script)
     rendered = render_shell(script, _ctx(x="; rm -rf / #"))
-    assert "'; rm -rf / #'" in rendered
+    assert rendered.startswith("automation_value_0='; rm -rf / #'; ")
+    assert "${{" not in rendered
 
 
 def test_urls_encode_values_unless_the_template_is_the_whole_url() -> None:

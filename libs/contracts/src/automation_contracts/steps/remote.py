@@ -77,7 +77,7 @@ class SshConnection(StepConfig):
 
 
 class SshExecConfig(SshConnection):
-    """``ssh.exec``: run ``command`` with the remote user's shell (template values are shlex-quoted)."""
+    """``ssh.exec``: run ``command`` with the remote user's shell (template values become shell variables)."""
 
     command: NonEmpty
     expected_exit_codes: ExitCodes = [0]

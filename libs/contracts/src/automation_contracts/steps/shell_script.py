@@ -1,7 +1,8 @@
 """Where a template may stand in a POSIX shell script (a ``"shell": true`` command, an ``ssh.exec`` command).
 
-The executor inserts each value ``shlex.quote``-d, as one single-quoted word. That is only safe where
-a word can start: not inside quotes (single, double, ``$'...'``), a comment, backquotes or
+The executor replaces each template with a double-quoted reference to a shell variable holding the
+value (``"${automation_value_0}"``), so a value is never read as code wherever it ends up. It is one word
+only where a word can start: not inside quotes (single, double, ``$'...'``), a comment, backquotes or
 arithmetic, not right after ``\\`` or ``$``, and not in a script with a here-document (whose body is
 not parsed as words). :func:`check_shell_script` refuses a template anywhere else, so job-api refuses
 the definition and the executor never renders it.

@@ -10,10 +10,14 @@ Values are only ever inserted as data, never as code:
   takes the value as it is.
 - :func:`render_json`: every string of a JSON document is rendered as text; a string that is exactly one
   template takes the value with its JSON type (number, object, ...).
-- :func:`render_shell` (only for ``"shell": true`` steps): each value is ``shlex.quote``-d into one shell
-  word, and templates are refused where quoting would not protect them (inside quotes, comments,
-  backquotes, arithmetic, after ``\\`` or ``$``, or in a script with a here-document:
-  :func:`automation_contracts.steps.check_shell_script`).
+- :func:`render_shell` (``"shell": true`` commands, ``ssh.exec`` commands): values never enter the
+  script as code. Each template becomes a double-quoted reference to a shell variable
+  (``"${automation_value_0}"``), assigned the ``shlex.quote``-d value on the script's first line. A
+  variable's content is never parsed again by the shell, wherever the reference stands, so a value
+  cannot run even where the script's own quoting is not what it looks like (a ``"$( … "…" … )"`` nest,
+  ``$'…'``, which dash does not have). Templates are still refused where a value has no clear meaning
+  (inside quotes, comments, backquotes, arithmetic, after ``\\`` or ``$``, or in a script with a
+  here-document: :func:`automation_contracts.steps.check_shell_script`).
 - :func:`render_powershell` (``winrm.exec`` scripts): values never enter the script text at all; each
   template becomes a PowerShell variable (``${automation_value_0}``) assigned, in a preamble, from the
   base64 of the value's UTF-8 bytes. The variable's content is data wherever it is used.
@@ -66,6 +70,7 @@ __all__ = [
     "to_text",
 ]
 POWERSHELL_VARIABLE = "automation_value_"
+SHELL_VARIABLE = "automation_value_"
 
 
 @dataclass
@@ -169,9 +174,26 @@ def render_json(value: Any, ctx: TemplateContext) -> Any:
 
 
 def render_shell(script: str, ctx: TemplateContext) -> str:
-    """Insert values into a ``shell: true`` script as single-quoted words (see :func:`check_shell_script`)."""
+    """A POSIX shell script with each template replaced by a variable holding the value.
+
+    ``echo ${{ parameters.x }}`` becomes ``automation_value_0='<value>'; echo "${automation_value_0}"``:
+    the assignments (each value ``shlex.quote``-d, one single-quoted word) are on the first line, so the
+    script's own lines keep their numbers (unless a value has a line break). As a double-quoted
+    expansion, the value is one word where the template stood, and is never read as code: not where the
+    checker (:func:`check_shell_script`, which runs first) took a quote for another, and not in a shell
+    that quotes differently (dash has no ``$'…'``). The variables are not exported.
+    """
     check_shell_script(script)
-    return _substitute(script, ctx, lambda v: shlex.quote(to_text(v)))
+    values: list[str] = []
+
+    def variable(match: re.Match[str]) -> str:
+        values.append(to_text(ctx.lookup(match.group(1))))
+        return '"${' + f"{SHELL_VARIABLE}{len(values) - 1}" + '}"'
+
+    body = TEMPLATE.sub(variable, script)
+    if not values:
+        return script
+    return " ".join(f"{SHELL_VARIABLE}{index}={shlex.quote(value)};" for index, value in enumerate(values)) + " " + body
 
 
 def render_powershell(script: str, ctx: TemplateContext) -> str:
