@@ -285,6 +285,32 @@ async def test_secrets_from_dir_and_env_are_redacted_everywhere(tmp_path: Path, 
     assert outcome.outputs["leak"]["stdout_tail"] == "bye ***\n"
 
 
+async def test_secrets_are_redacted_in_the_forms_the_executor_encoded_them_in(tmp_path: Path, echo_url: str) -> None:
+    """Found by hand: a secret put into a URL went out percent-encoded (the executor's own doing), and
+    came back in the server's echo, the step's log line and output, unredacted; one in a ``json`` body
+    came back escaped as in a JSON string."""
+    url_token, quoted = "Tok+en/9f3a==", 'pa"ss\\word9'
+    outcome, sink = await run_job(
+        tmp_path,
+        [
+            {"name": "get", "type": "http", "config": {"url": f"{echo_url}/p/${{{{ secrets.URL_TOKEN }}}}?x=1"}},
+            {
+                "name": "post",
+                "type": "http",
+                "config": {"method": "POST", "url": f"{echo_url}/q", "json": {"t": "${{ secrets.QUOTED }}"}},
+            },
+        ],
+        secrets={"URL_TOKEN": url_token, "QUOTED": quoted},
+    )
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["get"]["body"]["path"] == "/p/***?x=1"
+    assert outcome.outputs["post"]["body"]["body"] == '{"t":"***"}'
+    everything = json.dumps(outcome.outputs, ensure_ascii=False) + sink.text()
+    for form in (url_token, "Tok%2Ben%2F9f3a%3D%3D", quoted, 'pa\\"ss\\\\word9', "Tok", "word9"):
+        assert form not in everything, form
+    assert "/p/*** -> 200" in sink.text(), "the log line of the request"
+
+
 async def test_an_unknown_secret_fails_the_step_naming_it(tmp_path: Path) -> None:
     outcome, _ = await run_job(
         tmp_path,

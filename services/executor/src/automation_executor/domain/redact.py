@@ -4,7 +4,10 @@ A :class:`Redactor` knows every secret value resolved for one execution and repl
 anywhere inside a string, with :data:`REDACTED`. Longer values are replaced first, so a secret that
 contains another is hidden whole. A multi-line value (a private key, a certificate) is also redacted
 line by line, because output is logged one line at a time: every line of at least
-:data:`MIN_LINE_CHARS` characters counts on its own.
+:data:`MIN_LINE_CHARS` characters counts on its own. So are the forms a value takes on its way out
+(:func:`encoded_forms`): percent-encoded, as the executor puts a template into a URL (and a server
+echoes it in a redirect, an error or a log line), and escaped as in a JSON string (a ``json`` body
+echoed back).
 
 Both sides of the child protocol redact: the child before it cuts a line to the line cap (so a cut
 cannot leave the start of a secret behind), and the executor again on everything it receives.
@@ -12,13 +15,28 @@ cannot leave the start of a secret behind), and the executor again on everything
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 MIN_LINE_CHARS = 4
 """Lines of a multi-line secret shorter than this are not redacted on their own (``-----`` and the like)."""
+
+
+def encoded_forms(value: str) -> set[str]:
+    """``value`` as it may appear once encoded: in a URL (``quote``, ``quote_plus``) and in a JSON
+    string (escaped, with and without ``ensure_ascii``); only the forms that differ from it."""
+    forms = {
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(value)[1:-1],
+    }
+    forms.discard(value)
+    return forms
 
 
 class Redactor:
@@ -34,7 +52,7 @@ class Redactor:
 
     def add(self, value: str) -> None:
         """Redact ``value`` (and each longer line of it) from now on; empty values are ignored."""
-        candidates = {value, value.strip()}
+        candidates = {value, value.strip(), *encoded_forms(value)}
         if "\n" in value:
             candidates.update(line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_LINE_CHARS)
         new = {c for c in candidates if c and c not in self._values}
