@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -65,7 +67,9 @@ def test_redaction_of_substrings_longest_first_and_lines_of_multiline_values() -
     assert redactor.text("printed: AAAAB3NzaC1yc2EAAAADAQABAAABAQ") == f"printed: {REDACTED}"
     assert redactor.text(key) == REDACTED
     assert redactor.text("zzz stays") == "zzz stays"  # too short to be redacted on its own
-    assert redactor.longest == len(key)
+    assert redactor.longest == len(quote(key, safe="")), "the longest form: percent-encoded, each line break 3 chars"
+    assert redactor.text(quote(key, safe="")) == REDACTED
+    assert redactor.text(json.dumps({"k": key})) == '{"k": "***"}'
     redactor.add("")
     assert redactor.text("nothing") == "nothing"
 
