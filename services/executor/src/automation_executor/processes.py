@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 STREAM_LIMIT = 8 * 1024 * 1024
+"""The buffer of a pipe's reader: reading pauses when this much (twice it) waits unread. A line longer
+than this is read with :func:`read_line`, in pieces, without raising the limit for every pipe."""
 
 
 class _ExitAwareProtocol(SubprocessStreamProtocol):
@@ -97,6 +99,40 @@ async def spawn(
         start_new_session=new_session,
     )
     return Spawned(Process(transport, protocol, loop), protocol.exited, transport)
+
+
+class LineTooLong(ValueError):
+    """A line longer than :func:`read_line` was asked to accept."""
+
+
+async def read_line(reader: asyncio.StreamReader, max_bytes: int) -> bytes | bytearray:
+    """The next line with its newline (at the end of the stream: what is left, ``b""`` when nothing is).
+
+    A line may be longer than the reader's own limit (:data:`STREAM_LIMIT`, which also bounds what waits
+    unread): it is gathered in pieces, up to ``max_bytes``. :class:`LineTooLong` beyond that; the rest
+    of the line is then left unread.
+    """
+    pieces: bytearray | None = None
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end of the stream, without a last newline
+            line = exc.partial
+        except asyncio.LimitOverrunError as exc:  # longer than the reader's limit: take what it holds so far
+            if pieces is None:
+                pieces = bytearray()
+            pieces += await reader.readexactly(exc.consumed)
+            if len(pieces) > max_bytes:
+                raise LineTooLong(f"a line of more than {max_bytes} bytes") from None
+            continue
+        if pieces is None:  # the common case: one piece, no copy
+            if len(line) > max_bytes:
+                raise LineTooLong(f"a line of more than {max_bytes} bytes")
+            return line
+        pieces += line
+        if len(pieces) > max_bytes:
+            raise LineTooLong(f"a line of more than {max_bytes} bytes")
+        return pieces
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:

@@ -49,6 +49,7 @@ from automation_executor.direct import Commands, LocalBridge, LocalEmitter, runs
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.outcome import RunOutcome
 from automation_executor.domain.protocol import (
+    PROTOCOL_SLACK_BYTES,
     ChildSpec,
     Limits,
     LogMessage,
@@ -63,7 +64,7 @@ from automation_executor.domain.steps import ParsedStep, StepConfigError, parse_
 from automation_executor.forkserver.client import ForkServer
 from automation_executor.launch import CURRENT_CHILD, active_command_server, active_fork_server, start_child
 from automation_executor.logstream import LogSink
-from automation_executor.processes import Spawned, signal_group, stop
+from automation_executor.processes import LineTooLong, Spawned, read_line, signal_group, stop
 from automation_executor.secrets import SecretResolver, SecretsConfig
 from automation_executor.settings import ExecutorSettings
 
@@ -196,6 +197,7 @@ class ChildRunner:
             stdout_tail_bytes=s.executor_stdout_tail_bytes,
             http_max_body_bytes=s.executor_http_max_body_bytes,
             kill_grace_seconds=s.executor_kill_grace_seconds,
+            max_result_bytes=s.executor_max_result_bytes,
             path=os.environ.get("PATH", DEFAULT_PATH),
             fast_path=s.executor_child_fast_path,
         )
@@ -318,7 +320,8 @@ class ChildRunner:
         sink = _RedactingSink(logs, state.redactor)
         replies = _Replies(spawned, self._bridge(spec, state))
         reading = asyncio.gather(
-            self._read_protocol(spawned, state, sink, replies), self._read_stderr(spawned, state, sink)
+            self._read_protocol(spawned, state, sink, replies, spec.max_result_bytes + PROTOCOL_SLACK_BYTES),
+            self._read_stderr(spawned, state, sink),
         )
         timed_out = False
         try:
@@ -395,14 +398,18 @@ class ChildRunner:
         logs.add("system", None, reason)
         return RunOutcome(status="failed", error=reason, outputs=self._outputs(spec, state))
 
-    async def _read_protocol(self, spawned: Spawned, state: _ChildState, logs: LogSink, replies: _Replies) -> None:
+    async def _read_protocol(
+        self, spawned: Spawned, state: _ChildState, logs: LogSink, replies: _Replies, max_line: int
+    ) -> None:
+        """Read the child's protocol lines: a step's output may be long (``max_result_bytes``, which the child
+        keeps to), so a line is read in pieces up to ``max_line`` (:func:`read_line`)."""
         reader = spawned.process.stdout
         assert reader is not None
         while True:
             try:
-                line = await reader.readline()
-            except ValueError:  # a line over the stream limit: the child is not speaking the protocol
-                state.protocol_error = "the executor child wrote an oversized protocol line"
+                line = await read_line(reader, max_line)
+            except LineTooLong:  # more than the child may write: it is not speaking the protocol
+                state.protocol_error = f"the executor child wrote an oversized protocol line (over {max_line} bytes)"
                 signal_group(spawned.pid, signal.SIGKILL)
                 return
             if not line:
@@ -410,7 +417,7 @@ class ChildRunner:
             try:
                 message = parse_child_line(line)
             except ValidationError:
-                logs.add("system", None, f"unreadable line from the executor child: {line[:200]!r}")
+                logs.add("system", None, f"unreadable line from the executor child: {bytes(line[:200])!r}")
                 continue
             if isinstance(message, LogMessage):
                 logs.add(message.stream, message.step, message.text, message.ts)

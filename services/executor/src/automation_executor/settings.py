@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from automation_core.settings import ServiceSettings
+from automation_executor.domain.protocol import DEFAULT_MAX_RESULT_BYTES
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -31,7 +32,8 @@ class ExecutorSettings(ServiceSettings):
     An absolute path; the replica does not start when it cannot create a directory there."""
 
     executor_max_log_bytes: int = Field(default=MIB, ge=KIB, le=256 * MIB)
-    """Step output kept per execution; beyond it output is dropped behind a ``[log truncated]`` entry."""
+    """Step output kept per attempt (each retry has its own); beyond it output is dropped behind a
+    ``[log truncated]`` entry."""
     executor_max_line_bytes: int = Field(default=8 * KIB, ge=64, le=MIB)
     """Longest log line; longer lines are cut."""
     executor_log_batch_seconds: float = Field(default=0.2, gt=0, le=10)
@@ -42,6 +44,9 @@ class ExecutorSettings(ServiceSettings):
     """Size of the ``stdout_tail`` a shell step keeps as its output."""
     executor_http_max_body_bytes: int = Field(default=64 * KIB, ge=0, le=64 * MIB)
     """Largest HTTP response body kept as an http step's output."""
+    executor_max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=MIB, le=512 * MIB)
+    """Most step output (as JSON, the check's included) an attempt keeps; a step whose output would pass it
+    fails. Keep it below RabbitMQ's ``max_message_size``: the outcome event carries the outputs."""
 
     executor_max_open_files: int = Field(default=1024, ge=16, le=1_048_576)
     """RLIMIT_NOFILE of the child process and its commands."""

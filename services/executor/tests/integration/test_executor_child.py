@@ -137,6 +137,22 @@ async def test_missing_command_and_template_errors_fail_the_step(tmp_path: Path)
     assert "parameters.nope" in unknown.error
 
 
+async def test_a_cwd_takes_templates_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    outcome, _ = await _run(
+        tmp_path,
+        [_shell("mk", "mkdir", "-p", "a dir/x"), _shell("pwd", "pwd", cwd="${{ parameters.d }}/x")],
+        parameters={"d": "a dir"},
+    )
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["pwd"]["stdout_tail"].endswith("/a dir/x\n")
+    missing, _ = await _run(tmp_path, [_shell("pwd", "pwd", cwd="${{ parameters.d }}")], parameters={"d": "nope"})
+    assert (missing.status, missing.exit_code) == ("failed", None)
+    assert missing.error == "step pwd: working directory not found: nope"
+    outside, _ = await _run(tmp_path, [_shell("pwd", "pwd", cwd="${{ parameters.d }}")], parameters={"d": "../.."})
+    assert outside.status == "failed"
+    assert outside.error == "step pwd: working directory '../..' is not inside the execution's working directory"
+
+
 async def test_long_lines_are_cut_and_background_processes_do_not_hold_a_step(tmp_path: Path) -> None:
     outcome, sink = await _run(
         tmp_path,
@@ -168,6 +184,34 @@ async def test_step_timeout_and_job_timeout(tmp_path: Path) -> None:
     assert job.status == "timed_out"
     assert job.error == "timed out after 1s"
     assert "SIGTERM" in sink.text("system")
+
+
+SLOW_CLEANUP = [
+    "sh",
+    "-c",
+    "trap 'trap : TERM; echo cleanup started; sleep 2.5; echo cleanup done; exit 0' TERM; echo ready; sleep 60 & wait",
+]
+"""A command whose SIGTERM handler needs 2.5 s: more than 2 s, less than the grace period of the tests below.
+It ignores a second SIGTERM while it cleans up (on a job timeout the executor signals the child's process
+group, and the child then stops the command too), as a handler that takes time should."""
+
+
+@pytest.mark.parametrize("timeout", ["job", "step"])
+async def test_a_timeout_gives_the_command_the_whole_grace_period(tmp_path: Path, timeout: str) -> None:
+    step = _shell("slow", *SLOW_CLEANUP)
+    if timeout == "step":
+        step["timeout_seconds"] = 1
+    outcome, sink = await _run(
+        tmp_path,
+        [step],
+        timeout_seconds=1 if timeout == "job" else 30,
+        settings={"executor_kill_grace_seconds": 4},
+    )
+    assert outcome.status == "timed_out", outcome
+    stdout = [t for s, step_name, t in sink.lines if s == "stdout" and step_name == "slow"]
+    assert stdout == ["ready", "cleanup started", "cleanup done"], sink.lines
+    if timeout == "job":
+        assert "timed out after 1s: stopping (SIGTERM, SIGKILL after 4s)" in sink.text("system")
 
 
 async def test_shell_string_quotes_values_and_refuses_unsafe_places(tmp_path: Path) -> None:

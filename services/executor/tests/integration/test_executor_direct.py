@@ -291,6 +291,42 @@ async def test_what_a_step_left_running_is_killed_when_the_run_ends(tmp_path: Pa
     assert await _gone(int(outcome.outputs["bg"]["stdout_tail"]))
 
 
+async def test_a_cwd_takes_templates_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    steps = [
+        {"name": "mk", "type": "shell", "config": {"command": ["mkdir", "-p", "a dir"]}},
+        {"name": "pwd", "type": "shell", "config": {"command": ["pwd"], "cwd": "${{ parameters.d }}"}},
+    ]
+    with _handle() as handle:
+        async with direct_commands():
+            outcome, _ = await run_job(tmp_path, steps, parameters={"d": "a dir"})
+            missing, _ = await run_job(tmp_path, steps[1:], parameters={"d": "nope"})
+    assert handle.launcher == "command-server"
+    assert outcome.status == "succeeded", outcome
+    assert outcome.outputs["pwd"]["stdout_tail"].endswith("/a dir\n")
+    assert (missing.status, missing.exit_code) == ("failed", None)
+    assert missing.error == "step pwd: working directory not found: nope"
+
+
+async def test_a_job_timeout_gives_the_command_the_whole_grace_period(tmp_path: Path) -> None:
+    cleanup = (
+        "trap 'trap : TERM; echo cleanup started; sleep 2.5; echo cleanup done; exit 0' TERM;"
+        " echo ready; sleep 60 & wait"
+    )
+    steps = [{"name": "slow", "type": "shell", "config": {"command": ["sh", "-c", cleanup]}}]
+    with _handle() as handle:
+        async with direct_commands():
+            outcome, sink = await run_job(
+                tmp_path, steps, timeout_seconds=1, settings={"executor_kill_grace_seconds": 4}
+            )
+    assert handle.launcher == "command-server"
+    assert outcome.status == "timed_out", outcome
+    assert [line for line in sink.of("slow") if not line.startswith("step ")] == [
+        "ready",
+        "cleanup started",
+        "cleanup done",
+    ]
+
+
 async def test_a_cancellation_reaches_the_running_command(tmp_path: Path) -> None:
     steps = [
         {"name": "first", "type": "shell", "config": {"command": ["true"]}},

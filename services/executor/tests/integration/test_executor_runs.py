@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -362,3 +364,36 @@ async def test_malformed_and_invalid_requests_are_dead_lettered(harness: Executo
     [invalid_reason] = [r for body, r in reasons.items() if body != b"this is not json"]
     assert "job" in invalid_reason
     assert harness.of(invalid["execution_id"]) == []
+
+
+async def test_a_20_mb_http_body_reaches_the_outcome_event_through_the_outbox_and_the_broker(
+    harness: ExecutorHarness,
+) -> None:
+    """``max_body_bytes`` allows 64 MiB: such an output crosses the child's protocol, the outbox (PostgreSQL)
+    and RabbitMQ in the outcome event (the old 8 MiB protocol line failed the run)."""
+    size = 20_000_000
+
+    class Huge(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.write(b"y" * size)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        data = run_request_data([{"name": "big", "type": "http", "config": {"url": url, "max_body_bytes": 64 << 20}}])
+        await harness.request_run(data)
+        outcome = await harness.wait_outcome(data["execution_id"], timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.type == "execution.succeeded", outcome.data
+    assert isinstance(outcome.data, dict)
+    assert outcome.data["result"]["big"]["body"] == "y" * size

@@ -8,6 +8,7 @@ The platform services (event publishing, browser-pool) are the hand-written fake
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import sys
 import threading
@@ -30,13 +31,24 @@ EXAMPLES = "automation_executor.examples.handlers"
 
 
 class EchoHandler(BaseHTTPRequestHandler):
-    """Answers every request with what it received, as JSON."""
+    """Answers every request with what it received, as JSON; ``/huge/<n>``: ``n`` bytes of text."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     wbufsize = 1 << 16
 
     def _answer(self) -> None:
+        if self.path.startswith("/huge/"):
+            size = int(self.path.removeprefix("/huge/"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            line = b"0123456789abcdef" * 4 + b"\n"
+            for _ in range(size // len(line)):
+                self.wfile.write(line)
+            self.wfile.write(b"x" * (size % len(line)))
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         payload = json.dumps({"path": self.path, "headers": dict(self.headers), "body": body}).encode()
@@ -376,3 +388,35 @@ async def test_shell_check_and_checks_that_do_not_decide(tmp_path: Path) -> None
     assert refused.permanent
     assert refused.error is not None
     assert "this job has no check step" in refused.error
+
+
+async def test_an_http_body_far_above_the_old_8_mib_protocol_line_is_kept_whole(tmp_path: Path, echo_url: str) -> None:
+    """``max_body_bytes`` goes up to 64 MiB: a step output that large crosses the child's protocol whole."""
+    steps = [
+        {"name": "big", "type": "http", "config": {"url": f"{echo_url}/huge/20000000", "max_body_bytes": 64 << 20}},
+        {"name": "after", "type": "shell", "config": {"command": ["echo", "${{ steps.big.output.status }}"]}},
+    ]
+    outcome, _ = await run_job(tmp_path, steps)
+    assert outcome.status == "succeeded", outcome.error
+    body = outcome.outputs["big"]["body"]
+    assert len(body) == 20_000_000
+    assert body.startswith("0123456789abcdef")
+    assert outcome.outputs["after"]["stdout_tail"] == "200\n"
+
+
+async def test_outputs_past_what_an_execution_keeps_fail_their_step_clearly(tmp_path: Path, echo_url: str) -> None:
+    def fetch(name: str) -> dict[str, Any]:
+        return {"name": name, "type": "http", "config": {"url": f"{echo_url}/huge/600000", "max_body_bytes": 1 << 20}}
+
+    outcome, sink = await run_job(
+        tmp_path, [fetch("first"), fetch("second"), fetch("never")], settings={"executor_max_result_bytes": 1 << 20}
+    )
+    assert outcome.status == "failed"
+    assert set(outcome.outputs) == {"first"}, "the step that does not fit keeps no output"
+    assert outcome.error is not None
+    assert re.fullmatch(
+        r"step second: output too large: 6\d{5} bytes as JSON, and the outputs of an execution are kept up to"
+        r" 1048576 bytes \(AUTOMATION_EXECUTOR_MAX_RESULT_BYTES\); earlier steps took 6\d{5}",
+        outcome.error,
+    ), outcome.error
+    assert sink.of("never") == []

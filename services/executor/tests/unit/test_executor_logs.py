@@ -44,16 +44,39 @@ def test_buffer_caps_the_execution_with_one_marker() -> None:
     assert buffer.truncated
     assert buffer.dropped_lines == 2
     assert buffer.add("system", None, "attempt 1 failed")  # the executor's summary still gets through
-    batch = buffer.take(100)
-    assert batch is not None
-    assert batch.truncated
-    texts = [(e.stream, e.text) for e in batch.entries]
-    assert texts[:2] == [("stdout", "a" * 49), ("stdout", "b" * 49)]
-    assert texts[2][0] == "system"
-    assert texts[2][1].startswith(TRUNCATED_MARKER)
-    assert texts[3] == ("system", "attempt 1 failed")
-    assert [t for t in texts if t[1].startswith(TRUNCATED_MARKER)] == [texts[2]]
+    before = buffer.take(100)
+    assert before is not None
+    assert not before.truncated, "what came before the cut was not dropped"
+    assert [(e.stream, e.text) for e in before.entries] == [("stdout", "a" * 49), ("stdout", "b" * 49)]
+    after = buffer.take(100)
+    assert after is not None
+    assert after.truncated
+    texts = [(e.stream, e.text) for e in after.entries]
+    assert texts[0][0] == "system"
+    assert texts[0][1].startswith(TRUNCATED_MARKER)
+    assert texts[1] == ("system", "attempt 1 failed")
     assert buffer.take(100) is None
+
+
+def test_only_batches_from_the_cut_on_are_flagged_truncated() -> None:
+    """Lines still queued when the cap is hit (the publisher behind the reader) are not marked truncated."""
+    buffer = LogBuffer(max_bytes=1000, max_line_bytes=1000)
+    for i in range(250):  # 10 bytes a line: the cap falls at line 100, while nothing was taken yet
+        buffer.add("stdout", "s", f"line {i:04d}")
+    buffer.add("system", "s", "step s succeeded")
+    batches = []
+    while (batch := buffer.take(30)) is not None:
+        batches.append(batch)
+    flags = [batch.truncated for batch in batches]
+    assert flags == [False] * 4 + [True], "a batch ends at the cut, and only what follows it is flagged"
+    kept = [entry.text for batch in batches[:4] for entry in batch.entries]
+    assert kept == [f"line {i:04d}" for i in range(100)]
+    assert batches[4].entries[0].text.startswith(TRUNCATED_MARKER)
+    assert [entry.text for entry in batches[4].entries[1:]] == ["step s succeeded"]
+    buffer.add("system", None, "attempt 1 succeeded")
+    later = buffer.take(30)
+    assert later is not None
+    assert later.truncated, "every batch after the cut says so"
 
 
 def test_buffer_cuts_lines_and_bounds_system_lines() -> None:

@@ -46,6 +46,8 @@ class StepEnv:
     stopping: Callable[[], bool] = never
     """Whether the run is being stopped (cancelled): then no further step starts. The executor, running
     a job of commands itself, asks its slot; a child's stop is its signal, which ends the child."""
+    output_bytes: int = 0
+    """What the outputs kept so far take as JSON (see :attr:`ChildSpec.max_result_bytes`)."""
     _emits: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     def emit_key(self, step: str) -> str:

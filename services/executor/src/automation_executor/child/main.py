@@ -33,6 +33,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from automation_contracts.storable import storable_value
 from automation_executor.child.blocking import LineReader, Terminated, drive, timed_out
@@ -106,12 +107,27 @@ async def run_step(step: ParsedStep, ctx: TemplateContext, env: StepEnv, phase: 
             name=step.name, status="failed", error=f"{step.kind} step crashed: {type(exc).__name__}: {exc}"
         )
     redactor = env.emitter.redactor
-    return result.model_copy(
-        update={
-            "phase": phase,
-            "output": storable_value(redactor.value(result.output)),
-            "error": redactor.text(result.error) if result.error is not None else None,
-        }
+    output = storable_value(redactor.value(result.output))
+    error = redactor.text(result.error) if result.error is not None else None
+    if output is not None:
+        size = len(to_json(output))
+        limit = env.spec.max_result_bytes
+        if env.output_bytes + size > limit:  # dropped, and the step fails (a failing step keeps its error)
+            too_large = _too_large(size, env.output_bytes, limit)
+            output, error = None, too_large if error is None else f"{error}; {too_large}"
+            if result.status == "succeeded":
+                result = result.model_copy(update={"status": "failed"})
+        else:
+            env.output_bytes += size
+    return result.model_copy(update={"phase": phase, "output": output, "error": error})
+
+
+def _too_large(size: int, used: int, limit: int) -> str:
+    """The error of a step whose output does not fit in what the run may keep."""
+    taken = f"; earlier steps took {used}" if used else ""
+    return (
+        f"output too large: {size} bytes as JSON, and the outputs of an execution are kept up to {limit} bytes"
+        f" (AUTOMATION_EXECUTOR_MAX_RESULT_BYTES){taken}"
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from automation_executor.child.blocking import timed_out
 from automation_executor.child.emitter import Emitter
-from automation_executor.child.env import StepEnv
+from automation_executor.child.env import PathOutsideWorkdir, StepEnv
 from automation_executor.domain.lines import LineSplitter
 from automation_executor.domain.protocol import ChildSpec, LogStream, StepMessage
 from automation_executor.domain.redact import Redactor
@@ -121,24 +121,50 @@ def _describe_exit(returncode: int) -> tuple[int, str]:
     return 128 + number, f"killed by {name} (exit code {128 + number})"
 
 
+class BadWorkingDirectory(Exception):
+    """A step's ``cwd`` (after its templates) that is not a directory inside the working directory."""
+
+
+def command_cwd(config: ShellConfig, ctx: TemplateContext, env: StepEnv) -> str:
+    """The directory the command runs in: the step's ``cwd`` with its templates rendered as literal text
+    (like any path), inside the execution's working directory; :class:`BadWorkingDirectory` otherwise."""
+    if not config.cwd:
+        return env.workdir
+    relative = render_text(config.cwd, ctx)
+    try:
+        path = env.local_path(relative)
+    except PathOutsideWorkdir:
+        raise BadWorkingDirectory(
+            f"working directory {relative!r} is not inside the execution's working directory"
+        ) from None
+    if not path.exists():
+        raise BadWorkingDirectory(f"working directory not found: {relative}")
+    if not path.is_dir():
+        raise BadWorkingDirectory(f"working directory is not a directory: {relative}")
+    return str(Path(env.workdir, relative))
+
+
 def _command(
     step: ParsedStep, ctx: TemplateContext, env: StepEnv
 ) -> tuple[ShellConfig, list[str], dict[str, str], str]:
-    """The step's config, argv (sandboxed when asked), environment and working directory."""
+    """The step's config, argv (sandboxed when asked), environment and working directory
+    (:class:`BadWorkingDirectory` when its ``cwd`` is not a directory of the working directory)."""
     config = step.config
     assert isinstance(config, ShellConfig)
     workdir = env.workdir
     argv = build_argv(config, ctx)
     environment = command_environment(env.spec, workdir) | {k: render_text(v, ctx) for k, v in config.env.items()}
-    cwd = str(Path(workdir, config.cwd)) if config.cwd else workdir
+    cwd = command_cwd(config, ctx, env)
     if config.sandbox == "bubblewrap":
         argv = wrap_argv(argv, workdir=workdir, network=config.network, cwd=cwd)
         cwd = workdir
     return config, argv, environment, cwd
 
 
-def _not_started(step: ParsedStep, argv: list[str], exc: OSError) -> StepMessage:
-    """The step's result when its command could not be started."""
+def _not_started(step: ParsedStep, argv: list[str], exc: OSError, cwd: str | None = None) -> StepMessage:
+    """The step's result when its command could not be started (``cwd``: the directory it was to run in)."""
+    if isinstance(exc, FileNotFoundError) and cwd is not None and exc.filename == cwd:  # removed meanwhile
+        return StepMessage(name=step.name, status="failed", error=f"working directory not found: {cwd}")
     if isinstance(exc, FileNotFoundError):
         missing = argv[0] if exc.filename in {None, argv[0]} else str(exc.filename)
         return StepMessage(name=step.name, status="failed", exit_code=127, error=f"not found: {missing}")
@@ -171,12 +197,15 @@ def _finished(
 
 async def run_shell(step: ParsedStep, ctx: TemplateContext, env: StepEnv) -> StepMessage:
     """Run one shell step to completion (on the child's event loop)."""
-    config, argv, environment, cwd = _command(step, ctx, env)
+    try:
+        config, argv, environment, cwd = _command(step, ctx, env)
+    except BadWorkingDirectory as exc:
+        return StepMessage(name=step.name, status="failed", error=str(exc))
     emitter = env.emitter
     try:
         spawned = await env.spawn(argv, cwd=cwd, env=environment)
     except OSError as exc:
-        return _not_started(step, argv, exc)
+        return _not_started(step, argv, exc, cwd)
     tail = Tail(env.spec.stdout_tail_bytes, emitter.redactor)
     relays = [
         asyncio.create_task(_relay(spawned.process.stdout, _Relay("stdout", step.name, emitter, tail))),
@@ -203,7 +232,10 @@ async def run_shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEn
     (:func:`automation_executor.child.blocking.drive`). The step's ``timeout_seconds`` is kept here: the
     command gets SIGTERM, then SIGKILL after the grace period, and the step is ``timed_out``.
     """
-    config, argv, environment, cwd = _command(step, ctx, env)
+    try:
+        config, argv, environment, cwd = _command(step, ctx, env)
+    except BadWorkingDirectory as exc:
+        return StepMessage(name=step.name, status="failed", error=str(exc))
     emitter = env.emitter
     deadline = None if step.timeout_seconds is None else time.monotonic() + step.timeout_seconds
     try:
@@ -216,9 +248,9 @@ async def run_shell_blocking(step: ParsedStep, ctx: TemplateContext, env: StepEn
             env=environment,
         )
     except OSError as exc:
-        return _not_started(step, argv, exc)
+        return _not_started(step, argv, exc, cwd)
     tail = Tail(env.spec.stdout_tail_bytes, emitter.redactor)
-    grace = min(env.spec.kill_grace_seconds, 2.0)
+    grace = env.spec.kill_grace_seconds
     with _Pump(process, _Relay("stdout", step.name, emitter, tail), _Relay("stderr", step.name, emitter, None)) as pump:
         try:
             pump.until(deadline)
@@ -313,6 +345,7 @@ class _Pump:
 
 
 async def _kill(spawned: Spawned, grace: float) -> None:
-    """Stop the command when the step is cancelled (step timeout, or the executor's SIGTERM)."""
+    """Stop the command when the step is cancelled (step timeout, or the executor's SIGTERM): SIGTERM, then
+    SIGKILL after the whole grace period (``AUTOMATION_EXECUTOR_KILL_GRACE_SECONDS``), as the log says."""
     with contextlib.suppress(ProcessLookupError):
-        await asyncio.shield(stop(spawned, grace=min(grace, 2.0), group=False))
+        await asyncio.shield(stop(spawned, grace=grace, group=False))

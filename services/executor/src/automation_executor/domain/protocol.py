@@ -31,6 +31,14 @@ BridgeOp = Literal["secret", "emit", "browser"]
 Phase = Literal["check", "steps"]
 
 
+DEFAULT_MAX_RESULT_BYTES = 96 * 1024 * 1024
+"""The default of ``AUTOMATION_EXECUTOR_MAX_RESULT_BYTES``: the step outputs (check included) an attempt keeps,
+as JSON. An ``http`` step may keep a 64 MiB body; the outcome event that carries them must still fit in one
+RabbitMQ message (``max_message_size``, 128 MiB by default in RabbitMQ 3)."""
+PROTOCOL_SLACK_BYTES = 1024 * 1024
+"""What a protocol line may carry besides step outputs (its envelope, an error, a log line)."""
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +76,10 @@ class ChildSpec(_Message):
     stdout_tail_bytes: int = 4096
     http_max_body_bytes: int = 65536
     kill_grace_seconds: float = 5.0
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    """The most the step outputs of the run (its check's too) may take together, as JSON: a step whose
+    output would pass it fails (its output is dropped). The executor reads protocol lines up to this plus
+    :data:`PROTOCOL_SLACK_BYTES`."""
     path: str = "/usr/local/bin:/usr/bin:/bin"
     fast_path: bool = True
     """Whether a job of shell and python steps only may run without an event loop (the blocking path)."""
@@ -174,6 +186,6 @@ ChildMessage = Annotated[AnyChildMessage, Field(discriminator="type")]
 CHILD_MESSAGE: TypeAdapter[AnyChildMessage] = TypeAdapter(ChildMessage)
 
 
-def parse_child_line(line: bytes) -> AnyChildMessage:
+def parse_child_line(line: bytes | bytearray) -> AnyChildMessage:
     """One protocol line (raises pydantic's ValidationError when it is not one)."""
     return CHILD_MESSAGE.validate_json(line)

@@ -2,7 +2,8 @@
 
 Every entry becomes one line ``<ts> <stream> [<step>] <text>`` (``[-]`` for lines outside any step),
 batches ordered by attempt then ``seq``, with ``--- attempt N ---`` before each attempt's entries and
-``--- output truncated ---`` where the executor dropped output before a batch.
+``--- output truncated ---`` where the executor began to drop output: before the first batch of an
+attempt flagged ``truncated`` (every later batch of that attempt is flagged too, and gets no marker of its own).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ def render_log(batches: Iterable[LogBatch]) -> str:
     """The whole log as text, each line ending with a newline; empty when there is nothing yet."""
     lines: list[str] = []
     attempt: int | None = None
+    truncated = False
     for batch in sorted(batches, key=lambda b: (b.attempt, b.seq)):
         if batch.attempt != attempt:
-            attempt = batch.attempt
+            attempt, truncated = batch.attempt, False
             lines.append(f"--- attempt {attempt} ---")
-        if batch.truncated:
+        if batch.truncated and not truncated:
+            truncated = True
             lines.append("--- output truncated ---")
         lines.extend(format_entry(entry) for entry in batch.entries)
     return "".join(line + "\n" for line in lines)
