@@ -19,10 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 
 from automation_contracts.errors import ContractError, join_path
+from automation_contracts.schema_safety import check_usable, compile_schema
 
 PREFIX = "parameters"
 """Where a job's schema and a run's values sit in a job definition and in ``run.requested``."""
@@ -30,11 +30,13 @@ _REQUIRED = re.compile(r"^'([^']*)' is a required property")
 
 
 def check_schema(schema: Mapping[str, Any], prefix: str = PREFIX) -> None:
-    """Raise :class:`ContractError` unless ``schema`` is a valid JSON Schema of an object of parameters."""
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ContractError(f"not a valid JSON Schema: {exc.message}", join_path(prefix, exc.absolute_path)) from exc
+    """Raise :class:`ContractError` unless ``schema`` is a usable JSON Schema of an object of parameters.
+
+    Usable as :func:`automation_contracts.schema_safety.check_usable` says (nesting at most 32 deep,
+    references local and resolvable, no reference cycle that does not consume input, RE2 patterns);
+    its errors (:class:`~automation_contracts.schema_safety.UnusableSchema`) name ``parameters.<place>``.
+    """
+    check_usable(schema, prefix)
     declared = schema.get("type")
     types = declared if isinstance(declared, list) else [declared]
     if declared is not None and "object" not in types:
@@ -87,14 +89,9 @@ def _value_path(error: ValidationError) -> list[str | int]:
 
 
 def _first_error(schema: Mapping[str, Any], values: dict[str, Any], prefix: str) -> ValidationError | None:
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-    try:
-        error: ValidationError | None = best_match(validator.iter_errors(values))
-    except Exception:
-        # A schema nobody checked (not from job-api) can break the validator: say where it is wrong.
-        check_schema(schema, prefix)
-        raise
-    return error
+    # Never fetches a reference and matches patterns in linear time; a schema stored before the checks
+    # (or nobody checked) that breaks the validator is an UnusableSchema naming where it is wrong.
+    return compile_schema(schema).first_error(values, prefix)
 
 
 def resolve(schema: Mapping[str, Any], given: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, Any]:

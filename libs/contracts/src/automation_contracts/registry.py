@@ -6,7 +6,6 @@ Producers ``build_event``; consumers ``validate_event`` and then ``parse_data``.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from automation_contracts.executions import (
     RunRequested,
 )
 from automation_contracts.jobs import JobChanged, JobDeleted
+from automation_contracts.schema_safety import pattern_search
 from automation_contracts.schemas import URN_PREFIX, urn, validator_for
 
 M = TypeVar("M", bound=BaseModel)
@@ -137,7 +137,7 @@ def _error_path(error: SchemaError) -> list[str | int]:
         extra = [
             name
             for name in instance
-            if name not in declared and not any(re.search(pattern, name) for pattern in patterns)
+            if name not in declared and not any(pattern_search(pattern, name) for pattern in patterns)
         ]
         if len(extra) == 1:
             path.append(extra[0])

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from automation_contracts import load_schemas, urn
+from automation_contracts.schema_safety import CompiledSchema
 from automation_core.errors import InvalidInput, NotFound
 from automation_core.logging import get_logger
 from automation_event_gateway.db.repository import EventTypeRepository
@@ -58,9 +58,9 @@ class ValidatorCache:
 
     def __init__(self, size: int = VALIDATOR_CACHE_SIZE) -> None:
         self._size = size
-        self._cache: OrderedDict[tuple[str, int, datetime], Draft202012Validator] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, datetime], CompiledSchema] = OrderedDict()
 
-    def get(self, row: EventTypeRow) -> Draft202012Validator:
+    def get(self, row: EventTypeRow) -> CompiledSchema:
         key = (row.type, row.version, row.updated_at)
         validator = self._cache.get(key)
         if validator is None:

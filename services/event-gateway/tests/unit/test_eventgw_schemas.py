@@ -52,3 +52,29 @@ def test_compiled_validators_assert_formats_and_resolve_platform_refs() -> None:
     )
     assert validator.is_valid({"at": "2026-11-23T12:00:00Z"})
     assert not validator.is_valid({"at": "tomorrow"})
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "schema.$defs.a.$ref"),
+        ({"not": {"not": {"$ref": "#"}}}, "schema.not.not.$ref"),
+        ({"properties": {"site": {"pattern": "(a)\\1"}}}, "schema.properties.site.pattern"),
+        ({"$id": "https://example.com/s", "$ref": "remote.json"}, "schema.$ref"),
+    ],
+)
+def test_schemas_validation_could_not_use_are_refused(schema: Any, field: str) -> None:
+    assert invalid(schema).field == field
+
+
+def test_a_stored_schema_that_cannot_be_used_rejects_the_event_naming_data() -> None:
+    from automation_contracts import CloudEvent
+    from automation_event_gateway.domain.errors import EventRejected, RejectReason
+    from automation_event_gateway.domain.schemas import validate_data
+
+    validator = compile_schema("a.b", {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"})
+    event = CloudEvent.from_dict({"specversion": "1.0", "id": "1", "source": "/s", "type": "a.b", "data": {}})
+    with pytest.raises(EventRejected) as caught:
+        validate_data(event, validator)
+    assert (caught.value.reason, caught.value.field) == (RejectReason.INVALID_DATA, "data")
+    assert "reference cycle" in caught.value.message

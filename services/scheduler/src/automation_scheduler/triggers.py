@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from automation_contracts import CloudEvent, ContractError, JobSpec
+from automation_contracts.schema_safety import UnusableSchema
 from automation_core.errors import InvalidInput
 from automation_core.logging import get_logger
 from automation_core.storable import check_value
@@ -272,10 +273,13 @@ class TriggerEventsHandler:
         try:
             check_value(event.data, "data")  # the run carries the event: too deep, the executor could not read it
             return spec, outcome, reason, event_parameters(spec.parameters, event.data), outcome
-        except (ContractError, InvalidInput) as exc:  # the event's data does not make valid parameters
-            return spec, "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], {}, "invalid_parameters"
+        except (ContractError, InvalidInput) as exc:
+            if not isinstance(exc, UnusableSchema):  # the event's data does not make valid parameters
+                return spec, "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], {}, "invalid_parameters"
+            failure: Exception = exc  # the job's parameters schema cannot be used (the error names the place)
         except Exception as exc:  # noqa: BLE001 - the job's parameters schema itself failed to evaluate
-            return spec, "skipped", _job_failed(match.job_id, event.id, exc), {}, "error"
+            failure = exc
+        return spec, "skipped", _job_failed(match.job_id, event.id, failure), {}, "error"
 
     @staticmethod
     async def _decide(

@@ -410,7 +410,8 @@ async def test_a_job_that_cannot_be_evaluated_is_recorded_for_itself_and_holds_u
         assert row.reason.startswith("job could not be evaluated: "), row.reason
     [fired] = await tables.event_fires(victim)
     assert (fired.outcome, fired.execution_id) == ("fired", event_execution_id(victim, "iso-1"))
-    assert bus.runs_of(broken_schema) == [] and bus.runs_of(unreadable) == []
+    assert bus.runs_of(broken_schema) == []
+    assert bus.runs_of(unreadable) == []
     assert sample("automation_scheduler_event_triggers_total", outcome="error") == errors + 2
 
     deep: Any = []

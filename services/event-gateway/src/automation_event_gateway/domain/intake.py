@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from jsonschema import Draft202012Validator
-
 from automation_contracts import CloudEvent
+from automation_contracts.schema_safety import CompiledSchema
 from automation_event_gateway.domain.binding import Submission
 from automation_event_gateway.domain.envelope import check_producer, parse_event
 from automation_event_gateway.domain.errors import EventRejected
@@ -44,9 +43,7 @@ def check_envelopes(submission: Submission, *, is_admin: bool) -> list[CloudEven
     return _collect(submission, check)
 
 
-def check_data(
-    submission: Submission, events: list[CloudEvent], validators: Mapping[str, Draft202012Validator]
-) -> None:
+def check_data(submission: Submission, events: list[CloudEvent], validators: Mapping[str, CompiledSchema]) -> None:
     """Check every event's data against its platform schema or its registered type's schema."""
 
     def check(index: int) -> CloudEvent:

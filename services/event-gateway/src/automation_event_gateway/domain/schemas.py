@@ -4,6 +4,12 @@ A registered schema is JSON Schema draft 2020-12. It may ``$ref`` its own ``$def
 schemas (``urn:automation:schema:...``), nothing else: references are resolved offline, and one that
 cannot be resolved is refused when the schema is registered, not when an event arrives. Formats
 (``date-time``, ``uuid``, ``uri``, ...) are asserted, as they are for the platform's own messages.
+
+What else is refused (nesting deeper than 32, reference cycles that do not consume input,
+``$dynamicAnchor``, patterns RE2 cannot compile) and how validation stays safe (nothing fetched,
+patterns matched in linear time) is :mod:`automation_contracts.schema_safety`, shared with job-api's
+run parameters. A schema registered before those checks that cannot be used makes every event of its
+type a 422 naming ``data`` and saying so, never a 500.
 """
 
 from __future__ import annotations
@@ -11,21 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urljoin
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
+from jsonschema.exceptions import ValidationError
 
 from automation_contracts import CloudEvent, ContractError, schema_registry, validate_event
+from automation_contracts.schema_safety import CompiledSchema, UnusableSchema, check_usable
+from automation_contracts.schema_safety import compile_schema as compile_usable
 from automation_event_gateway.domain.errors import EventRejected, RejectReason
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 LOCAL_BASE = "urn:automation:event-type:"
-DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-"""Keywords whose values are instances, not schemas: a ``$ref`` inside them is data."""
 
 
 class InvalidSchema(Exception):
@@ -47,27 +48,6 @@ def _base_uri(event_type: str, schema: Any) -> str:
     return LOCAL_BASE + event_type
 
 
-def _registry_with(event_type: str, schema: Any) -> tuple[Registry[Any], str]:
-    base = _base_uri(event_type, schema)
-    resource: Resource[Any] = Resource.from_contents(schema, default_specification=DRAFT202012)
-    return schema_registry().with_resource(base, resource).crawl(), base
-
-
-def _references(schema: Any, base: str, path: list[str | int]) -> Iterator[tuple[str, str, list[str | int]]]:
-    """Every (base URI, reference, path) in ``schema``, following ``$id`` changes of base."""
-    if isinstance(schema, Mapping):
-        if isinstance(schema.get("$id"), str) and path:
-            base = urljoin(base, schema["$id"])
-        for key, value in schema.items():
-            if key in {"$ref", "$dynamicRef"} and isinstance(value, str):
-                yield base, value, [*path, key]
-            elif key not in DATA_KEYWORDS:
-                yield from _references(value, base, [*path, key])
-    elif isinstance(schema, list):
-        for index, item in enumerate(schema):
-            yield from _references(item, base, [*path, index])
-
-
 def check_schema(event_type: str, schema: Any) -> None:
     """Refuse anything but a valid, self-contained JSON Schema 2020-12 (InvalidSchema naming the spot)."""
     if not isinstance(schema, Mapping | bool):
@@ -75,24 +55,14 @@ def check_schema(event_type: str, schema: Any) -> None:
     if isinstance(schema, Mapping) and schema.get("$schema", DIALECT) != DIALECT:
         raise InvalidSchema(f"only JSON Schema 2020-12 is supported ($schema {DIALECT!r})", "schema.$schema")
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidSchema(exc.message, _join("schema", list(exc.absolute_path))) from exc
-    registry, base = _registry_with(event_type, schema)
-    for ref_base, ref, path in _references(schema, base, []):
-        try:
-            registry.resolver(base_uri=ref_base).lookup(ref)
-        except Unresolvable as exc:
-            raise InvalidSchema(
-                f"cannot resolve {ref!r}: only local references and the platform's schemas are allowed",
-                _join("schema", path),
-            ) from exc
+        check_usable(schema, "schema", registry=schema_registry(), base_uri=_base_uri(event_type, schema))
+    except UnusableSchema as exc:
+        raise InvalidSchema(exc.reason, exc.path) from exc
 
 
-def compile_schema(event_type: str, schema: Any) -> Draft202012Validator:
-    """A validator for a registered (already checked) schema, asserting formats."""
-    registry, _ = _registry_with(event_type, schema)
-    return Draft202012Validator(schema, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+def compile_schema(event_type: str, schema: Any) -> CompiledSchema:
+    """A validator for a registered schema, asserting formats, matching patterns by RE2, fetching nothing."""
+    return compile_usable(schema, registry=schema_registry(), base_uri=_base_uri(event_type, schema))
 
 
 def error_path(error: ValidationError) -> list[str | int]:
@@ -110,7 +80,7 @@ def error_path(error: ValidationError) -> list[str | int]:
     return path
 
 
-def validate_data(event: CloudEvent, validator: Draft202012Validator | None) -> None:
+def validate_data(event: CloudEvent, validator: CompiledSchema | None) -> None:
     """Check ``data`` against the platform's schema of its type, or the registered ``validator``."""
     try:
         validate_event(event)
@@ -126,6 +96,13 @@ def validate_data(event: CloudEvent, validator: Draft202012Validator | None) -> 
             f"events of the registered type {event.type!r} carry JSON data, not data_base64",
             "data_base64",
         )
-    error = best_match(validator.iter_errors(event.data))
+    try:
+        error = validator.first_error(event.data, "schema")
+    except UnusableSchema as exc:  # registered before the checks it fails: the type's owner must fix it
+        raise EventRejected(
+            RejectReason.INVALID_DATA,
+            f"the registered schema of {event.type!r} cannot be used ({exc}); register a corrected one",
+            "data",
+        ) from exc
     if error is not None:
         raise EventRejected(RejectReason.INVALID_DATA, error.message, _join("data", error_path(error)))
