@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from jsonschema import Draft202012Validator
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from automation_contracts.primitives import Contract, Uuid
+from automation_contracts.primitives import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    Contract,
+    Instant,
+    Timestamp,
+    Uuid,
+    check_instant,
+)
 
 CHECKER = Draft202012Validator.FORMAT_CHECKER
 GOOD = "0b8f3e2a-5c1d-4e6f-9a7b-2c3d4e5f6a7b"
@@ -52,3 +61,53 @@ def test_a_uuid_is_taken_exactly_when_the_schema_format_takes_it(text: str) -> N
 def test_a_uuid_object_passes_through() -> None:
     value = uuid.uuid4()
     assert _Model.model_validate({"id": value}).id is value
+
+
+class _Timed(Contract):
+    at: Timestamp
+
+
+class _Request(BaseModel):
+    at: Instant
+
+
+IN_RANGE = [
+    "0001-01-02T00:00:00Z",
+    "0001-01-02T14:00:00+14:00",  # 0001-01-02T00:00:00Z
+    "2026-11-23T12:00:00.123456+01:00",
+    "9998-12-31T23:59:59.999999Z",
+    "9998-12-31T13:59:59.999999-10:00",  # 9998-12-31T23:59:59.999999Z
+]
+OUT_OF_RANGE = [
+    "0001-01-01T00:00:00+14:00",  # no UTC value at all (year 0)
+    "9999-12-31T23:59:59-14:00",  # no UTC value at all (year 10000)
+    "0001-01-01T00:00:00Z",  # no room left for a time zone's local time
+    "0001-01-01T23:59:59.999999Z",
+    "0001-01-02T00:00:00+00:01",
+    "9999-01-01T00:00:00Z",  # no room left for the next fire of a yearly schedule
+    "9999-12-31T23:59:59.999999Z",
+]
+
+
+@pytest.mark.parametrize("text", IN_RANGE)
+def test_instants_in_the_platform_range_are_taken(text: str) -> None:
+    assert _Timed.model_validate({"at": text}).at == datetime.fromisoformat(text)
+    assert _Request.model_validate({"at": text}).at == datetime.fromisoformat(text)
+    assert check_instant(datetime.fromisoformat(text)) == datetime.fromisoformat(text)
+    assert EARLIEST_INSTANT <= datetime.fromisoformat(text) <= LATEST_INSTANT
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE)
+def test_instants_outside_the_platform_range_are_refused(text: str) -> None:
+    for model in (_Timed, _Request):
+        with pytest.raises(ValidationError, match="once converted to UTC") as caught:
+            model.model_validate({"at": text})
+        assert caught.value.errors()[0]["loc"] == ("at",)
+    with pytest.raises(ValueError, match=r"from 0001-01-02T00:00:00Z to 9998-12-31T23:59:59.999999Z"):
+        check_instant(datetime.fromisoformat(text))
+
+
+def test_check_instant_refuses_a_naive_datetime() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        check_instant(datetime(2026, 1, 1))
+    assert check_instant(datetime.max.replace(year=2026, tzinfo=UTC)).year == 2026

@@ -2,11 +2,14 @@
 
 Domain errors carry their HTTP status, a problem type slug and, when one field is at fault, the
 field's dotted path (``steps.0.config.command``). :func:`install_error_handlers` renders them, FastAPI's
-request validation errors and unexpected exceptions as ``application/problem+json``.
+request validation errors and unexpected exceptions as ``application/problem+json``. A body FastAPI
+cannot read (not JSON, not UTF-8, nested too deep for the parser, an integer of more digits than Python
+converts) is a 422 naming ``body`` whose detail says what is wrong and where (:func:`body_problem`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -213,6 +216,46 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+BODY_FIELD = "body"
+#: FastAPI's ``HTTPException`` detail when reading or parsing a request body raised (its cause is chained).
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _line_column(document: str, position: int) -> tuple[int, int]:
+    line = document.count("\n", 0, position) + 1
+    return line, position - document.rfind("\n", 0, position)
+
+
+def body_problem(cause: BaseException | None) -> str:
+    """What is wrong with a request body that could not be read, for a problem's ``detail``."""
+    if isinstance(cause, json.JSONDecodeError):
+        return f"JSON syntax error at line {cause.lineno}, column {cause.colno}: {cause.msg}"
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"not valid {cause.encoding.upper()}: {cause.reason} at byte {cause.start} "
+            f"(0x{cause.object[cause.start : cause.start + 1].hex()}); JSON bodies are UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return "JSON nested too deeply to be parsed"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"an integer has too many digits ({cause})"
+    if cause is not None:
+        return f"could not be read: {type(cause).__name__}: {cause}"
+    return "could not be read"
+
+
+def _validation_entry(error: dict[str, Any], body: Any) -> dict[str, str]:
+    """One entry of a 422's ``errors``; FastAPI's JSON syntax error (located by a character offset in
+    ``loc``) names ``body`` and says the line and column instead."""
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid" and isinstance(body, str) and len(loc) == 2 and isinstance(loc[1], int):
+        line, column = _line_column(body, loc[1])
+        reason = (error.get("ctx") or {}).get("error") or error.get("msg", "")
+        message = f"JSON syntax error at line {line}, column {column}: {reason}"
+        return {"field": BODY_FIELD, "message": message, "type": "json_invalid"}
+    return {"field": _loc_to_field(loc), "message": error.get("msg", ""), "type": error.get("type", "")}
+
+
 class UnreachableDependencyMiddleware:
     """Answers 503 problem+json with ``Retry-After`` when a request fails because a service this one
     depends on could not be reached (:func:`unreachable_dependency`: the database restarting, say).
@@ -273,10 +316,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"field": _loc_to_field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        errors = [_validation_entry(e, exc.body) for e in exc.errors()]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return problem_response(
             422,
@@ -290,6 +330,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            detail = body_problem(exc.__cause__)
+            return problem_response(
+                422,
+                InvalidInput.title,
+                f"{BODY_FIELD}: {detail}",
+                type_slug=InvalidInput.type_slug,
+                instance=request.url.path,
+                field=BODY_FIELD,
+                errors=[{"field": BODY_FIELD, "message": detail, "type": "body_unreadable"}],
+            )
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return problem_response(
             exc.status_code,

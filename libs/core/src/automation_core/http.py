@@ -12,6 +12,10 @@ when no route matched) with the HTTP semantic-convention attributes (``http.requ
 status ERROR on a 5xx, and as parent the caller's W3C ``traceparent``. The span is current while the
 handler runs, so outbox rows written in the request carry the trace on through the broker.
 ``/healthz``, ``/readyz`` and ``/metrics`` are counted in the metrics but neither traced nor logged.
+
+The app's OpenAPI document (``/openapi.json``) declares error responses as ``application/problem+json``
+(:mod:`automation_core.openapi`): routes list the statuses they answer with
+``responses=problems(404, 422, ...)``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automation_core import __version__
@@ -32,6 +37,7 @@ from automation_core.errors import install_error_handlers
 from automation_core.health import Readiness
 from automation_core.logging import get_logger
 from automation_core.metrics import BUILD_INFO, HTTP_DURATION, HTTP_REQUESTS, render_metrics
+from automation_core.openapi import install_problem_openapi
 from automation_core.settings import ServiceSettings
 from automation_core.storable import storable_input
 
@@ -128,6 +134,14 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+class ReadinessOut(BaseModel):
+    """The answer of ``/readyz`` (200 when every check is ok, 503 otherwise)."""
+
+    status: str = Field(description="ok, or unavailable.")
+    service: str
+    checks: dict[str, str] = Field(description='Each check: "ok", or "failing: <reason>".')
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -136,8 +150,10 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]],
     authenticator: Authenticator | None = None,
     readiness: Readiness | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app wired with the platform's cross-cutting parts."""
+    """A FastAPI app wired with the platform's cross-cutting parts (``openapi_tags``: the OpenAPI
+    document's tags, with their descriptions)."""
     app = FastAPI(
         title=title,
         description=description,
@@ -145,11 +161,13 @@ def create_service_app(
         lifespan=lifespan,
         telemetry=TELEMETRY,
         dependencies=[Depends(storable_input)],
+        openapi_tags=openapi_tags,
     )
     app.state.readiness = readiness or Readiness()
     app.state.authenticator = authenticator or Authenticator(settings)
     app.state.settings = settings
     install_error_handlers(app)
+    install_problem_openapi(app)
     app.add_middleware(MetricsMiddleware, service=settings.service_name)
     BUILD_INFO.labels(settings.service_name, __version__).set(1)
 
@@ -162,6 +180,10 @@ def create_service_app(
         tags=["health"],
         summary="Readiness: database and broker answer (503 with the reasons otherwise)",
         response_model=None,
+        responses={
+            200: {"model": ReadinessOut, "description": "Every check is ok"},
+            503: {"model": ReadinessOut, "description": "A check failed, or the service is still starting"},
+        },
     )
     async def readyz(readiness: Annotated[Readiness, Depends(get_readiness)]) -> JSONResponse:
         ok, checks = await readiness.run()

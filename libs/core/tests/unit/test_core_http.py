@@ -115,6 +115,31 @@ async def test_validation_and_domain_errors_name_the_field(client: httpx.AsyncCl
     assert resp.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"name": "bad\xff", "count": 1}', "body: not valid UTF-8: invalid start byte at byte 13 (0xff)"),
+        (b'{"name": "x", "count": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body: JSON nested too deeply to be parsed"),
+        (b'{"name": "x", "count": ' + b"9" * 5000 + b"}", "body: an integer has too many digits"),
+        (b'{"name": "x",\n "count": }', "body: JSON syntax error at line 2, column 11: Expecting value"),
+        (b'{"name": "x", "count": 1', "body: JSON syntax error at line 1, column 25: Expecting ',' delimiter"),
+        (b"", "body: Field required"),
+    ],
+)
+async def test_a_body_that_cannot_be_read_is_a_422_naming_body(
+    client: httpx.AsyncClient, body: bytes, detail: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    resp = await client.post("/api/v1/things", content=body, headers=headers)
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+    problem = resp.json()
+    assert problem["type"].endswith("/invalid-input")
+    assert problem["field"] == "body"
+    assert problem["detail"].startswith(detail)
+    assert problem["errors"][0]["field"] == "body"
+
+
 class _PostgresError(Exception):
     sqlstate = "57P03"  # cannot connect now: the server is starting up or shutting down
 

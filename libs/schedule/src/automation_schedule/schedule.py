@@ -88,7 +88,7 @@ class Schedule:
             raise ScheduleError("after must be a timezone-aware datetime", field="after")
         start_at = self.start_at
         if start_at is not None and after < start_at:
-            after = start_at - _TICK  # so that start_at itself may fire
+            after = start_at - _TICK  # so that start_at itself may fire (after < start_at: no overflow)
         found: datetime | None
         if self._engine is not None and self._zone is not None:
             found = next_in_zone(self._engine, self._zone, after, self.gap, self.overlap)
@@ -134,7 +134,8 @@ def aware_utc(value: datetime | None, name: str) -> datetime | None:
     """`value` as aware UTC; None stays None.
 
     Raises:
-        ScheduleError: (field `name`) when `value` is not a datetime or is naive.
+        ScheduleError: (field `name`) when `value` is not a datetime, is naive, or has no UTC value
+            within years 1 to 9999 (``0001-01-01T00:00:00+14:00``).
     """
     if value is None:
         return None
@@ -142,7 +143,12 @@ def aware_utc(value: datetime | None, name: str) -> datetime | None:
         raise ScheduleError(f"{name} must be a datetime, not {type(value).__name__}", field=name)
     if value.utcoffset() is None:
         raise ScheduleError(f"{name} must be timezone-aware (carry a UTC offset)", field=name)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ScheduleError(
+            f"{name} {value.isoformat()} is outside the calendar once converted to UTC (years 1 to 9999)", field=name
+        ) from None
 
 
 _P = TypeVar("_P", GapPolicy, OverlapPolicy)

@@ -74,6 +74,35 @@ def test_every_close_to_the_end_of_time_ends() -> None:
     assert schedule.next_after(datetime.max.replace(tzinfo=UTC) - timedelta(hours=1)) is None
 
 
+@pytest.mark.parametrize("name", ["start_at", "end_at", "anchor"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # UTC: year 0
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14))),  # UTC: year 10000
+    ],
+)
+def test_a_window_or_anchor_without_a_utc_value_is_refused_naming_it(name: str, value: datetime) -> None:
+    with pytest.raises(ScheduleError, match="outside the calendar") as caught:
+        parse_schedule("@hourly", **{name: value})  # type: ignore[arg-type]
+    assert caught.value.field == name
+
+
+EDGES = [datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("expression", ["@hourly", "0 0 1 1 *", "0 0 29 2 *", "@every 1h", "* * * * * *"])
+@pytest.mark.parametrize("zone", ["UTC", "Etc/GMT+12", "Pacific/Kiritimati", "Europe/Berlin"])
+@pytest.mark.parametrize("start_at", [None, *EDGES])
+@pytest.mark.parametrize("after", EDGES)
+def test_searching_at_the_ends_of_the_calendar_never_overflows(
+    expression: str, zone: str, start_at: datetime | None, after: datetime
+) -> None:
+    schedule = parse_schedule(expression, timezone=zone, start_at=start_at)
+    for fire in preview(schedule, after=after, count=2):
+        assert fire > after
+
+
 @pytest.mark.parametrize(
     ("expression", "reason"),
     [

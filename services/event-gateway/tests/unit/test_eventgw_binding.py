@@ -140,6 +140,16 @@ def test_binary_mode_refusals_name_the_header(
     assert error.reason is reason
 
 
+@pytest.mark.parametrize(
+    "charset", ["rot13", "rot_13", "base64", "hex", "zlib", "bz2", "quopri", "uu", "undefined", "UNDEFINED"]
+)
+def test_a_charset_that_is_no_text_encoding_is_an_unsupported_media_type(charset: str) -> None:
+    error = rejected(lambda: binary_attributes(CE, f"text/plain; charset={charset}", b"hello"))
+    assert error.field == "content-type"
+    assert error.reason is RejectReason.UNSUPPORTED_MEDIA_TYPE
+    assert "not a text encoding" in error.message
+
+
 def test_structured_and_batch_bodies() -> None:
     event = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
     single = read_submission("application/cloudevents+json; charset=utf-8", [], json.dumps(event).encode(), max_batch=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -36,6 +37,10 @@ def test_filters_parse() -> None:
         ({"since": "2026-11-23T12:00:00"}, "since"),
         ({"until": "soon"}, "until"),
         ({"since": "2026-11-23T12:00:00Z", "until": "2026-11-23T11:00:00Z"}, "until"),
+        # valid RFC 3339 whose UTC value is outside the platform's range
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
+        ({"until": "9999-12-31T23:59:59-14:00"}, "until"),
+        ({"since": "0001-01-01T00:00:00Z"}, "since"),
     ],
 )
 def test_bad_filters_name_the_parameter(kwargs: dict[str, str], field: str) -> None:
@@ -56,6 +61,30 @@ def test_cursors_round_trip() -> None:
 def test_foreign_cursors_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="cursor"):
         EventCursor.decode(text)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000,  # RecursionError in the JSON parser
+        b'["0001-01-01T00:00:00+14:00","00000000-0000-0000-0000-000000000000"]',
+        b'["9999-12-31T23:59:59-14:00","00000000-0000-0000-0000-000000000000"]',
+        b'["2026-01-01T00:00:00+00:00\x00","00000000-0000-0000-0000-000000000000"]',
+    ],
+)
+def test_cursors_too_deep_out_of_range_or_with_nul_are_refused(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        EventCursor.decode(_b64(raw))
+
+
+@pytest.mark.parametrize("raw", [b"\x00", b"inventory.\x00", b"\xff"])
+def test_name_cursors_with_nul_or_not_utf8_are_refused(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        decode_name_cursor(_b64(raw))
 
 
 def test_metric_type_label_is_capped() -> None:

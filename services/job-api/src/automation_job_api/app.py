@@ -13,7 +13,6 @@ from automation_core.health import Readiness
 from automation_core.http import create_service_app
 from automation_core.settings import ServiceSettings
 from automation_job_api.api import TAGS, api_router
-from automation_job_api.api.problems import install_problem_openapi
 from automation_job_api.bootstrap import JobApi, build
 from automation_job_api.db import MIGRATIONS_DIR
 from automation_job_api.db.recording import Recording
@@ -88,7 +87,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         lifespan=lifespan,
         authenticator=Authenticator(job_settings, extra=api_keys),
         readiness=readiness,
+        openapi_tags=TAGS,
     )
     app.include_router(api_router())
-    install_problem_openapi(app, TAGS)
     return app

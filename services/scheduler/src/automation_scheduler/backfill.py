@@ -59,7 +59,10 @@ def window_slots(schedule: FireTimes, start: datetime, end: datetime, cap: int) 
     Raises :class:`InvalidInput` (field ``to``) when there are more than ``cap``.
     """
     found: list[datetime] = []
-    current = schedule.next_after(start - _TICK)
+    try:
+        current = schedule.next_after(start - _TICK)
+    except OverflowError:  # start is the first instant of the calendar: nothing lies before it
+        current = schedule.next_after(start)
     while current is not None and current < end:
         if len(found) >= cap:
             raise InvalidInput(f"to: the window holds more than {cap} slots; backfill a shorter one", field="to")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
@@ -12,19 +11,16 @@ from fastapi.responses import Response
 from automation_browser_pool.api.deps import State
 from automation_browser_pool.api.schemas import ArtifactMetaOut, PoolOut
 from automation_contracts import BrowserResult, BrowserTask
-from automation_core.errors import PROBLEM_JSON, NotFound
+from automation_core.errors import NotFound
 from automation_core.http import current_principal
+from automation_core.openapi import problems
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(current_principal)])
 UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
-PROBLEM: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or invalid credential", "content": {PROBLEM_JSON: {}}},
-    404: {"description": "no such resource", "content": {PROBLEM_JSON: {}}},
-    409: {
-        "description": "the task id is running on another replica, which has not recorded its result in time",
-        "content": {PROBLEM_JSON: {}},
-    },
-}
+#: The errors of a route that reads the database by id (503: the database cannot be reached).
+BY_ID = problems(404, 422, 503)
+RUN_TASK = problems(409, 422, 503)
+RUN_TASK[409]["description"] = "The task id is running on another replica, which has not recorded its result in time"
 
 
 @router.post(
@@ -37,13 +33,13 @@ PROBLEM: dict[int | str, dict[str, Any]] = {
         "A task id answered before gets the stored result again; one still running (a request sent twice) "
         "gets the result of that run."
     ),
-    responses={401: PROBLEM[401], 409: PROBLEM[409]},
+    responses=RUN_TASK,
 )
 async def run_task(task: BrowserTask, state: State) -> BrowserResult:
     return await state.service.answer(task)
 
 
-@router.get("/tasks/{task_id}", tags=["tasks"], summary="The stored result of a task", responses=PROBLEM)
+@router.get("/tasks/{task_id}", tags=["tasks"], summary="The stored result of a task", responses=BY_ID)
 async def get_task(task_id: uuid.UUID, state: State) -> BrowserResult:
     result = await state.repository.find_result(task_id)
     if result is None:
@@ -58,7 +54,7 @@ async def get_task(task_id: uuid.UUID, state: State) -> BrowserResult:
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}, "application/pdf": {}}, "description": "the artifact"},
-        **PROBLEM,
+        **BY_ID,
     },
 )
 async def get_artifact(artifact_id: uuid.UUID, state: State) -> Response:
@@ -77,7 +73,7 @@ async def get_artifact(artifact_id: uuid.UUID, state: State) -> Response:
     )
 
 
-@router.get("/artifacts/{artifact_id}/meta", tags=["artifacts"], summary="An artifact's metadata", responses=PROBLEM)
+@router.get("/artifacts/{artifact_id}/meta", tags=["artifacts"], summary="An artifact's metadata", responses=BY_ID)
 async def get_artifact_meta(artifact_id: uuid.UUID, state: State) -> ArtifactMetaOut:
     meta = await state.repository.artifact_meta(artifact_id)
     if meta is None:
@@ -85,6 +81,6 @@ async def get_artifact_meta(artifact_id: uuid.UUID, state: State) -> ArtifactMet
     return ArtifactMetaOut.of(meta)
 
 
-@router.get("/pool", tags=["pool"], summary="Browsers, busy contexts and capacity", responses={401: PROBLEM[401]})
+@router.get("/pool", tags=["pool"], summary="Browsers, busy contexts and capacity", responses=problems(422))
 async def get_pool(state: State) -> PoolOut:
     return PoolOut.of(state.pool.status())

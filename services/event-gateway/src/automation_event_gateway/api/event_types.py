@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from automation_core.errors import InvalidInput
 from automation_core.http import CurrentPrincipal, current_principal
+from automation_core.openapi import problems
 from automation_event_gateway.api.deps import GatewayDep
 from automation_event_gateway.api.models import EventTypeIn, EventTypeListOut, EventTypeOut
 from automation_event_gateway.domain.cursor import decode_name_cursor, encode_name_cursor
@@ -20,7 +21,11 @@ MAX_LIMIT = 200
     "/event-types/{event_type}",
     summary="Register or replace an event type and its JSON Schema (admin)",
     response_model=EventTypeOut,
-    responses={201: {"model": EventTypeOut, "description": "Registered"}, 200: {"description": "Replaced"}},
+    responses={
+        201: {"model": EventTypeOut, "description": "Registered"},
+        200: {"description": "Replaced"},
+        **problems(403, 422, 503),
+    },
 )
 async def put_event_type(
     event_type: str, body: EventTypeIn, principal: CurrentPrincipal, gateway: GatewayDep, response: Response
@@ -32,7 +37,12 @@ async def put_event_type(
     return EventTypeOut.of(view)
 
 
-@router.get("/event-types", summary="Registered and platform event types, by name", response_model=EventTypeListOut)
+@router.get(
+    "/event-types",
+    summary="Registered and platform event types, by name",
+    response_model=EventTypeListOut,
+    responses=problems(422, 503),
+)
 async def list_event_types(
     *,
     gateway: GatewayDep,
@@ -53,6 +63,11 @@ async def list_event_types(
     )
 
 
-@router.get("/event-types/{event_type}", summary="One event type and its schema", response_model=EventTypeOut)
+@router.get(
+    "/event-types/{event_type}",
+    summary="One event type and its schema",
+    response_model=EventTypeOut,
+    responses=problems(404, 422, 503),
+)
 async def get_event_type(event_type: str, gateway: GatewayDep) -> EventTypeOut:
     return EventTypeOut.of(await gateway.event_types.get(event_type))

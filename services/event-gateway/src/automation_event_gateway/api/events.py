@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from automation_core.errors import InvalidInput
 from automation_core.http import CurrentPrincipal, current_principal
+from automation_core.openapi import problems
 from automation_core.storable import checks_its_own_body
 from automation_event_gateway import metrics
 from automation_event_gateway.api.deps import GatewayDep
@@ -33,6 +34,10 @@ _EVENT_EXAMPLE = {
     "datacontenttype": "application/json",
     "data": {"site": "fra1", "items": 1200},
 }
+#: The answer's schema (the 202's, from the response model), also for the 200 of a repeat.
+_RESULT_SCHEMA = {
+    "anyOf": [{"$ref": "#/components/schemas/IngestResultOut"}, {"$ref": "#/components/schemas/BatchResultOut"}]
+}
 POST_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -49,11 +54,14 @@ POST_OPENAPI: dict[str, Any] = {
         },
     },
     "responses": {
-        "200": {"description": "Every event was already kept (same source and id): nothing republished."},
+        "200": {
+            "description": "Every event was already kept (same source and id): nothing republished.",
+            "content": {"application/json": {"schema": _RESULT_SCHEMA}},
+        },
         "202": {"description": "Accepted: stored and queued for publication to automation.events."},
         "403": {"description": "A platform-owned event type from a caller who is not the admin."},
         "413": {"description": "Body or batch larger than the configured limits."},
-        "415": {"description": "A charset the gateway cannot read."},
+        "415": {"description": "A charset the gateway cannot read (JSON must be UTF-8); `field` is `content-type`."},
         "422": {"description": "An invalid event; `field` names it (`type`, `ce-source`, `data.site`, `0.type`)."},
     },
 }
@@ -76,6 +84,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     summary="Post CloudEvents (structured, batch or binary mode)",
     status_code=202,
     response_model=IngestResultOut | BatchResultOut,
+    responses=problems(403, 413, 415, 422, 503),
     openapi_extra=POST_OPENAPI,
 )
 @checks_its_own_body  # streamed against its size limit; NULs and non-finite numbers are refused as unstorable
@@ -110,7 +119,12 @@ async def post_events(request: Request, principal: CurrentPrincipal, gateway: Ga
     return JSONResponse(out.model_dump(mode="json"), status_code=status)
 
 
-@router.get("/events", summary="The event history, newest first", response_model=EventListOut)
+@router.get(
+    "/events",
+    summary="The event history, newest first",
+    response_model=EventListOut,
+    responses=problems(422, 503),
+)
 async def list_events(
     *,
     gateway: GatewayDep,
@@ -140,7 +154,9 @@ async def list_events(
     return EventListOut(items=[EventOut.of(row) for row in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/events/{event_uuid}", summary="One kept event", response_model=EventOut)
+@router.get(
+    "/events/{event_uuid}", summary="One kept event", response_model=EventOut, responses=problems(404, 422, 503)
+)
 async def get_event(event_uuid: uuid.UUID, gateway: GatewayDep) -> EventOut:
     """The event the gateway keeps under ``event_uuid`` (from a POST answer or a listing)."""
     return EventOut.of(await gateway.events.get(event_uuid))

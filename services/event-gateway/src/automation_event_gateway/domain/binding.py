@@ -203,13 +203,23 @@ def _binary_data(body: bytes, media: MediaType | None) -> dict[str, Any]:
     if media is not None and media.is_textual:
         charset = media.charset or "utf-8"
         try:
-            codecs.lookup(charset)
+            codec = codecs.lookup(charset)
         except LookupError as exc:
             raise EventRejected(
                 RejectReason.UNSUPPORTED_MEDIA_TYPE, f"unknown charset {charset!r}", "content-type"
             ) from exc
+        # Python's codec registry also holds bytes-to-bytes and text-to-text transforms (base64, hex,
+        # zlib, rot13, ...) and "undefined", which refuses everything: none of them is a text encoding.
+        if not getattr(codec, "_is_text_encoding", True) or codec.name == "undefined":
+            raise EventRejected(
+                RejectReason.UNSUPPORTED_MEDIA_TYPE, f"charset {charset!r} is not a text encoding", "content-type"
+            )
         try:
             return {"data": body.decode(charset)}
         except UnicodeDecodeError as exc:
             raise EventRejected(RejectReason.MALFORMED, f"the body is not valid {charset}", "data") from exc
+        except (LookupError, UnicodeError) as exc:  # any other codec that cannot decode bytes to text
+            raise EventRejected(
+                RejectReason.UNSUPPORTED_MEDIA_TYPE, f"charset {charset!r} is not a text encoding", "content-type"
+            ) from exc
     return {"data_base64": base64.b64encode(body).decode("ascii")}

@@ -1,13 +1,17 @@
-"""Opaque keyset cursors for newest-first listings: the (received_at, uuid) of the last item sent."""
+"""Opaque keyset cursors for newest-first listings: the (received_at, uuid) of the last item sent.
+
+Decoded by :mod:`automation_core.cursors`; a time outside the platform's range
+(:func:`automation_contracts.primitives.check_instant`) is no cursor either.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+from automation_contracts.primitives import check_instant
+from automation_core.cursors import decode_cursor_json, decode_cursor_text, encode_cursor_json, encode_cursor_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,32 +22,26 @@ class EventCursor:
     uuid: uuid.UUID
 
     def encode(self) -> str:
-        raw = json.dumps([self.received_at.isoformat(), str(self.uuid)], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        return encode_cursor_json([self.received_at.isoformat(), str(self.uuid)])
 
     @classmethod
     def decode(cls, text: str) -> EventCursor:
         """ValueError when ``text`` is not a cursor this service issued."""
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            at, ident = json.loads(raw)
-            received_at = datetime.fromisoformat(at)
-            value = uuid.UUID(ident)
-        except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+            at, ident = decode_cursor_json(text)
+            return cls(check_instant(datetime.fromisoformat(at)), uuid.UUID(ident))
+        except (ValueError, TypeError, AttributeError) as exc:
             raise ValueError("not a cursor from this listing") from exc
-        if received_at.tzinfo is None:
-            raise ValueError("not a cursor from this listing")
-        return cls(received_at, value)
 
 
 def encode_name_cursor(name: str) -> str:
     """A cursor for listings ordered by a name (event types)."""
-    return base64.urlsafe_b64encode(name.encode()).decode("ascii").rstrip("=")
+    return encode_cursor_text(name)
 
 
 def decode_name_cursor(text: str) -> str:
     """ValueError when ``text`` is not a name cursor."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        return decode_cursor_text(text)
+    except ValueError as exc:
         raise ValueError("not a cursor from this listing") from exc

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jsonschema import Draft202012Validator
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from automation_contracts.primitives import Instant
 from automation_event_gateway.domain.routing import TopicPattern
 
-_AWARE: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+_AWARE: TypeAdapter[datetime] = TypeAdapter(Instant)
 _FORMATS = Draft202012Validator.FORMAT_CHECKER
 
 
@@ -35,13 +36,15 @@ class EventFilter:
 
 
 def parse_rfc3339(value: str, field: str) -> datetime:
-    """An RFC 3339 date-time with an offset (``2026-11-23T12:00:00Z``); InvalidQuery otherwise."""
+    """An RFC 3339 date-time with an offset (``2026-11-23T12:00:00Z``) in the platform's range
+    (:func:`automation_contracts.primitives.check_instant`); InvalidQuery otherwise."""
     if not _FORMATS.conforms(value, "date-time"):
         raise InvalidQuery("must be an RFC 3339 date-time with an offset, e.g. 2026-11-23T12:00:00Z", field)
     try:
         return _AWARE.validate_python(value)
     except ValidationError as exc:
-        raise InvalidQuery("must be an RFC 3339 date-time with an offset", field) from exc
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InvalidQuery(reason, field) from exc
 
 
 def parse_filter(

@@ -6,15 +6,15 @@ list, never its data); the admin sees all. The cursor is opaque.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from automation_core.cursors import decode_cursor_text, encode_cursor_text
 from automation_core.errors import InvalidInput
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_executor.api.deps import ExecutorStateDep
 from automation_executor.api.schemas import AttemptOut, AttemptPage
 
@@ -24,22 +24,27 @@ MAX_LIMIT = 200
 
 def encode_cursor(attempt: int) -> str:
     """The cursor that continues after ``attempt``."""
-    return base64.urlsafe_b64encode(f"a:{attempt}".encode()).decode().rstrip("=")
+    return encode_cursor_text(f"a:{attempt}")
 
 
 def decode_cursor(cursor: str) -> int:
     """The attempt a cursor continues after; InvalidInput when it is not one of ours."""
     try:
-        kind, _, value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        kind, _, value = decode_cursor_text(cursor).partition(":")
         attempt = int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise InvalidInput("not a cursor from this endpoint", field="cursor") from exc
     if kind != "a" or attempt < 0:
         raise InvalidInput("not a cursor from this endpoint", field="cursor")
     return attempt
 
 
-@router.get("/attempts", response_model=AttemptPage, summary="Attempt history of an execution")
+@router.get(
+    "/attempts",
+    response_model=AttemptPage,
+    summary="Attempt history of an execution",
+    responses=problems(422, 503),
+)
 async def list_attempts(
     principal: CurrentPrincipal,
     state: ExecutorStateDep,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_executor.api.deps import ExecutorStateDep
 from automation_executor.api.schemas import WorkerOut
 from automation_executor.launch import active_command_server, active_fork_server
@@ -12,7 +13,12 @@ from automation_executor.launch import active_command_server, active_fork_server
 router = APIRouter(tags=["workers"])
 
 
-@router.get("/workers/self", response_model=WorkerOut, summary="This executor replica and its load")
+@router.get(
+    "/workers/self",
+    response_model=WorkerOut,
+    summary="This executor replica and its load",
+    responses=problems(422, 503),
+)
 async def worker_self(_principal: CurrentPrincipal, state: ExecutorStateDep) -> WorkerOut:
     pool = state.pool
     forks = active_fork_server()

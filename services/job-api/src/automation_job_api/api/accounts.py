@@ -7,8 +7,8 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_job_api.api.deps import DEFAULT_LIMIT, Cursor, JobApiDep, Limit
-from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import (
     AccountCreate,
     AccountCreated,

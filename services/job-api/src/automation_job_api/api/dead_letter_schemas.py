@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from automation_contracts.primitives import Instant
 from automation_job_api.db.tables import DeadLetter
 from automation_job_api.domain.dead_letters import body_base64, body_text
 
@@ -69,7 +70,7 @@ class PurgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     original_queue: Annotated[str, Field(min_length=1)] | None = None
-    before: AwareDatetime | None = None
+    before: Instant | None = None
 
 
 class PurgeResult(BaseModel):

@@ -6,9 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime
 
+from automation_contracts.primitives import Instant
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_job_api.api.dead_letter_schemas import (
     DeadLetterDetail,
     DeadLetterList,
@@ -17,7 +18,6 @@ from automation_job_api.api.dead_letter_schemas import (
     PurgeResult,
 )
 from automation_job_api.api.deps import DEFAULT_LIMIT, Cursor, JobApiDep, Limit
-from automation_job_api.api.problems import problems
 from automation_job_api.service.dead_letters import LetterFilter
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead-letters"])
@@ -30,9 +30,7 @@ async def list_dead_letters(
     job_api: JobApiDep,
     original_queue: Annotated[str | None, Query(description="Only letters dead-lettered from this queue.")] = None,
     routing_key: Annotated[str | None, Query(description="Only letters with this original routing key.")] = None,
-    since: Annotated[
-        AwareDatetime | None, Query(description="Only letters dead-lettered at or after this time.")
-    ] = None,
+    since: Annotated[Instant | None, Query(description="Only letters dead-lettered at or after this time.")] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> DeadLetterList:

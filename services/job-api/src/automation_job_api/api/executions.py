@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from automation_core.openapi import problems
 from automation_job_api.api.deps import DEFAULT_LIMIT, CurrentAccount, Cursor, JobApiDep, Limit
-from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import CancelAccepted, CancelRequest, ExecutionList, ExecutionOut
 from automation_job_api.domain.executions import Status, TriggerName
 from automation_job_api.domain.sse import parse_last_event_id

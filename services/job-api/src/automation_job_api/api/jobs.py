@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from automation_core.errors import InvalidInput
+from automation_core.openapi import problems
 from automation_job_api.api.deps import DEFAULT_LIMIT, CurrentAccount, Cursor, JobApiDep, Limit
-from automation_job_api.api.problems import problems
 from automation_job_api.api.schemas import ExecuteAccepted, ExecuteRequest, JobList, JobOut
 from automation_job_api.domain.definitions import JobDefinition
 

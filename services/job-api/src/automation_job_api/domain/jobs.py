@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from automation_contracts import PLATFORM_EVENT_PREFIXES, JobSpec
 from automation_contracts.jobs import STEP_NAME_PATTERN, TOPIC_PATTERN, WHERE_PATH_PATTERN
+from automation_contracts.primitives import Instant as InstantInRange
 from automation_contracts.steps import StepConfig
 from automation_core.errors import InvalidInput
 from automation_job_api.domain.parameters import check_parameters_schema, check_unattended_defaults
@@ -41,8 +42,8 @@ SCHEDULE_FIELDS = {
 """The schedule library's field names, as the job definition calls them."""
 _TOPIC = re.compile(TOPIC_PATTERN)
 _WHERE_PATH = re.compile(WHERE_PATH_PATTERN)
-# Accepts RFC 3339 text from JSON although the model is strict.
-Instant = Annotated[AwareDatetime, Field(strict=False)]
+# Accepts RFC 3339 text from JSON although the model is strict; the platform's range (check_instant).
+Instant = Annotated[InstantInRange, Field(strict=False)]
 
 
 class _Strict(BaseModel):

@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from automation_contracts.primitives import Instant
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_scheduler.api.deps import SchedulerDep
 from automation_scheduler.api.routes import scope
 
@@ -25,8 +27,8 @@ class BackfillIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: AwareDatetime = Field(alias="from", description="First instant of the window (inclusive).")
-    to: AwareDatetime = Field(description="End of the window (exclusive); not in the future.")
+    from_: Instant = Field(alias="from", description="First instant of the window (inclusive).")
+    to: Instant = Field(description="End of the window (exclusive); not in the future.")
     max_concurrency: Annotated[int, Field(ge=1, le=50, description="Most backfill runs out at once.")] = 2
 
 
@@ -80,6 +82,7 @@ class BackfillOut(BaseModel):
     status_code=202,
     summary="Run the slots the job's schedule implies in a past window",
     response_model=BackfillAccepted,
+    responses=problems(404, 409, 422, 503),
 )
 async def create_backfill(
     job_id: uuid.UUID, body: BackfillIn, principal: CurrentPrincipal, scheduler: SchedulerDep
@@ -93,6 +96,7 @@ async def create_backfill(
     summary="A backfill's progress",
     response_model=BackfillOut,
     response_model_by_alias=True,
+    responses=problems(404, 422, 503),
 )
 async def get_backfill(backfill_id: uuid.UUID, principal: CurrentPrincipal, scheduler: SchedulerDep) -> BackfillOut:
     return BackfillOut.from_row(await scheduler.backfills.get(backfill_id, scope(principal)))

@@ -1,24 +1,28 @@
-"""Opaque list cursors: url-safe base64 of the last item's sort key."""
+"""Opaque list cursors: url-safe base64 of the last item's sort key (:mod:`automation_core.cursors`).
+
+A cursor that does not decode, or whose time lies outside the platform's range
+(:func:`automation_contracts.primitives.check_instant`), is a 422 naming ``cursor``.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 
+from automation_contracts.primitives import check_instant
+from automation_core.cursors import decode_cursor_text, encode_cursor_text
 from automation_core.errors import InvalidInput
 
 
 def encode(value: str) -> str:
     """An opaque cursor for a sort key."""
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return encode_cursor_text(value)
 
 
 def _decode(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        return decode_cursor_text(cursor)
+    except ValueError as exc:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
@@ -45,9 +49,7 @@ def decode_pair(cursor: str | None) -> tuple[datetime, str] | None:
     if not sep:
         raise InvalidInput("cursor is not one this API returned", field="cursor")
     try:
-        value = datetime.fromisoformat(at)
+        value = check_instant(datetime.fromisoformat(at))
     except ValueError as exc:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
-    if value.tzinfo is None:
-        raise InvalidInput("cursor is not one this API returned", field="cursor")
     return value, key

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from automation_contracts import JobSpec
 from automation_core.errors import InvalidInput, NotFound
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_db import utcnow
 from automation_schedule import GapPolicy, OverlapPolicy, Schedule, ScheduleError, parse_schedule, preview
 from automation_scheduler.api.deps import SchedulerDep
@@ -46,7 +47,12 @@ def _diff(current: list[datetime], proposed: list[datetime], count: int) -> tupl
     return added, removed
 
 
-@router.post("/preview", summary="Next fire times, or a job's current and proposed ones", response_model=PreviewOut)
+@router.post(
+    "/preview",
+    summary="Next fire times, or a job's current and proposed ones",
+    response_model=PreviewOut,
+    responses=problems(404, 422, 503),
+)
 async def preview_schedule(body: PreviewIn, principal: CurrentPrincipal, scheduler: SchedulerDep) -> PreviewOut:
     start = body.from_ or utcnow()
     if body.job_id is None:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from automation_core.auth import Principal
 from automation_core.errors import NotFound
 from automation_core.http import CurrentPrincipal
+from automation_core.openapi import problems
 from automation_scheduler.api import cursor
 from automation_scheduler.api.deps import SchedulerDep
 from automation_scheduler.api.schemas import (
@@ -38,7 +39,7 @@ def scope(principal: Principal) -> uuid.UUID | None:
     return None if principal.is_admin else principal.require_account()
 
 
-@router.get("", summary="List schedules", response_model=ScheduleList)
+@router.get("", summary="List schedules", response_model=ScheduleList, responses=problems(422, 503))
 async def list_schedules(
     principal: CurrentPrincipal,
     scheduler: SchedulerDep,
@@ -68,12 +69,17 @@ async def visible_schedule(scheduler: SchedulerDep, principal: Principal, job_id
     return row
 
 
-@router.get("/{job_id}", summary="A job's schedule", response_model=ScheduleOut)
+@router.get("/{job_id}", summary="A job's schedule", response_model=ScheduleOut, responses=problems(404, 422, 503))
 async def get_schedule(job_id: uuid.UUID, principal: CurrentPrincipal, scheduler: SchedulerDep) -> ScheduleOut:
     return ScheduleOut.from_row(await visible_schedule(scheduler, principal, job_id))
 
 
-@router.get("/{job_id}/fires", summary="A job's slot outcomes, newest first", response_model=FireList)
+@router.get(
+    "/{job_id}/fires",
+    summary="A job's slot outcomes, newest first",
+    response_model=FireList,
+    responses=problems(404, 422, 503),
+)
 async def list_fires(
     job_id: uuid.UUID,
     *,
@@ -94,7 +100,12 @@ async def list_fires(
     return FireList(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{job_id}/event-fires", summary="What events did to a job, newest first", response_model=EventFireList)
+@router.get(
+    "/{job_id}/event-fires",
+    summary="What events did to a job, newest first",
+    response_model=EventFireList,
+    responses=problems(404, 422, 503),
+)
 async def list_event_fires(
     job_id: uuid.UUID,
     principal: CurrentPrincipal,

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from automation_contracts.primitives import Instant
 from automation_schedule import jitter_offset
 
 ScheduleStateName = Literal["active", "paused", "no_schedule", "deleted", "completed"]
@@ -150,12 +151,12 @@ class PreviewIn(BaseModel):
 
     schedule: str | None = Field(default=None, min_length=1, examples=["*/15 * * * *", "@every 90s", "@daily"])
     timezone: str | None = Field(default=None, min_length=1, examples=["Europe/Berlin"])
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
     dst_gap: Literal["shift", "skip"] | None = None
     dst_overlap: Literal["first", "last", "both"] | None = None
     job_id: uuid.UUID | None = Field(default=None, description="Compare with this job's current next fires.")
-    from_: AwareDatetime | None = Field(
+    from_: Instant | None = Field(
         default=None, alias="from", description="Fire times strictly after this instant (default: now)."
     )
     count: int = Field(default=10, ge=1, le=1000)
