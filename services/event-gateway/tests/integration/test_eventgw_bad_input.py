@@ -4,77 +4,34 @@ charsets that are no text encoding, and bodies that cannot be read."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from automation_event_gateway.app import create_app
-from automation_event_gateway.settings import EventGatewaySettings
+from automation_testing.badinput import EDGE, HIGH, LOW, assert_problem, b64, bad_json_cursors
 
 pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "t" * 32
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-LOW = "0001-01-01T00:00:00+14:00"  # valid RFC 3339; in UTC, year 0
-HIGH = "9999-12-31T23:59:59-14:00"  # in UTC, year 10000
-EDGE = "0001-01-01T00:00:00Z"  # in Python's range, outside the platform's
-ZERO = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str, amqp_url: str) -> EventGatewaySettings:
-    return EventGatewaySettings(
-        database_url=database_url, amqp_url=amqp_url, env="development", jwt_secret="x" * 32, admin_token=ADMIN_TOKEN
-    )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(settings: EventGatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield http
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _assert_problem(resp: httpx.Response, field: str, status: int = 422) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == "application/problem+json"
-    problem: dict[str, Any] = resp.json()
-    assert problem["field"] == field, problem
-    return problem
 
 
 @pytest.mark.parametrize(
     "raw",
-    [
-        json.dumps([LOW, ZERO]).encode(),
-        json.dumps([HIGH, ZERO]).encode(),
-        json.dumps([EDGE, ZERO]).encode(),
-        b"[" * 5000,  # RecursionError in the JSON parser, before the fix
-        json.dumps(["2026-01-01T00:00:00+00:00\x00", ZERO]).encode(),
-    ],
-    ids=["low", "high", "edge", "deep", "nul"],
+    bad_json_cursors(5000)[0],
+    ids=bad_json_cursors()[1],
 )
 async def test_a_history_cursor_that_is_not_ours_is_a_422_naming_cursor(client: httpx.AsyncClient, raw: bytes) -> None:
-    _assert_problem(await client.get("/api/v1/events", params={"cursor": _b64(raw)}, headers=ADMIN), "cursor")
+    assert_problem(await client.get("/api/v1/events", params={"cursor": b64(raw)}, headers=ADMIN), "cursor")
 
 
 @pytest.mark.parametrize("raw", [b"\x00", b"inventory.\x00", b"\xff"], ids=["nul", "nul-after", "not-utf8"])
 async def test_an_event_types_cursor_that_is_not_ours_is_a_422_naming_cursor(
     client: httpx.AsyncClient, raw: bytes
 ) -> None:
-    _assert_problem(await client.get("/api/v1/event-types", params={"cursor": _b64(raw)}, headers=ADMIN), "cursor")
+    assert_problem(await client.get("/api/v1/event-types", params={"cursor": b64(raw)}, headers=ADMIN), "cursor")
 
 
 @pytest.mark.parametrize("field", ["since", "until"])
@@ -83,7 +40,7 @@ async def test_history_since_and_until_outside_the_range_are_422s(
     client: httpx.AsyncClient, field: str, value: str
 ) -> None:
     resp = await client.get("/api/v1/events", params={field: value}, headers=ADMIN)
-    assert "once converted to UTC" in _assert_problem(resp, field)["detail"]
+    assert "once converted to UTC" in assert_problem(resp, field)["detail"]
 
 
 def _event(**overrides: Any) -> dict[str, Any]:
@@ -113,17 +70,17 @@ async def test_an_event_time_outside_the_range_is_a_422_naming_it(client: httpx.
         content=json.dumps(_event(time=value)),
         headers={**ADMIN, "Content-Type": "application/cloudevents+json"},
     )
-    assert "once converted to UTC" in _assert_problem(structured, "time")["detail"]
+    assert "once converted to UTC" in assert_problem(structured, "time")["detail"]
     batch = await client.post(
         "/api/v1/events",
         content=json.dumps([_event(), _event(time=value)]),
         headers={**ADMIN, "Content-Type": "application/cloudevents-batch+json"},
     )
-    _assert_problem(batch, "1.time")
+    assert_problem(batch, "1.time")
     binary = await client.post(
         "/api/v1/events", content=b"x", headers=_binary(**{"Content-Type": "text/plain", "ce-time": value})
     )
-    assert "once converted to UTC" in _assert_problem(binary, "ce-time")["detail"]
+    assert "once converted to UTC" in assert_problem(binary, "ce-time")["detail"]
 
 
 @pytest.mark.parametrize("charset", ["rot13", "base64", "hex", "zlib", "bz2", "quopri", "uu", "undefined"])
@@ -133,7 +90,7 @@ async def test_a_charset_that_is_no_text_encoding_is_a_415_naming_content_type(
     resp = await client.post(
         "/api/v1/events", content=b"hello", headers=_binary(**{"Content-Type": f"text/plain; charset={charset}"})
     )
-    assert "not a text encoding" in _assert_problem(resp, "content-type", 415)["detail"]
+    assert "not a text encoding" in assert_problem(resp, "content-type", 415)["detail"]
 
 
 @pytest.mark.parametrize(
@@ -151,4 +108,4 @@ async def test_an_event_type_body_that_cannot_be_read_is_a_422_naming_body(
 ) -> None:
     headers = {**ADMIN, "Content-Type": "application/json"}
     resp = await client.put("/api/v1/event-types/bad.input", content=body, headers=headers)
-    assert _assert_problem(resp, "body")["detail"].startswith(detail)
+    assert assert_problem(resp, "body")["detail"].startswith(detail)

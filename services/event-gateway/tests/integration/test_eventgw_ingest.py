@@ -17,7 +17,6 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from automation_contracts import ExecutionStarted
 from automation_core.auth import issue_token
 from automation_db import schema_drift
-from automation_event_gateway.app import create_app
 from automation_event_gateway.db.tables import metadata
 from automation_event_gateway.settings import EventGatewaySettings
 from automation_messaging.topology import EVENTS
@@ -41,16 +40,6 @@ def settings(database_url: str, amqp_url: str) -> EventGatewaySettings:
         events_max_body_bytes=65_536,
         events_max_batch=10,
     )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(settings: EventGatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield http
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from automation_contracts import EVENT_MODELS
 from automation_core.auth import issue_token
-from automation_event_gateway.app import create_app
 from automation_event_gateway.settings import EventGatewaySettings
 
 pytestmark = pytest.mark.integration
@@ -26,23 +23,6 @@ SITE_SCHEMA = {
     "required": ["site"],
     "properties": {"site": {"type": "string", "minLength": 1}, "items": {"type": "integer", "minimum": 0}},
 }
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str, amqp_url: str) -> EventGatewaySettings:
-    return EventGatewaySettings(
-        database_url=database_url, amqp_url=amqp_url, env="development", jwt_secret="x" * 32, admin_token=ADMIN_TOKEN
-    )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(settings: EventGatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield http
 
 
 def unique_type() -> str:

@@ -9,16 +9,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
-
-from automation_event_gateway.app import create_app
-from automation_event_gateway.settings import EventGatewaySettings
 
 pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "t" * 32
@@ -26,23 +21,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 SELF_REFERENCE = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
 EVIL = "a" * 28 + "!"  # Python's backtracking re takes about ten seconds for ^(a+)+$ on this; RE2 microseconds
-
-
-@pytest.fixture(scope="module")
-def settings(database_url: str, amqp_url: str) -> EventGatewaySettings:
-    return EventGatewaySettings(
-        database_url=database_url, amqp_url=amqp_url, env="development", jwt_secret="x" * 32, admin_token=ADMIN_TOKEN
-    )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(settings: EventGatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http,
-    ):
-        yield http
 
 
 def unique_type() -> str:

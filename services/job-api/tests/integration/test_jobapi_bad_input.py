@@ -3,66 +3,43 @@ cursors that decode to deep JSON, NUL or such instants, and bodies that cannot b
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 from jobapi_support import ADMIN, AccountCreds, job_body
 
+from automation_testing.badinput import EDGE, HIGH, LOW, assert_problem, b64, bad_json_cursors
+
 pytestmark = pytest.mark.integration
 
-LOW = "0001-01-01T00:00:00+14:00"  # valid RFC 3339; in UTC, year 0
-HIGH = "9999-12-31T23:59:59-14:00"  # in UTC, year 10000
-EDGE = "0001-01-01T00:00:00Z"  # in Python's range, outside the platform's (no room for a zone's local time)
-ZERO = "00000000-0000-0000-0000-000000000000"
 SHELL = {"parameters": {"type": "object"}, "steps": [{"name": "s", "type": "shell", "config": {"command": ["true"]}}]}
 LISTS = ["/api/v1/jobs", "/api/v1/executions", "/api/v1/accounts", "/api/v1/dead-letters"]
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _auth(path: str, account: AccountCreds) -> dict[str, str]:
     return ADMIN if path in {"/api/v1/accounts", "/api/v1/dead-letters"} else account.headers
 
 
-def _assert_problem(resp: httpx.Response, field: str, status: int = 422) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == "application/problem+json"
-    problem: dict[str, Any] = resp.json()
-    assert problem["field"] == field, problem
-    return problem
-
-
 @pytest.mark.parametrize("path", LISTS)
 @pytest.mark.parametrize(
     "raw",
-    [
-        json.dumps([LOW, ZERO]).encode(),
-        json.dumps([HIGH, ZERO]).encode(),
-        json.dumps([EDGE, ZERO]).encode(),
-        b"[" * 3000,  # RecursionError in the JSON parser, before the fix
-        json.dumps(["2026-01-01T00:00:00+00:00\x00", ZERO]).encode(),
-    ],
-    ids=["low", "high", "edge", "deep", "nul"],
+    bad_json_cursors(3000)[0],
+    ids=bad_json_cursors()[1],
 )
 async def test_a_cursor_that_is_not_ours_is_a_422_naming_cursor(
     client: httpx.AsyncClient, account: AccountCreds, path: str, raw: bytes
 ) -> None:
-    resp = await client.get(path, params={"cursor": _b64(raw)}, headers=_auth(path, account))
-    _assert_problem(resp, "cursor")
+    resp = await client.get(path, params={"cursor": b64(raw)}, headers=_auth(path, account))
+    assert_problem(resp, "cursor")
 
 
 @pytest.mark.parametrize("path", LISTS)
 async def test_a_cursor_of_5000_brackets_is_a_422_naming_cursor(
     client: httpx.AsyncClient, account: AccountCreds, path: str
 ) -> None:
-    resp = await client.get(path, params={"cursor": _b64(b"[" * 5000)}, headers=_auth(path, account))
-    _assert_problem(resp, "cursor")
+    resp = await client.get(path, params={"cursor": b64(b"[" * 5000)}, headers=_auth(path, account))
+    assert_problem(resp, "cursor")
 
 
 @pytest.mark.parametrize("value", [LOW, HIGH, EDGE])
@@ -70,11 +47,11 @@ async def test_dead_letters_since_and_purge_before_outside_the_range_are_422s(
     client: httpx.AsyncClient, value: str
 ) -> None:
     listed = await client.get("/api/v1/dead-letters", params={"since": value}, headers=ADMIN)
-    assert "once converted to UTC" in _assert_problem(listed, "since")["detail"]
+    assert "once converted to UTC" in assert_problem(listed, "since")["detail"]
     purged = await client.post(
         "/api/v1/dead-letters/purge", json={"original_queue": "no-such-queue", "before": value}, headers=ADMIN
     )
-    assert "once converted to UTC" in _assert_problem(purged, "before")["detail"]
+    assert "once converted to UTC" in assert_problem(purged, "before")["detail"]
 
 
 @pytest.mark.parametrize("field", ["start_at", "end_at"])
@@ -85,11 +62,11 @@ async def test_a_job_window_outside_the_range_is_a_422_naming_it(
 ) -> None:
     body = job_body(schedule=schedule, **SHELL, **{field: value})
     created = await client.post("/api/v1/jobs", json=body, headers=account.headers)
-    assert "once converted to UTC" in _assert_problem(created, field)["detail"]
+    assert "once converted to UTC" in assert_problem(created, field)["detail"]
     job = await client.post("/api/v1/jobs", json=job_body(**SHELL), headers=account.headers)
     assert job.status_code == 201, job.text
     replaced = await client.put(f"/api/v1/jobs/{job.json()['id']}", json=body, headers=account.headers)
-    _assert_problem(replaced, field)
+    assert_problem(replaced, field)
 
 
 async def test_a_job_window_at_the_ends_of_the_range_is_taken(client: httpx.AsyncClient, account: AccountCreds) -> None:
@@ -129,7 +106,7 @@ async def test_a_body_that_cannot_be_read_is_a_422_naming_body(
         await client.post("/api/v1/jobs", content=body, headers=headers),
         await client.put(f"/api/v1/jobs/{uuid.uuid4()}", content=body, headers=headers),
     ):
-        problem = _assert_problem(resp, "body")
+        problem = assert_problem(resp, "body")
         assert problem["type"].endswith("/invalid-input")
         assert problem["detail"].startswith(detail), problem
         assert problem["errors"][0]["field"] == "body"

@@ -3,34 +3,17 @@ cursors that decode to NUL or such instants, and bodies that cannot be read."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
 
 from automation_scheduler.testing import Bus, Jobs, Tables
 from automation_testing import wait_until
+from automation_testing.badinput import EDGE, HIGH, LOW, assert_problem, b64
 
 pytestmark = pytest.mark.integration
-PROBLEM = "application/problem+json"
-LOW = "0001-01-01T00:00:00+14:00"  # valid RFC 3339; in UTC, year 0
-HIGH = "9999-12-31T23:59:59-14:00"  # in UTC, year 10000
-EDGE = "0001-01-01T00:00:00Z"  # in Python's range, outside the platform's
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _assert_problem(resp: httpx.Response, field: str) -> dict[str, Any]:
-    assert resp.status_code == 422, resp.text
-    assert resp.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = resp.json()
-    assert problem["field"] == field, problem
-    return problem
 
 
 async def _hourly_job(bus: Bus, jobs: Jobs, tables: Tables) -> uuid.UUID:
@@ -47,7 +30,7 @@ async def test_preview_instants_outside_the_range_are_422s(
     client: httpx.AsyncClient, admin: dict[str, str], field: str, value: str
 ) -> None:
     resp = await client.post("/api/v1/schedules/preview", headers=admin, json={"schedule": "@hourly", field: value})
-    assert "once converted to UTC" in _assert_problem(resp, field)["detail"]
+    assert "once converted to UTC" in assert_problem(resp, field)["detail"]
 
 
 @pytest.mark.parametrize("zone", ["Etc/GMT+12", "Pacific/Kiritimati"])
@@ -80,7 +63,7 @@ async def test_a_backfill_window_outside_the_range_is_a_422(
 ) -> None:
     job_id = await _hourly_job(bus, jobs, tables)
     resp = await client.post(f"/api/v1/jobs/{job_id}/backfill", headers=admin, json=window)
-    assert "once converted to UTC" in _assert_problem(resp, field)["detail"]
+    assert "once converted to UTC" in assert_problem(resp, field)["detail"]
 
 
 @pytest.mark.parametrize("listing", ["fires", "event-fires"])
@@ -100,8 +83,8 @@ async def test_a_fires_cursor_that_is_not_ours_is_a_422_naming_cursor(
     bus: Bus, jobs: Jobs, tables: Tables, client: httpx.AsyncClient, admin: dict[str, str], listing: str, raw: bytes
 ) -> None:
     job_id = await _hourly_job(bus, jobs, tables)
-    resp = await client.get(f"/api/v1/schedules/{job_id}/{listing}", headers=admin, params={"cursor": _b64(raw)})
-    _assert_problem(resp, "cursor")
+    resp = await client.get(f"/api/v1/schedules/{job_id}/{listing}", headers=admin, params={"cursor": b64(raw)})
+    assert_problem(resp, "cursor")
 
 
 @pytest.mark.parametrize(
@@ -119,5 +102,5 @@ async def test_a_body_that_cannot_be_read_is_a_422_naming_body(
 ) -> None:
     headers = {**admin, "Content-Type": "application/json"}
     resp = await client.post("/api/v1/schedules/preview", headers=headers, content=body)
-    problem = _assert_problem(resp, "body")
+    problem = assert_problem(resp, "body")
     assert problem["detail"].startswith(detail), problem
