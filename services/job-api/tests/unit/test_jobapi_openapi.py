@@ -11,4 +11,8 @@ def test_every_error_response_is_problem_json_and_tags_are_kept() -> None:
     doc = create_app(JobApiSettings(env="development", jwt_secret="x" * 32)).openapi()
     assert problem_faults(doc) == []
     assert {t["name"] for t in doc["tags"]} >= {"accounts", "auth", "jobs", "executions", "dead-letters"}
-    assert statuses(doc, "get", "/api/v1/jobs/{job_id}") == {"200", "401", "403", "404", "422"}
+    assert statuses(doc, "get", "/api/v1/jobs/{job_id}") == {"200", "401", "403", "404", "422", "503"}
+    for path, operations in doc["paths"].items():  # every route reads the database (its key at least)
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert "503" in operation["responses"], (method, path)

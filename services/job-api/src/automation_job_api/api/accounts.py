@@ -34,7 +34,7 @@ def _key_out(key: ApiKey) -> ApiKeyOut:
     status_code=status.HTTP_201_CREATED,
     tags=["accounts"],
     summary="Create an account and its first API key (admin)",
-    responses=problems(403, 409, 422),
+    responses=problems(403, 409, 422, 503),
 )
 async def create_account(
     body: AccountCreate, principal: CurrentPrincipal, job_api: JobApiDep, response: Response
@@ -44,7 +44,9 @@ async def create_account(
     return AccountCreated(id=account.id, name=account.name, created_at=account.created_at, api_key=key.token)
 
 
-@router.get("/accounts", tags=["accounts"], summary="List accounts, newest first (admin)", responses=problems(403, 422))
+@router.get(
+    "/accounts", tags=["accounts"], summary="List accounts, newest first (admin)", responses=problems(403, 422, 503)
+)
 async def list_accounts(
     principal: CurrentPrincipal, job_api: JobApiDep, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
 ) -> AccountList:
@@ -56,7 +58,7 @@ async def list_accounts(
     "/accounts/{account_id}",
     tags=["accounts"],
     summary="Read an account (admin, or the account itself)",
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
 )
 async def get_account(account_id: uuid.UUID, principal: CurrentPrincipal, job_api: JobApiDep) -> AccountOut:
     return AccountOut.model_validate(await job_api.accounts.get_account(principal, account_id))
@@ -67,7 +69,7 @@ async def get_account(account_id: uuid.UUID, principal: CurrentPrincipal, job_ap
     status_code=status.HTTP_201_CREATED,
     tags=["accounts"],
     summary="Issue another API key (admin, or the account itself); the secret is shown once",
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
 )
 async def issue_key(account_id: uuid.UUID, principal: CurrentPrincipal, job_api: JobApiDep) -> ApiKeyCreated:
     issued = await job_api.accounts.issue_key(principal, account_id)
@@ -79,7 +81,7 @@ async def issue_key(account_id: uuid.UUID, principal: CurrentPrincipal, job_api:
     "/accounts/{account_id}/api-keys",
     tags=["accounts"],
     summary="List an account's API keys (never the secrets)",
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
 )
 async def list_keys(account_id: uuid.UUID, principal: CurrentPrincipal, job_api: JobApiDep) -> ApiKeyList:
     keys = await job_api.accounts.list_keys(principal, account_id)
@@ -91,7 +93,7 @@ async def list_keys(account_id: uuid.UUID, principal: CurrentPrincipal, job_api:
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["accounts"],
     summary="Revoke an API key (tokens already issued for it stay valid until they expire)",
-    responses=problems(404, 422),
+    responses=problems(404, 422, 503),
 )
 async def revoke_key(account_id: uuid.UUID, key_id: str, principal: CurrentPrincipal, job_api: JobApiDep) -> None:
     await job_api.accounts.revoke_key(principal, account_id, key_id)
@@ -101,7 +103,7 @@ async def revoke_key(account_id: uuid.UUID, key_id: str, principal: CurrentPrinc
     "/auth/token",
     tags=["auth"],
     summary="Exchange the API key that authenticates the call for a signed JWT",
-    responses=problems(403),
+    responses=problems(403, 503),
 )
 async def issue_token(principal: CurrentPrincipal, job_api: JobApiDep) -> TokenOut:
     token = job_api.accounts.exchange_for_token(principal)

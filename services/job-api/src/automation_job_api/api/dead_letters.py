@@ -23,7 +23,7 @@ from automation_job_api.service.dead_letters import LetterFilter
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead-letters"])
 
 
-@router.get("", summary="List dead letters, newest first (admin)", responses=problems(403, 422))
+@router.get("", summary="List dead letters, newest first (admin)", responses=problems(403, 422, 503))
 async def list_dead_letters(
     *,
     principal: CurrentPrincipal,
@@ -42,7 +42,7 @@ async def list_dead_letters(
 @router.get(
     "/{letter_id}",
     summary="Read a dead letter with its headers and body (as text and base64) (admin)",
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 422, 503),
 )
 async def get_dead_letter(letter_id: uuid.UUID, principal: CurrentPrincipal, job_api: JobApiDep) -> DeadLetterDetail:
     return DeadLetterDetail.of(await job_api.dead_letters.get(principal, letter_id))
@@ -61,7 +61,7 @@ async def requeue_dead_letter(letter_id: uuid.UUID, principal: CurrentPrincipal,
     "/{letter_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Forget a dead letter (admin)",
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 422, 503),
 )
 async def delete_dead_letter(letter_id: uuid.UUID, principal: CurrentPrincipal, job_api: JobApiDep) -> None:
     await job_api.dead_letters.delete(principal, letter_id)
@@ -70,7 +70,7 @@ async def delete_dead_letter(letter_id: uuid.UUID, principal: CurrentPrincipal, 
 @router.post(
     "/purge",
     summary="Forget every dead letter, or those of one original queue and/or dead-lettered before a time (admin)",
-    responses=problems(403, 422),
+    responses=problems(403, 422, 503),
 )
 async def purge_dead_letters(
     principal: CurrentPrincipal, job_api: JobApiDep, body: PurgeRequest | None = None

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 EVENT_STREAM = "text/event-stream"
 
 
-@router.get("", summary="List the account's executions, newest first", responses=problems(403, 422))
+@router.get("", summary="List the account's executions, newest first", responses=problems(403, 422, 503))
 async def list_executions(
     *,
     account_id: CurrentAccount,
@@ -35,7 +35,7 @@ async def list_executions(
     return ExecutionList(items=[ExecutionOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{execution_id}", summary="Read an execution", responses=problems(403, 404, 422))
+@router.get("/{execution_id}", summary="Read an execution", responses=problems(403, 404, 422, 503))
 async def get_execution(execution_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep) -> ExecutionOut:
     return ExecutionOut.model_validate(await job_api.executions.get(account_id, execution_id))
 
@@ -51,7 +51,7 @@ async def get_execution(execution_id: uuid.UUID, account_id: CurrentAccount, job
     response_model=None,
     responses={
         200: {"content": {"text/plain": {}, EVENT_STREAM: {}}, "description": "The log text, or its live stream."},
-        **problems(403, 404, 422),
+        **problems(403, 404, 422, 503),
     },
 )
 async def get_execution_logs(
@@ -78,7 +78,7 @@ async def get_execution_logs(
     "/{execution_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Cancel a queued or running execution (execution.cancel to every executor)",
-    responses=problems(403, 404, 409, 422),
+    responses=problems(403, 404, 409, 422, 503),
 )
 async def cancel_execution(
     execution_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep, body: CancelRequest | None = None

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a job (version 1; announces job.created)",
-    responses=problems(403, 409, 422),
+    responses=problems(403, 409, 422, 503),
 )
 async def create_job(
     definition: JobDefinition, account_id: CurrentAccount, job_api: JobApiDep, response: Response
@@ -34,7 +34,7 @@ async def create_job(
     return JobOut.model_validate(job)
 
 
-@router.get("", summary="List the account's jobs, newest first", responses=problems(403, 422))
+@router.get("", summary="List the account's jobs, newest first", responses=problems(403, 422, 503))
 async def list_jobs(
     *,
     account_id: CurrentAccount,
@@ -48,7 +48,7 @@ async def list_jobs(
     return JobList(items=[JobOut.model_validate(j) for j in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/{job_id}", summary="Read a job", responses=problems(403, 404, 422))
+@router.get("/{job_id}", summary="Read a job", responses=problems(403, 404, 422, 503))
 async def get_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep) -> JobOut:
     return JobOut.model_validate(await job_api.jobs.get(account_id, job_id))
 
@@ -56,7 +56,7 @@ async def get_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApi
 @router.put(
     "/{job_id}",
     summary="Replace a job's definition (new version; announces job.updated)",
-    responses=problems(403, 404, 409, 422),
+    responses=problems(403, 404, 409, 422, 503),
 )
 async def replace_job(
     job_id: uuid.UUID, definition: JobDefinition, account_id: CurrentAccount, job_api: JobApiDep
@@ -68,7 +68,7 @@ async def replace_job(
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a job (its executions stay readable; announces job.deleted)",
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 422, 503),
 )
 async def delete_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep) -> None:
     await job_api.jobs.delete(account_id, job_id)
@@ -77,7 +77,7 @@ async def delete_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: Job
 @router.post(
     "/{job_id}/enable",
     summary="Enable the job's schedule (new version unless already enabled)",
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 422, 503),
 )
 async def enable_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep) -> JobOut:
     return JobOut.model_validate(await job_api.jobs.set_enabled(account_id, job_id, True))
@@ -86,7 +86,7 @@ async def enable_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: Job
 @router.post(
     "/{job_id}/disable",
     summary="Disable the job's schedule (new version unless already disabled); manual runs still work",
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 422, 503),
 )
 async def disable_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: JobApiDep) -> JobOut:
     return JobOut.model_validate(await job_api.jobs.set_enabled(account_id, job_id, False))
@@ -101,7 +101,7 @@ async def disable_job(job_id: uuid.UUID, account_id: CurrentAccount, job_api: Jo
         "after a timeout or a 503) answers with the run it queued the first time, 202 with "
         "`Idempotent-Replayed: true`; the same key with other parameters is a 422 naming `Idempotency-Key`."
     ),
-    responses=problems(403, 404, 409, 422),
+    responses=problems(403, 404, 409, 422, 503),
 )
 async def execute_job(  # noqa: PLR0917 - FastAPI passes path, body and header as parameters
     job_id: uuid.UUID,
