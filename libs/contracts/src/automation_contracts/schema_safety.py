@@ -16,7 +16,9 @@ stored (:func:`check_usable`). A schema is **accepted** when:
    apply a subschema to the *same* value (``allOf``, ``anyOf``, ``oneOf``, ``not``, ``if``,
    ``then``, ``else``, ``dependentSchemas``, ``$ref``, ``$dynamicRef``) never leads back to where it
    started (a reference cycle is allowed only through a keyword that steps into a property or an
-   item, so it ends with the value's own depth), and such a chain is at most :data:`MAX_DEPTH` long;
+   item, so it ends with the value's own depth), such a chain is at most :data:`MAX_DEPTH` long,
+   and at most :data:`MAX_IN_PLACE` (1000) schemas apply to one value, each counted as often as it is
+   reached (levels of ``allOf`` with many references each would otherwise multiply the work);
 5. ``$dynamicAnchor`` is not used (which schema a dynamic reference reaches would depend on the
    path taken, so rule 4 could not be checked; ``$dynamicRef`` without it is a plain ``$ref``);
 6. every ``pattern``, every ``patternProperties`` name is an RE2 regular expression: patterns are
@@ -289,11 +291,19 @@ def _in_place_edges(
     return edges
 
 
+MAX_IN_PLACE = 1000
+"""The most schemas that may apply to one value, counting each as often as references and in-place
+keywords reach it: a few levels of ``allOf`` of many references to the next level stay within every other
+limit, and multiply the work of validating each value."""
+
+
 def _check_chains(
     positions: dict[int, _Position], edges: dict[int, list[tuple[int, list[str | int]]]], prefix: str
 ) -> None:
-    """Refuse an in-place cycle, or an in-place chain longer than MAX_DEPTH (iteratively: no recursion)."""
+    """Refuse an in-place cycle, an in-place chain longer than MAX_DEPTH, or more than MAX_IN_PLACE
+    schemas applying to one value (iteratively: no recursion)."""
     longest: dict[int, int] = {}
+    fanout: dict[int, int] = {}  # how many schemas apply to a value this one applies to, itself included
     on_stack: set[int] = set()
     for start in positions:
         if start in longest:
@@ -321,6 +331,14 @@ def _check_chains(
                 stack.pop()
                 on_stack.discard(node)
                 longest[node] = 1 + max((longest[target] for target, _ in edges.get(node, ())), default=0)
+                fanout[node] = 1 + sum(fanout[target] for target, _ in edges.get(node, ()))
+                if fanout[node] > MAX_IN_PLACE:
+                    raise UnusableSchema(
+                        f"more than {MAX_IN_PLACE} schemas would apply to one value (through $ref, allOf, anyOf,"
+                        " oneOf, not, if/then/else, each counted as often as it is reached): validating would"
+                        " multiply the work",
+                        join_path(prefix, positions[node].path),
+                    )
                 if longest[node] > MAX_DEPTH:
                     raise UnusableSchema(
                         f"more than {MAX_DEPTH} schemas apply to the same value one inside another "

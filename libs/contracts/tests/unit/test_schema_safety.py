@@ -121,7 +121,7 @@ def test_checking_a_huge_or_hostile_schema_is_quick() -> None:
     started = time.monotonic()
     refused(nested("allOf", 100_000) | {})  # nesting is measured without recursion
     fan_out = {"$defs": {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(15)} | {"d15": {}}}
-    check_usable(fan_out, "p")
+    refused(fan_out)  # 2**15 schemas would apply to one value: counted once per schema, not per path
     assert time.monotonic() - started < 2.0
 
 
@@ -236,3 +236,27 @@ def test_a_value_too_deep_for_a_recursive_schema_is_an_error_not_a_crash() -> No
         compile_schema(TREE).first_error(value, "data")
     assert caught.value.path == "data"
     assert "nests too deeply" in caught.value.reason
+
+
+def test_schemas_that_multiply_the_work_per_value_are_refused() -> None:
+    """Each level an allOf of ten references to the next: no cycle, a chain of four, yet 10**4 schemas
+    would apply to the value at the bottom level. A few references to shared definitions pass."""
+    import time
+
+    from automation_contracts.schema_safety import MAX_IN_PLACE, UnusableSchema, check_usable, compile_schema
+
+    levels = {f"l{n}": {"allOf": [{"$ref": f"#/$defs/l{n + 1}"}] * 10} for n in range(4)}
+    levels["l4"] = {"type": "string", "pattern": "^a+$"}
+    fanning = {"$defs": levels, "$ref": "#/$defs/l0"}
+    with pytest.raises(UnusableSchema, match=f"more than {MAX_IN_PLACE} schemas would apply to one value") as refused:
+        check_usable(fanning, "parameters")
+    assert refused.value.path.startswith("parameters.$defs.l"), refused.value.path
+    started = time.monotonic()
+    assert compile_schema(fanning).is_valid("a" * 10) is True  # unchecked, stored before: slow, but it ends
+    assert time.monotonic() - started < 30
+    shared = {
+        "$defs": {"site": {"type": "string"}, "n": {"type": "integer"}},
+        "type": "object",
+        "properties": {f"p{i}": {"allOf": [{"$ref": "#/$defs/site"}, {"$ref": "#/$defs/n"}]} for i in range(50)},
+    }
+    check_usable(shared, "parameters")
