@@ -137,6 +137,7 @@ async def test_every_consumed_queue_has_its_red_series(platform: Platform) -> No
                 outcomes.setdefault(key, set()).add(labels["outcome"])
     assert {
         ("job-api", "job-api.execution-events"),
+        ("job-api", "automation.dead"),
         ("executor", "executor.runs"),
         ("browser-pool", "browser-pool.tasks"),
         ("event-gateway", "event-gateway.history"),

@@ -16,6 +16,8 @@ GRID_WIDTH = 24
 RATE = "[$__rate_interval]"
 SERVICES = ("job-api", "scheduler", "executor", "browser-pool", "event-gateway")
 PROBE_ROUTES = '"/healthz|/readyz|/metrics"'
+#: What the executor puts in its delay queues (``automation.retry``), which dead-letter back into ``executor.runs``.
+RETRY_RUN_REQUESTS = 'exchange="automation.retry", routing_key=~"automation\\\\.retry\\\\.run\\\\.requested\\\\..+"'
 
 
 @dataclass(frozen=True)
@@ -213,11 +215,13 @@ def health(service: str, *, width: int = 6, height: int = 8) -> Panel:
 
 
 def outbox(service: str, *, width: int = 9) -> Panel:
-    """Unsent outbox rows and the age of the oldest."""
+    """Unsent outbox rows and the age of the oldest (not for browser-pool, which has no outbox)."""
+    assert service != "browser-pool", "browser-pool has no outbox: its gauges have no samples"
+    none_there = " browser-pool has no outbox: nothing here for it." if service.startswith("$") else ""
     return timeseries(
         "Outbox backlog",
         f"Rows of {service}'s outbox not yet published, and the age of the oldest (OutboxStuck: older "
-        "than 5 minutes for 5 minutes).",
+        f"than 5 minutes for 5 minutes).{none_there}",
         Query(f'sum(automation_outbox_pending_messages{{service="{service}"}})', "pending"),
         Query(f'max(automation_outbox_oldest_age_seconds{{service="{service}"}})', "oldest age"),
         width=width,
@@ -254,8 +258,10 @@ def published(service: str, *, width: int = 9) -> Panel:
     )
 
 
-def queue_flow(service: str, queue: str = "", *, published_key: str = "", width: int = 12) -> Panel:
-    """Deliveries received and how they ended (acked, requeued, dead_lettered), and what was published in."""
+def queue_flow(service: str, queue: str = "", *, published_key: str = "", delayed: str = "", width: int = 12) -> Panel:
+    """Deliveries received and how they ended (acked, requeued, dead_lettered), and what was published in:
+    to ``automation.commands`` with ``published_key``, and (``delayed``: a selector of
+    ``automation_messages_published_total``) into the delay queues that dead-letter back into the queue."""
     selector = f'service="{service}"' + (f', queue="{queue}"' if queue else "")
     queries = []
     if published_key:
@@ -266,6 +272,10 @@ def queue_flow(service: str, queue: str = "", *, published_key: str = "", width:
                 "published",
             )
         )
+    if delayed:
+        queries.append(
+            Query(f"sum(rate(automation_messages_published_total{{{delayed}}}{RATE}))", "back from delay queues")
+        )
     queries += [
         Query(f"sum by (queue) (rate(automation_messages_received_total{{{selector}}}{RATE}))", "{{queue}} received"),
         Query(
@@ -275,6 +285,12 @@ def queue_flow(service: str, queue: str = "", *, published_key: str = "", width:
     ]
     where = queue or f"every queue {service} consumes"
     sent = " 'published' is what was sent to the queue (QueueBackingUp)." if published_key else ""
+    if delayed:
+        sent = (
+            " What enters the queue (QueueBackingUp compares it with acked + dead_lettered): 'published' to "
+            "automation.commands, and 'back from delay queues': requests put in automation.retry (throttled by "
+            "max_concurrency, retries), which dead-letter back into the queue after their delay."
+        )
     return timeseries(
         f"{queue or 'Queues'}: in and out",
         f"Deliveries per second from {where}: received (redeliveries included) and finished by outcome "

@@ -53,10 +53,12 @@ def overview() -> dict[str, Any]:
         ),
         timeseries(
             "5xx share",
-            "Share of HTTP requests answered with a server error, per service.",
+            "Share of HTTP requests answered with a server error, per service, probes (/healthz, /readyz, "
+            "/metrics) excluded.",
             Query(
-                f'sum by (service) (rate(automation_http_requests_total{{status=~"5.."}}{RATE})) '
-                f"/ sum by (service) (rate(automation_http_requests_total{RATE}))",
+                "sum by (service) (rate(automation_http_requests_total"
+                f'{{route!~{PROBE_ROUTES}, status=~"5.."}}{RATE})) '
+                f"/ sum by (service) (rate(automation_http_requests_total{{route!~{PROBE_ROUTES}}}{RATE}))",
                 "{{service}}",
             ),
             unit="percentunit",
@@ -137,10 +139,12 @@ def overview() -> dict[str, Any]:
         ),
         timeseries(
             "Error rate (5xx)",
-            "Share of requests answered with a server error.",
+            "Share of requests answered with a server error (probes excluded).",
             Query(
-                f'sum(rate(automation_http_requests_total{{service="{svc}", status=~"5.."}}{RATE})) '
-                f'/ sum(rate(automation_http_requests_total{{service="{svc}"}}{RATE}))',
+                "sum(rate(automation_http_requests_total"
+                f'{{service="{svc}", route!~{PROBE_ROUTES}, status=~"5.."}}{RATE})) '
+                "/ sum(rate(automation_http_requests_total"
+                f'{{service="{svc}", route!~{PROBE_ROUTES}}}{RATE}))',
                 "5xx share",
             ),
             unit="percentunit",
@@ -281,8 +285,14 @@ def events() -> dict[str, Any]:
         ),
         timeseries(
             "Rejected share",
-            "Refused submissions over all submissions: a publisher sending payloads that fail their schema.",
-            Query(f"sum({rejected}) / (sum({rejected}) + sum({ingested}))", "rejected"),
+            "Refused submissions over all submissions to POST /api/v1/events (refused + ingested with "
+            "source_kind http; events seen on automation.events are no submissions): a publisher sending "
+            "payloads that fail their schema.",
+            Query(
+                f"sum({rejected}) / (sum({rejected}) + "
+                f'(sum(rate(automation_events_ingested_total{{source_kind="http"}}{RATE})) or vector(0)))',
+                "rejected",
+            ),
             unit="percentunit",
         ),
         timeseries(

@@ -6,6 +6,7 @@ from typing import Any
 
 from panels import (
     RATE,
+    RETRY_RUN_REQUESTS,
     Panel,
     Query,
     dashboard,
@@ -130,7 +131,7 @@ def executor() -> dict[str, Any]:
             stacked=True,
         ),
         row("Queue executor.runs"),
-        queue_flow(svc, "executor.runs", published_key="run.requested"),
+        queue_flow(svc, "executor.runs", published_key="run.requested", delayed=RETRY_RUN_REQUESTS),
         handling_time(svc),
         row("Plumbing"),
         health(svc),
@@ -182,8 +183,9 @@ def browser_pool() -> dict[str, Any]:
         ),
         timeseries(
             "Browser restarts per hour by reason",
-            "Browsers replaced: crashed (disconnected), recycled (served their task quota), "
-            "launch_failed (a launch that failed and is retried). Crashes in numbers: memory or /dev/shm.",
+            "Browsers replaced: crashed (disconnected), recycled (served their task quota). Crashes in "
+            "numbers: memory or /dev/shm. A launch that fails is not a restart: it is retried with a "
+            "backoff and logged (browser_launch_failed), and the Browsers panel stays below the pool size.",
             Query(f"sum by (reason) (rate(automation_browser_restarts_total{RATE})) * 3600", "{{reason}}"),
         ),
         timeseries(
@@ -221,8 +223,8 @@ def browser_pool() -> dict[str, Any]:
         queue_flow(svc, "browser-pool.tasks", published_key="browser.task", width=8),
         row("Plumbing"),
         health(svc),
-        outbox(svc),
         handling_time(svc, width=9),
+        published(svc, width=9),
     ]
     return dashboard(
         "automation-browser-pool",

@@ -27,8 +27,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, Field
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from automation_core import __version__
@@ -67,15 +69,107 @@ TELEMETRY: TelemetryConfig = {
 }
 
 
+#: The ``route`` label of a request no route took: a 404 (never a 2xx or a redirect).
+UNMATCHED = "unmatched"
+
+
+class RouteTemplates:
+    """The full route template of a request, as the caller sees it, whatever the routers' nesting.
+
+    FastAPI no longer copies an included router's routes into the app: ``scope["route"]`` is the route as
+    its own router declared it, without the prefixes of the routers and includes above it (the executor's
+    ``/workers/self`` under its ``/api/v1`` router), and the routes an app adds with ``add_route``
+    (``/openapi.json``, ``/docs``, ``/docs/oauth2-redirect``, ``/redoc``) set no ``scope["route"]``. The
+    public :func:`fastapi.routing.iter_route_contexts` gives every route of the app with its effective
+    (full) path: read at the first request, and again when a request names a route not seen then (a
+    route added later). A redirect to the same path with(out) its trailing slash is labelled by the route
+    it leads to, as the server span's ``http.route`` is; what no route takes is :data:`UNMATCHED`.
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[BaseRoute] | None = None
+        self._count = -1
+        #: ``id(original route)`` -> its contexts (one per include of its router), with their templates.
+        self._by_route: dict[int, list[tuple[RouteContext, str]]] = {}
+        self._all: list[tuple[RouteContext, str]] = []
+        #: The routes that are not API routes (an API route always sets ``scope["route"]``).
+        self._plain: list[tuple[RouteContext, str]] = []
+        #: Routes a fresh read did not list either: not read again for them at every request.
+        self._unlisted: set[int] = set()
+
+    def _load(self, routes: list[BaseRoute]) -> None:
+        self._routes, self._count = routes, len(routes)
+        self._by_route, self._all, self._plain = {}, [], []
+        for context in iter_route_contexts(routes):
+            template = context.path_format or context.path
+            if not template:
+                continue
+            entry = (context, template)
+            self._all.append(entry)
+            self._by_route.setdefault(id(context.original_route), []).append(entry)
+            if not isinstance(context.original_route, APIRoute):
+                self._plain.append(entry)
+
+    def _contexts(self, routes: list[BaseRoute], route: BaseRoute) -> list[tuple[RouteContext, str]]:
+        key = id(route)
+        if self._routes is not routes or self._count != len(routes):
+            self._load(routes)
+            self._unlisted.clear()
+        if key not in self._by_route and key not in self._unlisted:
+            self._load(routes)
+            if key not in self._by_route:
+                self._unlisted.add(key)
+        return self._by_route.get(key, [])
+
+    @staticmethod
+    def _first_match(entries: list[tuple[RouteContext, str]], scope: Scope) -> str | None:
+        for context, template in entries:
+            match, _ = context.matches(scope)
+            if match is not Match.NONE:
+                return template
+        return None
+
+    def template(self, scope: Scope, status: int) -> str:
+        """The route template of a finished request (``status``: its response's)."""
+        app = scope.get("app")
+        routes = getattr(app, "routes", None)
+        route = scope.get("route")
+        if not isinstance(routes, list):
+            return getattr(route, "path", None) or UNMATCHED
+        if route is not None:
+            entries = self._contexts(routes, route)
+            if len(entries) == 1:
+                return entries[0][1]
+            found = self._first_match(entries, scope)
+            return found or getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
+        if self._routes is not routes or self._count != len(routes):
+            self._load(routes)
+        found = self._first_match(self._plain, scope)
+        if found is None and 300 <= status < 400 and getattr(getattr(app, "router", None), "redirect_slashes", False):
+            path = str(scope.get("path", ""))
+            other = dict(scope, path=path.rstrip("/") if path.endswith("/") else path + "/")
+            found = self._first_match(self._all, other)
+        return found or UNMATCHED
+
+
 class MetricsMiddleware:
     """Counts and times requests by route template (never by raw path) and logs one ``http_request`` line.
 
-    It runs inside FastAPI's server span, so the log line carries the request's ``trace_id``/``span_id``.
+    The template is the full one (:class:`RouteTemplates`). It runs inside FastAPI's server span, so the
+    log line carries the request's ``trace_id``/``span_id``.
     """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        self.templates = RouteTemplates()
+
+    def _template(self, scope: Scope, status: int) -> str:
+        try:
+            return self.templates.template(scope, status)
+        except Exception:  # a label must never turn a response into an error
+            log.warning("route_template_failed", path=scope.get("path"), exc_info=True)
+            return getattr(scope.get("route"), "path", None) or UNMATCHED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,8 +187,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self._template(scope, status)
             raw_method = str(scope.get("method", "GET")).upper()
             method = raw_method if raw_method in KNOWN_METHODS else "_OTHER"
             elapsed = time.perf_counter() - start

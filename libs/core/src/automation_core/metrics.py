@@ -2,8 +2,8 @@
 
 Names follow Prometheus conventions: ``automation_`` prefix, base units, ``_total`` on counters.
 Labels are route templates, queue names and routing keys, never ids (a server-named exclusive queue,
-``amq.gen-...``, is counted as ``server-named``). The consumer runner creates every outcome series of a
-queue at 0 when it starts, so ``rate()`` and ``increase()`` see the first message.
+``amq.gen-...``, is counted as ``server-named``). A consumer creates every outcome series of its queue at 0
+when it starts (:class:`QueueMetrics`), so ``rate()`` and ``increase()`` see the first message.
 
 - ``automation_build_info{service,version}``: constant 1.
 - ``automation_http_requests_total{service,method,route,status}``: HTTP requests handled.
@@ -68,6 +68,20 @@ OUTBOX_PENDING = Gauge("automation_outbox_pending_messages", "Outbox rows not ye
 OUTBOX_OLDEST_AGE = Gauge("automation_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row.", ["service"])
 BROKER_CONNECTED = Gauge("automation_broker_connected", "1 while the AMQP connection is open.", ["service"])
 DATABASE_UP = Gauge("automation_database_up", "1 when the last database check succeeded.", ["service"])
+
+
+class QueueMetrics:
+    """The series of one consumed queue, labelled once (a ``labels()`` look-up per message costs more than
+    the increment): ``received``, ``duration`` and ``consumed[outcome]`` for every outcome of
+    :data:`CONSUMED_OUTCOMES`. Making one creates every series at 0, so ``rate()`` and ``increase()`` see the
+    first message: make it when the consumer starts. The shared consumer runner
+    (``automation_messaging.Consumer``) and every consumer of its own (job-api's ``automation.dead``) use it.
+    """
+
+    def __init__(self, service: str, queue: str) -> None:
+        self.received = MESSAGES_RECEIVED.labels(service, queue)
+        self.duration = MESSAGE_DURATION.labels(service, queue)
+        self.consumed = {outcome: MESSAGES_CONSUMED.labels(service, queue, outcome) for outcome in CONSUMED_OUTCOMES}
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -64,6 +64,16 @@ async def client(captured: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     async def boom() -> None:
         raise RuntimeError("kaput")
 
+    workers = APIRouter(tags=["workers"])  # nested as the executor's: /api/v1 on the including router
+
+    @workers.get("/workers/{worker_id}")
+    async def worker(worker_id: str) -> dict[str, str]:
+        return {"id": worker_id}
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(workers)
+    app.include_router(api)
+
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c
@@ -117,6 +127,17 @@ async def test_server_error_marks_the_span_failed(client: httpx.AsyncClient, spa
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})["http.response.status_code"] == 500
     assert (span.attributes or {})["error.type"] == "RuntimeError"
+
+
+async def test_a_nested_routers_span_and_metrics_name_the_full_template(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    assert (await client.get("/api/v1/workers/w-1")).status_code == 200
+    span = only_server_span(spans)
+    assert span.name == "GET /api/v1/workers/{worker_id}"
+    assert (span.attributes or {})["http.route"] == "/api/v1/workers/{worker_id}"
+    payload, _ = render_metrics()
+    assert b'method="GET",route="/api/v1/workers/{worker_id}",service="unit",status="200"' in payload
 
 
 async def test_unmatched_path_is_named_by_method_only(client: httpx.AsyncClient, spans: InMemorySpanExporter) -> None:

@@ -64,7 +64,7 @@ from pydantic import BaseModel
 from automation_contracts import EVENT_MODELS, CloudEvent, ContractError, dataschema_for, parse_data, validate_event
 from automation_core.errors import Outage, find_in_chain
 from automation_core.logging import get_logger
-from automation_core.metrics import CONSUMED_OUTCOMES, MESSAGE_DURATION, MESSAGES_CONSUMED, MESSAGES_RECEIVED
+from automation_core.metrics import QueueMetrics
 from automation_core.tracing import extract_context, get_tracer, start_span
 from automation_messaging.broker import CONNECTION_ERRORS, Broker
 from automation_messaging.topology import DLX, REPLICA_CONTROL_PREFIX
@@ -259,12 +259,8 @@ class Consumer:
         self._queue = await self._queue_factory(self._channel)
         self.queue_name = self._queue.name
         self._queue_label = queue_label(self.queue_name)
-        self._received = MESSAGES_RECEIVED.labels(self._service, self._queue_label)
-        self._duration = MESSAGE_DURATION.labels(self._service, self._queue_label)
-        self._consumed = {
-            outcome: MESSAGES_CONSUMED.labels(self._service, self._queue_label, outcome)
-            for outcome in CONSUMED_OUTCOMES
-        }
+        metrics = QueueMetrics(self._service, self._queue_label)
+        self._received, self._duration, self._consumed = metrics.received, metrics.duration, metrics.consumed
         self._tag = await self._queue.consume(self._on_message)
         log.info("consumer_started", queue=self.queue_name)
 

@@ -6,8 +6,8 @@
   (browsers x contexts per browser).
 - ``automation_browser_pool_wait_seconds``: time a task waited for a free slot.
 - ``automation_browser_restarts_total{reason}``: browsers replaced (``crashed``: disconnected;
-  ``recycled``: served ``AUTOMATION_BROWSER_RECYCLE_AFTER`` tasks; ``launch_failed``: a launch
-  that failed and is retried).
+  ``recycled``: served ``AUTOMATION_BROWSER_RECYCLE_AFTER`` tasks). A launch that fails is not a
+  restart: it is retried with a backoff and logged (``browser_launch_failed``).
 - ``automation_browser_tasks_total{outcome}``: tasks answered (``ok`` or ``error``).
 - ``automation_browser_tasks_received_again_total{found}``: tasks received again (a request
   delivered again, or sent again by its caller) and answered without running them twice:

@@ -109,3 +109,43 @@ async def test_an_event_type_body_that_cannot_be_read_is_a_422_naming_body(
     headers = {**ADMIN, "Content-Type": "application/json"}
     resp = await client.put("/api/v1/event-types/bad.input", content=body, headers=headers)
     assert assert_problem(resp, "body")["detail"].startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "detail"),
+    [
+        ("application/cloudevents+json", b"{bad", "body: JSON syntax error at line 1, column 2: Expecting property"),
+        ("application/cloudevents+json", b"[1]", "body: an event must be a JSON object, not an array"),
+        ("application/cloudevents+json", b"null", "body: an event must be a JSON object, not null"),
+        ("application/cloudevents-batch+json", b"{bad", "body: JSON syntax error at line 1, column 2"),
+        ("application/cloudevents-batch+json", b"{}", "body: a batch is a JSON array of events, not an object"),
+        ("application/cloudevents-batch+json", b'"x"', "body: a batch is a JSON array of events, not a string"),
+        ("application/cloudevents-batch+json", b"null", "body: a batch is a JSON array of events, not null"),
+    ],
+    ids=[
+        "structured-syntax",
+        "structured-array",
+        "structured-null",
+        "batch-syntax",
+        "batch-object",
+        "batch-string",
+        "batch-null",
+    ],
+)
+async def test_an_events_body_that_is_not_what_its_mode_needs_is_a_422_naming_body(
+    client: httpx.AsyncClient, content_type: str, body: bytes, detail: str
+) -> None:
+    resp = await client.post("/api/v1/events", content=body, headers={**ADMIN, "Content-Type": content_type})
+    problem = assert_problem(resp, "body")
+    assert problem["detail"].startswith(detail)
+    assert all(error["field"] == "body" for error in problem.get("errors", []))
+
+
+async def test_a_batch_item_that_is_no_object_is_a_422_naming_its_index(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/api/v1/events",
+        content=json.dumps([_event(), 1]),
+        headers={**ADMIN, "Content-Type": "application/cloudevents-batch+json"},
+    )
+    problem = assert_problem(resp, "1")
+    assert problem["detail"] == "1: an event must be a JSON object, not a number"

@@ -190,3 +190,38 @@ def test_fields_are_named_as_the_caller_sent_them() -> None:
     assert binary.field(0, "data.site") == "data.site"
     assert binary.field(0, "data_base64") == "data"
     assert binary.field(0, "datacontenttype") == "content-type"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (
+            "application/cloudevents+json",
+            b"{bad",
+            "JSON syntax error at line 1, column 2: Expecting property name enclosed in double quotes",
+        ),
+        ("application/cloudevents+json", b"", "JSON syntax error at line 1, column 1: Expecting value"),
+        ("application/cloudevents+json", b'{"a": NaN}', "not valid JSON: NaN is not JSON"),
+        ("application/cloudevents+json", "{}".encode("utf-16"), "not valid UTF-8: invalid start byte at byte 0"),
+        ("application/cloudevents-batch+json", b"{bad", "JSON syntax error at line 1, column 2"),
+        ("application/cloudevents-batch+json", b"{}", "a batch is a JSON array of events, not an object"),
+        ("application/cloudevents-batch+json", b'"x"', "a batch is a JSON array of events, not a string"),
+        ("application/cloudevents-batch+json", b"null", "a batch is a JSON array of events, not null"),
+        ("application/cloudevents-batch+json", b"7", "a batch is a JSON array of events, not a number"),
+    ],
+)
+def test_a_body_that_is_not_what_its_mode_needs_names_body(content_type: str, body: bytes, message: str) -> None:
+    error = rejected(lambda: read_submission(content_type, [], body, max_batch=5))
+    assert (error.reason, error.field) == (RejectReason.MALFORMED, "body")
+    assert error.message.startswith(message)
+    assert str(error).startswith(f"body: {message}")
+
+
+def test_a_binary_json_body_that_is_not_json_names_data() -> None:
+    error = rejected(lambda: read_submission("application/json", CE, b"{bad", max_batch=5))
+    assert (error.reason, error.field) == (RejectReason.MALFORMED, "data")
+    assert error.message.startswith("JSON syntax error at line 1, column 2")
+
+
+def test_the_structured_event_as_a_whole_is_the_body() -> None:
+    assert Submission(Mode.STRUCTURED, ({},)).field(0, "") == "body"

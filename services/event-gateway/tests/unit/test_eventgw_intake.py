@@ -89,6 +89,24 @@ def test_a_non_object_is_malformed() -> None:
 
 
 @pytest.mark.parametrize(
+    ("item", "kind"), [([1], "an array"), (None, "null"), ("x", "a string"), (1, "a number"), (True, "a boolean")]
+)
+def test_a_structured_event_that_is_no_object_names_body(item: object, kind: str) -> None:
+    with pytest.raises(EventRejected) as info:
+        check_envelopes(Submission(Mode.STRUCTURED, (item,)), is_admin=False)
+    error = info.value
+    assert (error.reason, error.field) == (RejectReason.MALFORMED, "body")
+    assert error.message == f"an event must be a JSON object, not {kind}"
+    assert [d.field for d in error.details] == ["body"]
+
+
+def test_a_batch_item_that_is_no_object_names_its_index() -> None:
+    with pytest.raises(EventRejected) as info:
+        check_envelopes(Submission(Mode.BATCH, (event(), 1)), is_admin=False)
+    assert (info.value.field, info.value.message) == ("1", "an event must be a JSON object, not a number")
+
+
+@pytest.mark.parametrize(
     ("raw", "field"),
     [
         (event(subject="a\x00b"), "subject"),

@@ -7,6 +7,11 @@ body and never dead-letters: a message is acknowledged once stored (or found alr
 message it cannot store (the database is down) is requeued after a backoff that grows with its
 deliveries up to ``AUTOMATION_DEAD_LETTERS_RETRY_MAX_SECONDS``.
 
+It reports the queue as every consumer does (:class:`automation_core.metrics.QueueMetrics`, created at its
+start): ``automation_messages_received_total`` per delivery, ``automation_messages_consumed_total`` with
+outcome ``acked`` or ``requeued`` (never ``dead_lettered``, at 0 like the others) and
+``automation_message_handling_duration_seconds`` from the delivery to its outcome.
+
 The queue is declared exactly as ``automation_messaging.topology.declare_topology`` declares it
 (durable, ``x-queue-type`` only: no dead-letter exchange, no delivery limit).
 
@@ -18,16 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
-from aiormq.exceptions import AMQPError, ChannelNotFoundEntity, DeliveryError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity, DeliveryError
 
 from automation_core.errors import Unavailable
 from automation_core.logging import get_logger
-from automation_core.metrics import MESSAGES_CONSUMED, MESSAGES_PUBLISHED
+from automation_core.metrics import MESSAGES_PUBLISHED, QueueMetrics
 from automation_db import utcnow
 from automation_job_api.domain.dead_letters import IncomingLetter, letter_from
 from automation_job_api.service.dead_letters import Unroutable
@@ -70,8 +77,17 @@ class DeadLetterConsumer:
         self._queue: AbstractQueue | None = None
         self._tag: ConsumerTag | None = None
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._metrics: QueueMetrics | None = None
+
+    @property
+    def metrics(self) -> QueueMetrics:
+        """The queue's series (made at :meth:`start`, every outcome at 0)."""
+        if self._metrics is None:
+            self._metrics = QueueMetrics(self._service, DEAD_QUEUE)
+        return self._metrics
 
     async def start(self) -> None:
+        _ = self.metrics  # every series of the queue at 0 before the first letter
         self._channel = await self._broker.channel(prefetch=self._settings.dead_letters_prefetch)
         self._queue = await declare_dead_queue(self._channel, self._settings.amqp_queue_type)
         self._tag = await self._queue.consume(self._on_message)
@@ -99,7 +115,19 @@ class DeadLetterConsumer:
                 self._in_flight.discard(task)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Store one letter and ack it; on failure requeue it after a backoff (never dead-letter it)."""
+        """Store one letter and ack it; on failure requeue it after a backoff (never dead-letter it).
+
+        Counted as received, then once by outcome (``acked``, ``requeued``), and timed to that outcome.
+        """
+        metrics = self.metrics
+        metrics.received.inc()
+        start = time.perf_counter()
+        try:
+            await self._handle(message, metrics)
+        finally:
+            metrics.duration.observe(time.perf_counter() - start)
+
+    async def _handle(self, message: AbstractIncomingMessage, metrics: QueueMetrics) -> None:
         letter = letter_from(
             body=message.body,
             headers=message.headers,
@@ -112,19 +140,36 @@ class DeadLetterConsumer:
         )
         try:
             await self._letters.store(letter)
-        except asyncio.CancelledError:
-            await message.nack(requeue=True)
+        except asyncio.CancelledError:  # stopped by shutdown: handed back
+            await self._settle(functools.partial(message.nack, requeue=True), "requeue")
+            metrics.consumed["requeued"].inc()
             raise
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the letter must not be lost
             failures = _deliveries(message) + 1
             delay = min(0.5 * 2 ** min(failures, 16), self._settings.dead_letters_retry_max_seconds)
             log.warning("dead_letter_store_failed", error=repr(exc), failures=failures, retry_in=delay)
             await asyncio.sleep(delay)
-            await message.nack(requeue=True)
-            MESSAGES_CONSUMED.labels(self._service, DEAD_QUEUE, "requeued").inc()
+            await self._settle(functools.partial(message.nack, requeue=True), "requeue")
+            metrics.consumed["requeued"].inc()
             return
-        await message.ack()
-        MESSAGES_CONSUMED.labels(self._service, DEAD_QUEUE, "acked").inc()
+        acked = await self._settle(message.ack, "ack")
+        metrics.consumed["acked" if acked else "requeued"].inc()
+
+    @staticmethod
+    async def _settle(settle: Callable[[], Awaitable[None]], how: str) -> bool:
+        """Ack or requeue; False when the channel closed first (the broker requeued the letter)."""
+        try:
+            await settle()
+        except (ChannelInvalidStateError, AMQPError, ConnectionError) as exc:
+            log.warning(
+                "delivery_outlived_its_channel",
+                queue=DEAD_QUEUE,
+                settle=how,
+                error=repr(exc),
+                detail="the channel closed while the letter was stored; the broker requeued it",
+            )
+            return False
+        return True
 
 
 class AmqpRepublisher:

@@ -9,6 +9,8 @@
 
 :func:`read_submission` turns a request into a :class:`Submission`: raw attribute mappings plus the
 way to name a field as the caller sent it (``type``; ``0.type`` in a batch; ``ce-type`` in binary mode).
+What is wrong with the body as a whole (not JSON, a batch that is no array, a structured event that is no
+object) names ``body``, as on every service.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from automation_contracts import CORE_ATTRIBUTES
-from automation_event_gateway.domain.envelope import is_extension_name
+from automation_core.errors import BODY_FIELD, body_problem
+from automation_event_gateway.domain.envelope import is_extension_name, json_kind
 from automation_event_gateway.domain.errors import EventRejected, RejectReason
 
 STRUCTURED = "application/cloudevents+json"
@@ -106,7 +109,8 @@ class Submission:
     items: tuple[Any, ...]
 
     def field(self, index: int, path: str) -> str:
-        """The caller's name for ``path`` (an attribute path such as ``type`` or ``data.site``) of item ``index``."""
+        """The caller's name for ``path`` (an attribute path such as ``type`` or ``data.site``) of item ``index``;
+        ``""`` (the event as a whole) is ``body`` in structured mode and the index in a batch."""
         if self.mode is Mode.BATCH:
             return f"{index}.{path}" if path else str(index)
         if self.mode is Mode.BINARY:
@@ -116,7 +120,7 @@ class Submission:
             if head == "datacontenttype":
                 return "content-type"
             return f"ce-{path}" if path else ""
-        return path
+        return path or BODY_FIELD
 
 
 def _reject_constant(name: str) -> Any:
@@ -135,7 +139,14 @@ def _decode_json(body: bytes, media: MediaType | None, field: str) -> Any:
     try:
         return loads_json(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise EventRejected(RejectReason.MALFORMED, f"not valid JSON: {exc}", field) from exc
+        raise EventRejected(RejectReason.MALFORMED, _json_problem(exc), field) from exc
+
+
+def _json_problem(exc: Exception) -> str:
+    """What keeps a body from being JSON, said as every service says it (line and column of a syntax error)."""
+    if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | RecursionError) or "integer string" in str(exc):
+        return body_problem(exc)
+    return f"not valid JSON: {exc}"  # NaN, Infinity
 
 
 def read_submission(
@@ -145,11 +156,13 @@ def read_submission(
     mode = mode_of(content_type)
     media = MediaType.parse(content_type)
     if mode is Mode.STRUCTURED:
-        return Submission(mode, (_decode_json(body, media, ""),))
+        return Submission(mode, (_decode_json(body, media, BODY_FIELD),))
     if mode is Mode.BATCH:
-        items = _decode_json(body, media, "")
+        items = _decode_json(body, media, BODY_FIELD)
         if not isinstance(items, list):
-            raise EventRejected(RejectReason.MALFORMED, "a batch is a JSON array of events")
+            raise EventRejected(
+                RejectReason.MALFORMED, f"a batch is a JSON array of events, not {json_kind(items)}", BODY_FIELD
+            )
         if len(items) > max_batch:
             raise EventRejected(RejectReason.TOO_LARGE, f"a batch holds at most {max_batch} events")
         return Submission(mode, tuple(items))

@@ -46,10 +46,23 @@ def _clean(message: str) -> str:
     return message.removeprefix("Value error, ")
 
 
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, for a message: ``an object``, ``an array``, ``a string``, ``null``, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def parse_event(raw: object) -> CloudEvent:
     """A CloudEvent from a decoded JSON object, or EventRejected naming the attribute at fault."""
     if not isinstance(raw, Mapping):
-        raise EventRejected(RejectReason.MALFORMED, "an event must be a JSON object")
+        raise EventRejected(RejectReason.MALFORMED, f"an event must be a JSON object, not {json_kind(raw)}")
     for name, value in raw.items():
         if name in CORE_ATTRIBUTES:
             continue
