@@ -187,6 +187,27 @@ async def test_max_runs_and_one_offs_complete(bus: Bus, jobs: Jobs, tables: Tabl
     assert len(bus.runs_of(once)) == 1
 
 
+async def test_max_runs_counts_the_runs_recorded_not_the_slots_decided_again(
+    bus: Bus, jobs: Jobs, tables: Tables
+) -> None:
+    """Found by hand: a slot decided a second time (its record already there, nothing inserted) still
+    counted towards ``max_runs``, so the job completed after fewer runs than it allows."""
+    job_id = uuid.uuid4()
+    await bus.publish(jobs.changed(job_id, schedule="@every 1s", max_runs=4))
+    await wait_until(runs(bus, job_id, 2), what="two runs")
+    first = next(r for r in await tables.fires(job_id) if r.outcome == "fired")
+    await tables.travel(job_id, next_fire_at=first.nominal_time)  # as an edit used to set it back
+
+    async def completed() -> Any:
+        row = await tables.schedule(job_id)
+        return row if row.state == "completed" else None
+
+    row = await wait_until(completed, what="the job completed", timeout=20)
+    await wait_until(runs(bus, job_id, 4), what="the fourth run published")
+    fired = [r for r in await tables.fires(job_id) if r.outcome == "fired"]
+    assert row.runs_fired == len(fired) == len(bus.runs_of(job_id)) == 4
+
+
 async def test_jitter_delays_the_publish_time_and_keeps_the_nominal_time(
     bus: Bus, jobs: Jobs, tables: Tables, client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:

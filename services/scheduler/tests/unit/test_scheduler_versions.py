@@ -181,8 +181,40 @@ def test_the_next_due_time_adds_the_jitter_to_the_next_nominal_slot() -> None:
     offset = timedelta(seconds=20)
     # now - offset = 13:00:10.25: the next slot is 13:01, due at 13:01:20 (not 13:02: it is still ahead)
     assert change.next_fire_at(None, EveryMinute(T0), NOW, offset) == T0 + timedelta(hours=1, minutes=1) + offset
-    late = NOW + timedelta(seconds=40)  # 13:01:10.25 - 20 s = 13:00:50.25: the 13:01 slot is still due later
-    assert change.next_fire_at(None, EveryMinute(T0), late, offset) == T0 + timedelta(hours=1, minutes=1) + offset
+    # Created at 13:01:10.25: the 13:01 slot (due 13:01:20, still ahead) came before the job existed, so
+    # its first slot is 13:02, as the preview from its creation says (it was 13:01, found by hand).
+    late = NOW + timedelta(seconds=40)
+    assert change.next_fire_at(None, EveryMinute(T0), late, offset) == T0 + timedelta(hours=1, minutes=2) + offset
+
+
+def test_an_edit_neither_decides_a_slot_again_nor_skips_one() -> None:
+    """Found by hand (``* * * * * *``): lowering the jitter skipped the slots in between, raising it, or
+    an edit or a re-enable just before a slot the fire loop had decided ahead, decided slots again and
+    counted them towards ``max_runs`` twice."""
+    from dataclasses import replace
+
+    from automation_scheduler.domain.schedules import first_undecided
+
+    old_offset, new_offset = timedelta(seconds=22), timedelta(0)
+    stored_row = replace(
+        stored(3), next_fire_at=T0 + old_offset, offset=old_offset, last_fire_at=T0 - timedelta(minutes=1)
+    )
+    change = plan_change(stored_row, incoming(4, timing=(None, None, "shift", "first", 30.0)))  # jitter changed
+    assert change is not None
+    assert change.reschedule
+    now = T0 + timedelta(seconds=20)  # the 13:00 slot, due 13:00:22, is not decided yet
+    assert first_undecided(stored_row, now, new_offset) == T0, "not now - 0 s: the 13:00 slot is not skipped"
+    assert change.next_fire_at(stored_row, EveryMinute(T0), now, new_offset) == T0, "due at once, late"
+    raised = timedelta(seconds=50)
+    assert change.next_fire_at(stored_row, EveryMinute(T0), now, raised) == T0 + raised
+    decided_ahead = replace(stored_row, next_fire_at=T0 + timedelta(minutes=1) + old_offset, last_fire_at=T0)
+    assert change.next_fire_at(decided_ahead, EveryMinute(T0), now, raised) == T0 + timedelta(minutes=1) + raised
+    resumed = replace(decided_ahead, state="paused", next_fire_at=None)  # paused, then enabled just before
+    back = plan_change(resumed, incoming(5))
+    assert back is not None
+    assert back.next_fire_at(resumed, EveryMinute(T0), T0 - timedelta(seconds=1), new_offset) == T0 + timedelta(
+        minutes=1
+    ), "the 13:00 slot fired already"
 
 
 @pytest.mark.parametrize(

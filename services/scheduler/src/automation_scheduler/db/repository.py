@@ -68,7 +68,8 @@ class Advance:
     state: str | None = None
     """A new state (``completed``), or None to keep it."""
     fired: int = 0
-    """Runs fired this round (added to the ``max_runs`` counter)."""
+    """Runs planned this round (the ``max_runs`` counter adds those whose records were inserted: a slot
+    recorded before is not counted again)."""
 
 
 async def db_now(conn: AsyncConnection) -> datetime:
@@ -100,6 +101,7 @@ def _stored(row: Any) -> StoredSchedule:
         timing=timing_of(row.spec),
         runs_fired=row.runs_fired,
         paused_from=row.paused_from,
+        last_fire_at=row.last_fire_at,
     )
 
 
@@ -118,6 +120,7 @@ async def lock_schedule(conn: AsyncConnection, job_id: uuid.UUID) -> LockedSched
                 t.c.spec,
                 t.c.runs_fired,
                 t.c.paused_from,
+                t.c.last_fire_at,
             )
             .where(t.c.job_id == job_id)
             .with_for_update()
@@ -223,7 +226,9 @@ _RECORD_FIRES = text(
         SET next_fire_at = u.next_fire_at,
             last_fire_at = COALESCE(u.last_fire_at, s.last_fire_at),
             state = COALESCE(u.state, s.state),
-            runs_fired = s.runs_fired + u.fired,
+            runs_fired = s.runs_fired + (
+                SELECT count(*) FROM inserted AS i WHERE i.job_id = u.job_id AND i.outcome = 'fired'
+            ),
             updated_at = now()
         FROM unnest(
             CAST(:advance_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
@@ -240,8 +245,8 @@ async def record_fires(
     conn: AsyncConnection, records: Sequence[FireRecord], advances: Sequence[Advance]
 ) -> set[tuple[uuid.UUID, datetime, str]]:
     """In one statement: insert scheduled slots' records (slots already recorded are skipped) and store
-    the claimed schedules' next fire times, states and run counters. Returns the (job, nominal time,
-    outcome) actually inserted."""
+    the claimed schedules' next fire times, states and run counters (the fired slots actually inserted).
+    Returns the (job, nominal time, outcome) actually inserted."""
     result = await conn.execute(
         _RECORD_FIRES,
         {

@@ -64,6 +64,8 @@ class StoredSchedule:
     paused_from: datetime | None = None
     offset: timedelta = timedelta(0)
     """The stored version's jitter offset (``next_fire_at`` is the nominal slot plus it)."""
+    last_fire_at: datetime | None = None
+    """The nominal time of the last slot fired (None before the first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +105,35 @@ class ScheduleChange:
             return stored.next_fire_at
         if fire_times is None:
             raise ValueError("an active schedule needs its parsed fire times")
-        nominal = fire_times.next_after(now - offset)
+        nominal = fire_times.next_after(first_undecided(stored, now, offset) - EPSILON)
         return None if nominal is None else nominal + offset
+
+
+EPSILON = timedelta(microseconds=1)
+
+
+def first_undecided(stored: StoredSchedule | None, now: datetime, offset: timedelta) -> datetime:
+    """The earliest nominal time a (re)scheduled job may fire at.
+
+    - A new job: its creation (``now``). A slot whose nominal time came before the job existed is not
+      its slot, even when its jitter ``offset`` would publish it later.
+    - An active job whose timing changed: the first slot its stored timing had not decided
+      (``stored.next_fire_at`` less the stored offset), so an edit neither decides a slot again nor
+      skips the slots in between (a smaller jitter used to skip them silently; a larger one to decide
+      them again).
+    - A resumed job: ``now - offset`` (the slots its pause held back are recorded ``paused``).
+
+    Never at or before the last slot fired, which the fire loop may have decided ahead of its time.
+    """
+    if stored is None:
+        floor = now
+    elif stored.state == "active" and stored.next_fire_at is not None:
+        floor = stored.next_fire_at - stored.offset
+    else:
+        floor = now - offset
+    if stored is not None and stored.last_fire_at is not None:
+        floor = max(floor, stored.last_fire_at + EPSILON)
+    return floor
 
 
 def is_newer(stored_version: int | None, incoming_version: int) -> bool:
