@@ -353,7 +353,6 @@ class FireLoop:
                     None if plan.next_nominal is None else plan.next_nominal + job.offset,
                     fired[-1] if fired else None,
                     state="completed" if plan.completed else None,
-                    fired=len(fired),
                 )
             )
         inserted = await repo.record_fires(conn, records, advances)

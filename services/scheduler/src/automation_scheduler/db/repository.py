@@ -67,9 +67,6 @@ class Advance:
     last_fire_at: datetime | None
     state: str | None = None
     """A new state (``completed``), or None to keep it."""
-    fired: int = 0
-    """Runs planned this round (the ``max_runs`` counter adds those whose records were inserted: a slot
-    recorded before is not counted again)."""
 
 
 async def db_now(conn: AsyncConnection) -> datetime:
@@ -221,19 +218,20 @@ _RECORD_FIRES = text(
         ) AS r(job_id, nominal_time, outcome, job_version, execution_id, fired_at, reason)
         ON CONFLICT (job_id, nominal_time, trigger) DO NOTHING
         RETURNING job_id, nominal_time, outcome
+    ), counted AS (
+        SELECT job_id, count(*) AS fired FROM inserted WHERE outcome = 'fired' GROUP BY job_id
     ), advanced AS (
         UPDATE "{SCHEMA}".schedules AS s
         SET next_fire_at = u.next_fire_at,
             last_fire_at = COALESCE(u.last_fire_at, s.last_fire_at),
             state = COALESCE(u.state, s.state),
-            runs_fired = s.runs_fired + (
-                SELECT count(*) FROM inserted AS i WHERE i.job_id = u.job_id AND i.outcome = 'fired'
-            ),
+            runs_fired = s.runs_fired + COALESCE(c.fired, 0),
             updated_at = now()
         FROM unnest(
             CAST(:advance_ids AS uuid[]), CAST(:next_fire_ats AS timestamptz[]), CAST(:last_fire_ats AS timestamptz[]),
-            CAST(:states AS text[]), CAST(:fired AS integer[])
-        ) AS u(job_id, next_fire_at, last_fire_at, state, fired)
+            CAST(:states AS text[])
+        ) AS u(job_id, next_fire_at, last_fire_at, state)
+        LEFT JOIN counted AS c ON c.job_id = u.job_id
         WHERE s.job_id = u.job_id
     )
     SELECT job_id, nominal_time, outcome FROM inserted
@@ -261,7 +259,6 @@ async def record_fires(
             "next_fire_ats": [a.next_fire_at for a in advances],
             "last_fire_ats": [a.last_fire_at for a in advances],
             "states": [a.state for a in advances],
-            "fired": [a.fired for a in advances],
         },
     )
     return {(r.job_id, r.nominal_time, r.outcome) for r in result}
