@@ -75,34 +75,43 @@ async def storable_input(request: Request) -> None:
         check_value(value)
 
 
-def check_value(value: Any, root: str = "", *, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Raise :class:`InvalidInput` at the first NUL (in a string or a key) or non-finite number of
-    ``value``, or at the first object or array nested deeper than ``max_depth`` levels."""
+def _invalid_input(message: str, field: str | None) -> Exception:
+    return InvalidInput(f"{field or 'body'}: {message}", field=field)
+
+
+def check_value(
+    value: Any,
+    root: str = "",
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    refuse: Callable[[str, str | None], Exception] = _invalid_input,
+) -> None:
+    """Raise at the first NUL (in a string or a key) or non-finite number of ``value``, or at the first
+    object or array nested deeper than ``max_depth`` levels: ``refuse(message, field)`` (an
+    :class:`InvalidInput` naming the field, unless the caller answers in its own terms)."""
     stack: list[tuple[Any, str, int]] = [(value, root, 1)]
     while stack:
         current, path, depth = stack.pop()
-        if depth > max_depth and isinstance(current, Mapping | list):
-            raise InvalidInput(f"{path or 'body'}: nested deeper than {max_depth} levels", field=path or None)
+        field = path or None
+        if depth > max_depth and isinstance(current, Mapping | list | tuple):
+            raise refuse(f"nested deeper than {max_depth} levels", field)
         if isinstance(current, str):
             if NUL in current:
-                raise InvalidInput(f"{path or 'body'}: {NUL_MESSAGE}", field=path or None)
+                raise refuse(NUL_MESSAGE, field)
         elif isinstance(current, _NonFinite):
-            raise InvalidInput(
-                f"{path or 'body'}: {current.text} is not a JSON number; numbers must be finite",
-                field=path or None,
-            )
+            raise refuse(f"{current.text} is not a JSON number; numbers must be finite", field)
         elif isinstance(current, float):
             if not math.isfinite(current):  # 1e999 parses as inf
-                raise InvalidInput(f"{path or 'body'}: numbers must be finite", field=path or None)
+                raise refuse("numbers must be finite", field)
         elif isinstance(current, Mapping):
             if any(NUL in str(key) for key in current):
-                raise InvalidInput(f"{path or 'body'}: keys {NUL_MESSAGE}", field=path or None)
+                raise refuse(f"keys {NUL_MESSAGE}", field)
             # pushed last to first, so that the first fault in the document is the one named
             stack.extend(
                 (item, f"{path}.{key}" if path else str(key), depth + 1)
                 for key, item in reversed(list(current.items()))
             )
-        elif isinstance(current, list):
+        elif isinstance(current, list | tuple):
             items = list(enumerate(current))
             stack.extend(
                 (item, f"{path}.{index}" if path else str(index), depth + 1) for index, item in reversed(items)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from automation_contracts import CORE_ATTRIBUTES, EVENT_MODELS, CloudEvent, ContractError
+from automation_core.storable import MAX_JSON_DEPTH, check_value
 from automation_event_gateway.domain.errors import EventRejected, RejectReason
 from automation_event_gateway.domain.routing import routing_key_problem
 
@@ -21,7 +21,6 @@ EXTENSION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 MAX_EXTENSION_NAME = 20
 MAX_ID_BYTES = 256
 MAX_SOURCE_BYTES = 1024
-MAX_DATA_DEPTH = 100
 PLATFORM_TYPES = frozenset(EVENT_MODELS)
 """The platform's own message types (their data schemas live in ``proto-schemas/``)."""
 RESERVED_NAMESPACES = frozenset({"job", "execution", "browser"})
@@ -118,28 +117,9 @@ def check_storable(event: CloudEvent) -> None:
         raise EventRejected(RejectReason.UNSTORABLE, f"must be at most {MAX_SOURCE_BYTES} bytes", "source")
     attributes: dict[str, Any] = event.model_dump(exclude={"time"})
     attributes.pop("data", None)
-    _check_value(attributes, "", depth_limit=2)
-    _check_value(event.data, "data", depth_limit=MAX_DATA_DEPTH)
+    check_value(attributes, "", max_depth=2, refuse=_unstorable)  # extension values are scalars
+    check_value(event.data, "data", max_depth=MAX_JSON_DEPTH, refuse=_unstorable)
 
 
-def _check_value(value: Any, root: str, *, depth_limit: int) -> None:
-    """Walk a JSON value without recursion (its depth is what is being checked)."""
-    stack: list[tuple[Any, str, int]] = [(value, root, 0)]
-    while stack:
-        current, path, depth = stack.pop()
-        if depth > depth_limit:
-            raise EventRejected(RejectReason.UNSTORABLE, f"nested deeper than {depth_limit} levels", path)
-        if isinstance(current, str):
-            if "\x00" in current:
-                raise EventRejected(RejectReason.UNSTORABLE, "must not contain NUL (U+0000) characters", path)
-        elif isinstance(current, float):
-            if not math.isfinite(current):
-                raise EventRejected(RejectReason.UNSTORABLE, "numbers must be finite (no NaN or Infinity)", path)
-        elif isinstance(current, Mapping):
-            for key, item in current.items():
-                child = f"{path}.{key}" if path else str(key)
-                if "\x00" in str(key):
-                    raise EventRejected(RejectReason.UNSTORABLE, "keys must not contain NUL characters", path)
-                stack.append((item, child, depth + 1))
-        elif isinstance(current, list | tuple):
-            stack.extend((item, f"{path}.{index}", depth + 1) for index, item in enumerate(current))
+def _unstorable(message: str, field: str | None) -> Exception:
+    return EventRejected(RejectReason.UNSTORABLE, message, field or "")
