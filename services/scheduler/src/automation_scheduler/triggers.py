@@ -143,6 +143,16 @@ def _job_failed(job_id: uuid.UUID, event: str, exc: Exception) -> str:
     return reason
 
 
+def _uncarriable(event: CloudEvent) -> str | None:
+    """Why no run can carry ``event`` (checked once per event): data the executor could not read, nested
+    deeper than the platform's messages carry (or holding what PostgreSQL cannot keep); None otherwise."""
+    try:
+        check_value(event.data, "data")
+    except InvalidInput as exc:
+        return f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON]
+    return None
+
+
 class TriggerEventsHandler:
     """Handles one delivery on ``scheduler.trigger-events``."""
 
@@ -216,11 +226,14 @@ class TriggerEventsHandler:
         now = await repo.db_now(conn)
         outcomes: Counter[str] = Counter()
         events: list[Outgoing] = []
+        uncarriable = _uncarriable(event)
         for match in matches:
             row = rows.get(match.job_id)
             if row is None or row.spec is None or row.state in ("deleted", "paused"):
                 continue
-            decided = await self._decide_for(conn, event, match, row, running.get(match.job_id, []))
+            decided = await self._decide_for(
+                conn, event, match, row, running.get(match.job_id, []), uncarriable=uncarriable
+            )
             spec, outcome, reason, parameters, label = decided
             execution_id = event_execution_id(match.job_id, event.id) if outcome == "fired" else None
             inserted = await conn.execute(
@@ -257,23 +270,34 @@ class TriggerEventsHandler:
         return outcomes
 
     async def _decide_for(
-        self, conn: AsyncConnection, event: CloudEvent, match: _Match, row: Any, running: list[uuid.UUID]
+        self,
+        conn: AsyncConnection,
+        event: CloudEvent,
+        match: _Match,
+        row: Any,
+        running: list[uuid.UUID],
+        *,
+        uncarriable: str | None,
     ) -> tuple[JobSpec | None, str, str | None, dict[str, Any], str]:
         """The job's definition (None when it cannot be read), the outcome and reason to record, the run's
-        parameters, and the outcome's metric label (``invalid_parameters`` and ``error`` apart)."""
-        if match.failed is not None:
-            return None, "skipped", match.failed, {}, "error"
-        try:
-            spec = JobSpec.model_validate(row.spec)
-        except Exception as exc:  # noqa: BLE001 - a definition this release cannot read: that job's defect
-            return None, "skipped", _job_failed(match.job_id, event.id, exc), {}, "error"
+        parameters, and the outcome's metric label (``invalid_parameters`` and ``error`` apart).
+        ``uncarriable``: why no run can carry this event (:func:`_uncarriable`), if so."""
+        failed, spec = match.failed, None
+        if failed is None:
+            try:
+                spec = JobSpec.model_validate(row.spec)
+            except Exception as exc:  # noqa: BLE001 - a definition this release cannot read: that job's defect
+                failed = _job_failed(match.job_id, event.id, exc)
+        if spec is None:
+            return None, "skipped", failed, {}, "error"
         outcome, reason = await self._decide(conn, match, spec, row, running)
         if outcome != "fired":
             return spec, outcome, reason, {}, outcome
+        if uncarriable is not None:
+            return spec, "skipped", uncarriable, {}, "invalid_parameters"
         try:
-            check_value(event.data, "data")  # the run carries the event: too deep, the executor could not read it
             return spec, outcome, reason, event_parameters(spec.parameters, event.data), outcome
-        except (ContractError, InvalidInput) as exc:
+        except ContractError as exc:
             if not isinstance(exc, UnusableSchema):  # the event's data does not make valid parameters
                 return spec, "skipped", f"{INVALID_PARAMETERS}: {exc}"[:MAX_REASON], {}, "invalid_parameters"
             failure: Exception = exc  # the job's parameters schema cannot be used (the error names the place)
