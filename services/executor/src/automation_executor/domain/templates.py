@@ -69,8 +69,8 @@ __all__ = [
     "secret_names",
     "to_text",
 ]
-POWERSHELL_VARIABLE = "automation_value_"
-SHELL_VARIABLE = "automation_value_"
+VARIABLE = "automation_value_"
+"""The name prefix of the variables a shell or PowerShell script's templates become (``automation_value_0``)."""
 
 
 @dataclass
@@ -173,6 +173,18 @@ def render_json(value: Any, ctx: TemplateContext) -> Any:
     return value
 
 
+def _as_variables(script: str, ctx: TemplateContext, reference: str) -> tuple[str, list[str]]:
+    """``script`` with the n-th template replaced by ``reference`` formatted with the variable's name
+    (:data:`VARIABLE` and n), and the values, in order, the variables are to hold."""
+    values: list[str] = []
+
+    def variable(match: re.Match[str]) -> str:
+        values.append(to_text(ctx.lookup(match.group(1))))
+        return reference.format(f"{VARIABLE}{len(values) - 1}")
+
+    return TEMPLATE.sub(variable, script), values
+
+
 def render_shell(script: str, ctx: TemplateContext) -> str:
     """A POSIX shell script with each template replaced by a variable holding the value.
 
@@ -184,16 +196,10 @@ def render_shell(script: str, ctx: TemplateContext) -> str:
     that quotes differently (dash has no ``$'…'``). The variables are not exported.
     """
     check_shell_script(script)
-    values: list[str] = []
-
-    def variable(match: re.Match[str]) -> str:
-        values.append(to_text(ctx.lookup(match.group(1))))
-        return '"${' + f"{SHELL_VARIABLE}{len(values) - 1}" + '}"'
-
-    body = TEMPLATE.sub(variable, script)
+    body, values = _as_variables(script, ctx, '"${{{}}}"')
     if not values:
         return script
-    return " ".join(f"{SHELL_VARIABLE}{index}={shlex.quote(value)};" for index, value in enumerate(values)) + " " + body
+    return " ".join(f"{VARIABLE}{index}={shlex.quote(value)};" for index, value in enumerate(values)) + " " + body
 
 
 def render_powershell(script: str, ctx: TemplateContext) -> str:
@@ -204,16 +210,10 @@ def render_powershell(script: str, ctx: TemplateContext) -> str:
     double-quoted string the variable expands to the value; inside single quotes it stays literal
     (``${automation_value_0}``), as any variable would.
     """
-    values: list[str] = []
-
-    def variable(match: re.Match[str]) -> str:
-        values.append(to_text(ctx.lookup(match.group(1))))
-        return "${" + f"{POWERSHELL_VARIABLE}{len(values) - 1}" + "}"
-
-    body = TEMPLATE.sub(variable, script)
+    body, values = _as_variables(script, ctx, "${{{}}}")
     preamble = "".join(
         "${"
-        + f"{POWERSHELL_VARIABLE}{index}"
+        + f"{VARIABLE}{index}"
         + "} = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('"
         + base64.b64encode(value.encode("utf-8")).decode("ascii")
         + "'))\n"
