@@ -182,6 +182,27 @@ def _ids_from(event: CloudEvent) -> dict[str, str]:
     return ids
 
 
+async def settle(message: AbstractIncomingMessage, *, ack: bool, queue: str) -> bool:
+    """Ack (or requeue) a delivery; False when its channel closed first: the broker requeued it (logged as
+    ``delivery_outlived_its_channel``). Every consumer settles through this, the runner's and those of
+    their own (job-api's ``automation.dead``)."""
+    try:
+        if ack:
+            await message.ack()
+        else:
+            await message.nack(requeue=True)
+    except (aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        log.warning(
+            "delivery_outlived_its_channel",
+            queue=queue,
+            settle="ack" if ack else "requeue",
+            error=repr(exc),
+            detail="the channel closed while the message was handled; the broker requeued it",
+        )
+        return False
+    return True
+
+
 class Consumer:
     """Consumes one queue with a handler; bounded by the channel's prefetch."""
 
@@ -453,22 +474,7 @@ class Consumer:
         return outcome
 
     async def _settle(self, message: AbstractIncomingMessage, *, ack: bool) -> bool:
-        """Ack (or requeue) the delivery; False when its channel closed first: the broker requeued it."""
-        try:
-            if ack:
-                await message.ack()
-            else:
-                await message.nack(requeue=True)
-        except (aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
-            log.warning(
-                "delivery_outlived_its_channel",
-                queue=self.queue_name,
-                settle="ack" if ack else "requeue",
-                error=repr(exc),
-                detail="the channel closed while the message was handled; the broker requeued it",
-            )
-            return False
-        return True
+        return await settle(message, ack=ack, queue=self.queue_name)
 
     async def _requeue(
         self, message: AbstractIncomingMessage, delivery: Delivery, reason: str, delay: float | None

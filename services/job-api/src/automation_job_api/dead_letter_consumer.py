@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, ConsumerTag
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity, DeliveryError
+from aiormq.exceptions import AMQPError, ChannelNotFoundEntity, DeliveryError
 
 from automation_core.errors import Unavailable
 from automation_core.logging import get_logger
@@ -40,6 +38,7 @@ from automation_job_api.domain.dead_letters import IncomingLetter, letter_from
 from automation_job_api.service.dead_letters import Unroutable
 from automation_job_api.settings import JobApiSettings
 from automation_messaging import Broker
+from automation_messaging.consumer import settle
 from automation_messaging.topology import DEAD_QUEUE, DLX
 
 log = get_logger(__name__)
@@ -141,7 +140,7 @@ class DeadLetterConsumer:
         try:
             await self._letters.store(letter)
         except asyncio.CancelledError:  # stopped by shutdown: handed back
-            await self._settle(functools.partial(message.nack, requeue=True), "requeue")
+            await settle(message, ack=False, queue=DEAD_QUEUE)
             metrics.consumed["requeued"].inc()
             raise
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the letter must not be lost
@@ -149,27 +148,11 @@ class DeadLetterConsumer:
             delay = min(0.5 * 2 ** min(failures, 16), self._settings.dead_letters_retry_max_seconds)
             log.warning("dead_letter_store_failed", error=repr(exc), failures=failures, retry_in=delay)
             await asyncio.sleep(delay)
-            await self._settle(functools.partial(message.nack, requeue=True), "requeue")
+            await settle(message, ack=False, queue=DEAD_QUEUE)
             metrics.consumed["requeued"].inc()
             return
-        acked = await self._settle(message.ack, "ack")
+        acked = await settle(message, ack=True, queue=DEAD_QUEUE)
         metrics.consumed["acked" if acked else "requeued"].inc()
-
-    @staticmethod
-    async def _settle(settle: Callable[[], Awaitable[None]], how: str) -> bool:
-        """Ack or requeue; False when the channel closed first (the broker requeued the letter)."""
-        try:
-            await settle()
-        except (ChannelInvalidStateError, AMQPError, ConnectionError) as exc:
-            log.warning(
-                "delivery_outlived_its_channel",
-                queue=DEAD_QUEUE,
-                settle=how,
-                error=repr(exc),
-                detail="the channel closed while the letter was stored; the broker requeued it",
-            )
-            return False
-        return True
 
 
 class AmqpRepublisher:
